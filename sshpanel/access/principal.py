@@ -1,0 +1,43 @@
+"""Provides `Principal`, the authenticated identity behind every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sshpanel.errors import PermissionDenied
+
+ROLES = ("admin", "user")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is acting, bound at authentication and never changed afterwards.
+
+    Attributes:
+        user_id: Database id of the user.
+        name: User name (the SSH login name).
+        role: `admin` or `user`.
+        fingerprint: SHA256 fingerprint of the key that authenticated.
+        source: Client address as `host:port`.
+    """
+
+    user_id: int
+    name: str
+    role: str
+    fingerprint: str = ""
+    source: str = ""
+
+    @property
+    def is_admin(self) -> bool:
+        """True for the `admin` role."""
+        return self.role == "admin"
+
+
+def require_admin(principal: Principal) -> None:
+    """Gate for admin-only entry points.
+
+    Raises:
+        PermissionDenied: The principal is not an admin.
+    """
+    if not principal.is_admin:
+        raise PermissionDenied("permission denied: this command is for admins")

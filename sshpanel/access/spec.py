@@ -1,0 +1,134 @@
+"""Provides `ContainerSpec`, the typed request to create a container.
+
+It is the only way to ask for a container (DESIGN.md invariant 2): there is
+no field for raw Docker options, so privileged mode, host namespaces,
+devices, capabilities, bind mounts and the like cannot be requested.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+
+from sshpanel.access.names import check_container_name
+from sshpanel.access.units import parse_cpus
+from sshpanel.errors import InvalidValue
+
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_IMAGE_REF = re.compile(r"[a-z0-9][a-z0-9._/-]{0,199}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?")
+_IMAGE_ID = re.compile(r"(sha256:)?[a-f0-9]{12,64}")
+MAX_ENV = 128
+MAX_ENV_VALUE = 32 * 1024
+MAX_COMMAND = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """What a user may configure on a container, validated.
+
+    Attributes:
+        name: Short name, unique among the user's containers.
+        image: Image reference or ID as the user typed it.
+        command: Command and arguments; empty for the image's default.
+        env: Environment variables as (key, value) pairs.
+        memory: Memory limit, bytes.
+        cpus: CPU limit, in CPUs (0.5 = half a core).
+        restart: Restart policy name (`no`, `always`, `unless-stopped`,
+            `on-failure`).
+        restart_retries: Maximum retries for `on-failure` (0 = unlimited).
+    """
+
+    name: str
+    image: str
+    memory: int
+    cpus: float
+    command: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    restart: str = "no"
+    restart_retries: int = 0
+
+    def to_json(self) -> str:
+        """Serialises the spec for the database (`Container.spec`)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def check_image_ref(image: str) -> str:
+    """Validates the syntax of an image reference (`repo[:tag][@digest]` or an ID).
+
+    Raises:
+        InvalidValue: The text cannot be an image reference.
+    """
+    if not isinstance(image, str) or not (_IMAGE_REF.fullmatch(image) or _IMAGE_ID.fullmatch(image)):
+        raise InvalidValue("invalid image reference: use repository[:tag], e.g. busybox:latest")
+    return image
+
+
+def parse_env(item: str) -> tuple[str, str]:
+    """Parses `KEY=VALUE` as `docker run -e` does (a bare `KEY` is refused).
+
+    Raises:
+        InvalidValue: Bad key, missing `=`, NUL byte or a value over 32 KiB.
+    """
+    key, sep, value = item.partition("=")
+    if not sep or not _ENV_KEY.fullmatch(key):
+        raise InvalidValue(f"invalid environment variable {item[:40]!r}: use KEY=VALUE with KEY of letters, digits, '_'")
+    if "\x00" in value or len(value) > MAX_ENV_VALUE:
+        raise InvalidValue(f"invalid value for {key}: no NUL bytes, at most 32 KiB")
+    return key, value
+
+
+def parse_restart(text: str) -> tuple[str, int]:
+    """Parses a restart policy (`no`, `always`, `unless-stopped`, `on-failure[:N]`).
+
+    Returns:
+        (policy name, maximum retries).
+
+    Raises:
+        InvalidValue: Unknown policy or a bad retry count.
+    """
+    name, _, count = (text or "no").partition(":")
+    if name not in RESTART_POLICIES or (count and name != "on-failure"):
+        raise InvalidValue(f"invalid restart policy {text[:32]!r}: use no, always, unless-stopped or on-failure[:N]")
+    if count and (not count.isdigit() or int(count) > 1000):
+        raise InvalidValue(f"invalid restart retry count {count[:8]!r}")
+    return name, int(count or 0)
+
+
+def make_spec(
+    name: str,
+    image: str,
+    memory: int,
+    cpus: float,
+    command: list[str] | tuple[str, ...] = (),
+    env: list[str] | tuple[str, ...] = (),
+    restart: str = "no",
+) -> ContainerSpec:
+    """Builds a validated `ContainerSpec` from user input.
+
+    Args:
+        name: Short container name.
+        image: Image reference.
+        memory: Memory limit in bytes (already parsed).
+        cpus: CPU limit in CPUs.
+        command: Command and arguments.
+        env: `KEY=VALUE` strings.
+        restart: Restart policy text.
+
+    Raises:
+        InvalidValue: Any field is invalid; the message names which.
+    """
+    check_container_name(name)
+    check_image_ref(image)
+    if not isinstance(memory, int) or memory < 6 * 1024 * 1024:
+        raise InvalidValue("memory limit must be at least 6m (Docker's minimum)")
+    cpus = parse_cpus(cpus)
+    if len(env) > MAX_ENV:
+        raise InvalidValue(f"at most {MAX_ENV} environment variables")
+    pairs = tuple(parse_env(item) for item in env)
+    command = tuple(command)
+    if any("\x00" in part for part in command) or sum(len(p) for p in command) > MAX_COMMAND:
+        raise InvalidValue("invalid command: no NUL bytes, at most 64 KiB")
+    policy, retries = parse_restart(restart)
+    return ContainerSpec(name, image, memory, cpus, command, pairs, policy, retries)

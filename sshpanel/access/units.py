@@ -1,0 +1,61 @@
+"""Provides parsing and formatting of sizes, CPU counts and durations as the
+docker CLI writes them (`64m`, `1g`, `0.5`)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from sshpanel.errors import InvalidValue
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """Parses a size with docker's suffixes (`b`, `k`, `m`, `g`, `t`, base 1024).
+
+    Args:
+        text: e.g. `64m`, `1g`, `512MiB`, `1048576`.
+
+    Returns:
+        Bytes, > 0.
+
+    Raises:
+        InvalidValue: Not a positive size.
+    """
+    match = _SIZE.fullmatch(str(text).strip())
+    if not match:
+        raise InvalidValue(f"invalid size {str(text)[:32]!r}: use a number with an optional unit (e.g. 64m, 1g)")
+    value = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    if not math.isfinite(value) or value < 1 or value > 2**62:
+        raise InvalidValue(f"invalid size {str(text)[:32]!r}: must be positive")
+    return int(value)
+
+
+def parse_cpus(text: str | float) -> float:
+    """Parses a CPU count as `docker run --cpus` takes it (e.g. `0.5`).
+
+    Returns:
+        CPUs, a fraction > 0 and ≤ 1024, rounded to 1/1000.
+
+    Raises:
+        InvalidValue: Not a positive number.
+    """
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise InvalidValue(f"invalid CPU count {str(text)[:32]!r}: use a number such as 0.5 or 2") from None
+    if not math.isfinite(value) or value < 0.01 or value > 1024:
+        raise InvalidValue(f"invalid CPU count {str(text)[:32]!r}: must be between 0.01 and 1024")
+    return round(value, 3)
+
+
+def format_bytes(value: int) -> str:
+    """Formats bytes the way `docker stats` does (`64MiB`, `1.5GiB`)."""
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024:
+            return f"{size:.4g}{unit}"
+        size /= 1024
+    return f"{size:.4g}TiB"

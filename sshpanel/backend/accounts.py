@@ -1,0 +1,126 @@
+"""Provides `Accounts`: users and their public keys, for the local command
+line (`sshpanel user ...`) and for SSH authentication."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sshpanel.access.keys import ParsedKey, fingerprint_of_blob, parse_public_key
+from sshpanel.access.names import check_user_name
+from sshpanel.access.principal import ROLES, Principal
+from sshpanel.config import Settings
+from sshpanel.errors import InvalidValue, NotFound
+from sshpanel.store import Store
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """A user as `sshpanel user ls` shows it.
+
+    Attributes:
+        name: User name.
+        role: `admin` or `user`.
+        disabled: True when logins are refused.
+        keys: Number of public keys.
+        fingerprints: SHA256 fingerprints of the keys.
+    """
+
+    name: str
+    role: str
+    disabled: bool
+    keys: int
+    fingerprints: tuple[str, ...]
+
+
+class Accounts:
+    """User and key management over the store.
+
+    Args:
+        store: The database repository.
+        settings: Default quotas for new users.
+
+    Methods block (database): call them in a thread from async code.
+    """
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    def add_user(self, name: str, key_lines: list[str], admin: bool = False) -> UserSummary:
+        """Creates a user with one or more public keys, all or nothing.
+
+        Args:
+            name: User name (`[a-z_][a-z0-9_-]{0,31}`).
+            key_lines: OpenSSH public key lines (at least one).
+            admin: Give the `admin` role.
+
+        Raises:
+            InvalidValue: Bad name or key text, or no key.
+            Conflict: The name or a key is already registered.
+        """
+        check_user_name(name)
+        keys = [parse_public_key(line) for line in key_lines if line.strip() and not line.lstrip().startswith("#")]
+        if not keys:
+            raise InvalidValue("give at least one public key")
+        role = "admin" if admin else "user"
+        with self.store.write():
+            user = self.store.create_user(
+                name, role, self.settings.quota_containers, self.settings.quota_memory, self.settings.quota_cpus
+            )
+            for key in keys:
+                self._add_key(user, key)
+        return self.summary(name)
+
+    def _add_key(self, user, key: ParsedKey) -> None:
+        self.store.add_key(user, key.algorithm, key.fingerprint, key.openssh, key.comment)
+
+    def summary(self, name: str) -> UserSummary:
+        """Returns one user's summary.
+
+        Raises:
+            NotFound: No such user.
+        """
+        user = self.store.user_by_name(name)
+        if user is None:
+            raise NotFound(f"no such user: {name}")
+        fingerprints = tuple(k.fingerprint for k in self.store.keys_of(user))
+        return UserSummary(user.name, user.role, user.disabled, len(fingerprints), fingerprints)
+
+    def users(self) -> list[UserSummary]:
+        """Returns every user's summary, by name."""
+        return [self.summary(user.name) for user in self.store.users()]
+
+    def ensure_initial_admin(self) -> str | None:
+        """Creates `admin` from `settings.initial_admin_keys` when no admin exists.
+
+        Returns:
+            The created user's name, or None when nothing was done.
+
+        Raises:
+            InvalidValue: A key line is invalid.
+        """
+        if not self.settings.initial_admin_keys or self.store.has_admin():
+            return None
+        self.add_user("admin", list(self.settings.initial_admin_keys), admin=True)
+        return "admin"
+
+    def authenticate_key(self, user_name: str, key_blob: bytes, source: str) -> Principal | None:
+        """Returns the principal when `key_blob` is a key of the enabled user
+        `user_name`, else None.
+
+        The identity is the pair (requested user, key); a key of another user
+        never matches (soft-serve GHSA-pchf-49fh-w34r).
+        """
+        found = self.store.key_of_user(user_name, fingerprint_of_blob(key_blob))
+        if found is None:
+            return None
+        user, key = found
+        if user.disabled or user.role not in ROLES:
+            return None
+        return Principal(user.id, user.name, user.role, key.fingerprint, source)
+
+    def record_login(self, principal: Principal) -> None:
+        """Stamps last login of the user and last use of the key."""
+        found = self.store.key_of_user(principal.name, principal.fingerprint)
+        if found is not None:
+            self.store.record_login(found[1])

@@ -1,0 +1,119 @@
+"""Provides `EngineEvents`, the one Docker events listener per engine.
+
+A single thread follows `/events` for containers carrying the panel's owner
+label and fans each event out to subscribers (the dashboards of every
+session), so N viewers cost one stream, not N. It reconnects with `since`
+after the engine goes away, so no event is missed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+from sshpanel.backend.engine import Engine
+from sshpanel.config import Settings
+
+Subscriber = Callable[[str, str, str], None]
+"""Called as `subscriber(owner, container_id, action)` from the listener thread."""
+
+WATCHED_ACTIONS = frozenset(
+    {"create", "start", "stop", "die", "kill", "oom", "restart", "destroy", "pause", "unpause", "rename", "update"}
+)
+
+
+class EngineEvents:
+    """Shared Docker events listener.
+
+    Args:
+        engine: The engine to follow.
+        settings: For the owner label key.
+    """
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._subscribers: dict[int, Subscriber] = {}
+        self._lock = threading.Lock()
+        self._next = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stream = None
+        self.connected = threading.Event()
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Adds a subscriber; returns the function that removes it again."""
+        with self._lock:
+            key = self._next
+            self._next += 1
+            self._subscribers[key] = subscriber
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subscribers.pop(key, None)
+
+        return unsubscribe
+
+    @property
+    def subscriber_count(self) -> int:
+        """Number of live subscriptions (a leak shows here)."""
+        with self._lock:
+            return len(self._subscribers)
+
+    def start(self) -> None:
+        """Starts the listener thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sshpanel-events", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stops the listener and waits briefly for its thread."""
+        self._stop.set()
+        stream = self._stream
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # the stream may already be broken; closing is best effort
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def publish(self, owner: str, container_id: str, action: str) -> None:
+        """Delivers one event to every subscriber; a failing one is dropped."""
+        with self._lock:
+            subscribers = list(self._subscribers.items())
+        for key, subscriber in subscribers:
+            try:
+                subscriber(owner, container_id, action)
+            except Exception:
+                with self._lock:
+                    self._subscribers.pop(key, None)
+
+    def _run(self) -> None:
+        since = int(time.time())
+        delay = 0.5
+        label = self.settings.label_owner
+        while not self._stop.is_set():
+            try:
+                api = self.engine.client.api
+                self._stream = api.events(
+                    since=since, decode=True, filters={"type": "container", "label": label}
+                )
+                self.connected.set()
+                delay = 0.5
+                for event in self._stream:
+                    since = max(since, int(event.get("time", since)))
+                    action = str(event.get("Action", "")).split(":")[0]
+                    if action not in WATCHED_ACTIONS:
+                        continue
+                    attributes = event.get("Actor", {}).get("Attributes", {})
+                    self.publish(attributes.get(label, ""), event.get("id", ""), action)
+                    if self._stop.is_set():
+                        break
+            except Exception:  # engine gone or stream broken: reconnect below
+                pass
+            self.connected.clear()
+            self.publish("", "", "disconnected")
+            self._stop.wait(delay)
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,373 @@
+"""Provides `Workspace`, everything one user can do with their containers.
+
+A Workspace is built for exactly one principal; no method takes a user id
+(STYLE.md rule 3). User text is only ever resolved among the user's own
+records, then the action uses the full Docker ID (DESIGN.md invariant 1), so
+another user's container reads exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from typing import Callable, Iterator
+
+import docker.errors
+
+from sshpanel.access.names import check_container_name, network_name
+from sshpanel.access.policy import create_arguments
+from sshpanel.access.principal import Principal
+from sshpanel.access.quota import Usage, check_quota
+from sshpanel.access.spec import ContainerSpec, check_image_ref
+from sshpanel.backend.engine import Engine, translate_errors
+from sshpanel.backend.events import EngineEvents
+from sshpanel.backend.views import ContainerView, ImageView
+from sshpanel.config import Settings
+from sshpanel.errors import Conflict, InvalidValue, NotFound, PanelError
+from sshpanel.store import Store
+
+
+class Workspace:
+    """One user's containers on one engine.
+
+    Args:
+        principal: The authenticated user.
+        store: The database repository.
+        engine: The Docker engine.
+        settings: Server settings (namespace, default limits).
+        events: The shared events listener, for `watch`.
+
+    Every method blocks (Docker and database calls): run it in a thread.
+    Every action is written to the audit log with its outcome.
+    """
+
+    def __init__(
+        self,
+        principal: Principal,
+        store: Store,
+        engine: Engine,
+        settings: Settings,
+        events: EngineEvents | None = None,
+    ) -> None:
+        self.principal = principal
+        self.store = store
+        self.engine = engine
+        self.settings = settings
+        self.events = events
+
+    # Reading -------------------------------------------------------------
+
+    def containers(self, all: bool = True) -> list[ContainerView]:
+        """Lists the user's containers, newest first.
+
+        Args:
+            all: Include stopped containers (`docker ps -a`).
+
+        Raises:
+            EngineUnavailable: The engine does not answer.
+        """
+        rows = self.store.containers_of(self.principal.user_id)
+        with translate_errors():
+            listed = self.engine.client.api.containers(
+                all=True, filters={"label": f"{self.settings.label_owner}={self.principal.name}"}
+            )
+        by_id = {item["Id"]: item for item in listed}
+        views = []
+        for row in rows:
+            item = by_id.get(row.docker_id)
+            if item is None:
+                self._forget(row, "removed outside the panel")
+                continue
+            view = _view(row, item, self.principal.name)
+            if all or view.running:
+                views.append(view)
+        views.sort(key=lambda v: v.created, reverse=True)
+        return views
+
+    def images(self) -> list[ImageView]:
+        """Lists the images on the engine the user may create containers from.
+
+        Images built by other users (under the panel's namespace) are left out.
+
+        Raises:
+            EngineUnavailable: The engine does not answer.
+        """
+        with translate_errors():
+            items = self.engine.client.api.images()
+        views = []
+        for item in items:
+            for tag in item.get("RepoTags") or []:
+                if tag != "<none>:<none>" and self._image_allowed(tag):
+                    views.append(ImageView(tag, item["Id"], int(item.get("Size") or 0)))
+        return sorted(views, key=lambda v: v.reference)
+
+    def inspect(self, ref: str) -> dict:
+        """Returns Docker's inspect data of one of the user's containers.
+
+        Raises:
+            NotFound: No such container among the user's.
+        """
+        row = self.resolve(ref)
+        with translate_errors(f"no such container: {ref}"):
+            return self.engine.client.api.inspect_container(row.docker_id)
+
+    def resolve(self, ref: str):
+        """Finds one of the user's live containers by short name or ID prefix.
+
+        Args:
+            ref: A short name, a full ID, or an ID prefix (any length ≥ 1).
+
+        Returns:
+            The container record.
+
+        Raises:
+            NotFound: Nothing of the user's matches, or a prefix matches several
+                of the user's own containers.
+        """
+        rows = self.store.containers_of(self.principal.user_id)
+        for row in rows:
+            if row.name == ref:
+                return row
+        if ref and all(c in "0123456789abcdef" for c in ref.lower()):
+            hits = [row for row in rows if row.docker_id.startswith(ref.lower())]
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                raise NotFound(f"{ref!r} matches several of your containers: give more of the ID or the name")
+        raise NotFound(f"no such container: {_shown(ref)}")
+
+    # Acting --------------------------------------------------------------
+
+    def create(self, spec: ContainerSpec, start: bool = False) -> ContainerView:
+        """Creates a container from a validated spec (and starts it).
+
+        The name is reserved and the quota checked in one transaction before
+        Docker is called; a failed Docker call removes the reservation.
+
+        Returns:
+            The new container.
+
+        Raises:
+            InvalidValue: Unknown image or an image the user may not use.
+            Conflict: The user already has a container with this name.
+            QuotaExceeded: Count, memory or CPU quota would be exceeded.
+            EngineError: Docker refused the create or the start.
+        """
+        with self._audited("create" if not start else "run", spec.name):
+            image_id = self._image_id(spec.image)
+            with self.store.write():
+                if self.store.name_taken(self.principal.user_id, spec.name):
+                    raise Conflict(f"you already have a container named {spec.name!r}")
+                user = self.store.user_by_id(self.principal.user_id)
+                limit = Usage(user.quota_containers, user.quota_memory, user.quota_cpus)
+                check_quota(limit, Usage(*self.store.usage(user.id)), Usage(1, spec.memory, spec.cpus))
+                row = self.store.reserve_container(
+                    user.id, spec.name, spec.image, spec.to_json(), spec.memory, spec.cpus
+                )
+            try:
+                container_id = self._docker_create(spec, image_id)
+            except BaseException:
+                self.store.drop_reservation(row.id)
+                self.store.add_event(self.principal.user_id, None, "create", ok=False, detail=spec.name)
+                raise
+            self.store.attach_docker_id(row.id, container_id)
+            self.store.add_event(self.principal.user_id, row.id, "create", detail=spec.image)
+            if start:
+                self._lifecycle(row, "start")
+        return self._view_of(spec.name)
+
+    def start(self, ref: str) -> str:
+        """Starts one of the user's containers; returns its short name."""
+        return self._act("start", ref)
+
+    def stop(self, ref: str) -> str:
+        """Stops one of the user's containers (10 s grace, then SIGKILL)."""
+        return self._act("stop", ref)
+
+    def restart(self, ref: str) -> str:
+        """Restarts one of the user's containers."""
+        return self._act("restart", ref)
+
+    def remove(self, ref: str, force: bool = False) -> str:
+        """Removes one of the user's containers and its anonymous volumes.
+
+        Args:
+            ref: Name or ID prefix.
+            force: Kill a running container first (`docker rm -f`).
+
+        Raises:
+            NotFound: No such container of the user's.
+            Conflict: The container runs and `force` is False.
+        """
+        with self._audited("rm", ref):
+            row = self.resolve(ref)
+            with translate_errors(f"no such container: {ref}"):
+                try:
+                    self.engine.client.api.remove_container(row.docker_id, v=True, force=force)
+                except docker.errors.APIError as exc:
+                    if exc.status_code == 409 and not force:
+                        raise Conflict(
+                            f"container {row.name} is running: stop it first or use rm -f"
+                        ) from None
+                    if exc.status_code != 404:
+                        raise
+            self._forget(row, "removed")
+            return row.name
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Calls `callback()` (from another thread) whenever one of the user's
+        containers changes state in Docker.
+
+        Returns:
+            A function that stops the calls; call it when the viewer goes away.
+        """
+        if self.events is None:
+            return lambda: None
+        owner = self.principal.name
+        return self.events.subscribe(lambda who, _id, _action: who == owner and callback())
+
+    # Internals -----------------------------------------------------------
+
+    def _act(self, action: str, ref: str) -> str:
+        with self._audited(action, ref):
+            row = self.resolve(ref)
+            self._lifecycle(row, action)
+            return row.name
+
+    def _lifecycle(self, row, action: str) -> None:
+        """Runs start/stop/restart on a resolved record and records the event."""
+        api = self.engine.client.api
+        calls = {
+            "start": lambda: api.start(row.docker_id),
+            "stop": lambda: api.stop(row.docker_id, timeout=10),
+            "restart": lambda: api.restart(row.docker_id, timeout=10),
+        }
+        try:
+            with translate_errors(f"no such container: {row.name}"):
+                calls[action]()
+        except PanelError as exc:
+            self.store.add_event(self.principal.user_id, row.id, action, ok=False, detail=exc.message)
+            raise
+        self.store.add_event(self.principal.user_id, row.id, action)
+
+    def _docker_create(self, spec: ContainerSpec, image_id: str) -> str:
+        """Creates the Docker container; returns its full ID."""
+        client = self.engine.client
+        arguments = create_arguments(
+            spec, self.principal.name, self.settings.namespace, image_id, self.settings.default_pids
+        )
+        with translate_errors():
+            self._ensure_network()
+            arguments["networking_config"] = {
+                arguments["network"]: client.api.create_endpoint_config(aliases=[spec.name])
+            }
+            try:
+                container = client.containers.create(**arguments)
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:
+                    raise Conflict(f"the name {spec.name!r} is still in use on the engine; try again") from None
+                raise
+            return container.id
+
+    def _ensure_network(self) -> None:
+        """Creates the user's own bridge network when it is missing."""
+        name = network_name(self.settings.namespace, self.principal.name)
+        client = self.engine.client
+        if client.api.networks(names=[name]):
+            return
+        try:
+            client.networks.create(
+                name, driver="bridge", labels={self.settings.label_owner: self.principal.name}
+            )
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+
+    def _image_allowed(self, reference: str) -> bool:
+        """Images under the panel namespace belong to one user each."""
+        prefix = f"{self.settings.namespace}/"
+        return not reference.startswith(prefix) or reference.startswith(f"{prefix}{self.principal.name}/")
+
+    def _image_id(self, reference: str) -> str:
+        """Resolves an image reference present on the engine (never pulled).
+
+        Raises:
+            InvalidValue: Not present, or another user's image.
+        """
+        check_image_ref(reference)
+        unknown = f"unknown image {reference!r}: it is not on the engine (images are never pulled)"
+        if not self._image_allowed(reference):
+            raise InvalidValue(unknown)
+        try:
+            with translate_errors(unknown):
+                image = self.engine.client.api.inspect_image(reference)
+        except NotFound:
+            raise InvalidValue(unknown) from None
+        tags = image.get("RepoTags") or []
+        if tags and not any(self._image_allowed(tag) for tag in tags):
+            raise InvalidValue(unknown)
+        return image["Id"]
+
+    def _view_of(self, name: str) -> ContainerView:
+        for view in self.containers(all=True):
+            if view.name == name:
+                return view
+        raise NotFound(f"no such container: {name}")
+
+    def _forget(self, row, detail: str) -> None:
+        """Marks a record removed and records the event."""
+        self.store.mark_removed(row.id)
+        self.store.add_event(self.principal.user_id, row.id, "remove", detail=detail)
+
+    @contextlib.contextmanager
+    def _audited(self, action: str, target: str) -> Iterator[None]:
+        """Writes one audit entry with the outcome of the enclosed action."""
+        try:
+            yield
+        except PanelError as exc:
+            self._audit(action, target, f"failed: {exc.message}")
+            raise
+        except Exception as exc:
+            self._audit(action, target, f"error: {type(exc).__name__}")
+            raise
+        else:
+            self._audit(action, target, "ok")
+
+    def _audit(self, action: str, target: str, outcome: str) -> None:
+        p = self.principal
+        self.store.add_audit(p.name, p.fingerprint, p.source, action, _shown(target), outcome)
+
+
+def _shown(text: str) -> str:
+    """Returns user text safe to echo in one line (printable, bounded)."""
+    text = str(text)
+    return text if len(text) <= 80 and text.isprintable() else repr(text[:80])
+
+
+def _view(row, item: dict, owner: str) -> ContainerView:
+    """Builds a view from a record and the engine's `/containers/json` entry."""
+    return ContainerView(
+        id=row.docker_id,
+        name=row.name,
+        image=row.image,
+        state=item.get("State", ""),
+        status=item.get("Status", ""),
+        ports=format_ports(item.get("Ports") or []),
+        created=dt.datetime.fromtimestamp(item.get("Created", 0), dt.timezone.utc),
+        memory=row.memory,
+        cpus=row.cpus,
+        owner=owner,
+    )
+
+
+def format_ports(ports: list[dict]) -> str:
+    """Formats the engine's port list as `docker ps` prints it
+    (`127.0.0.1:8080->80/tcp, 443/tcp`)."""
+    parts = []
+    for port in sorted(ports, key=lambda p: (p.get("PrivatePort", 0), p.get("PublicPort", 0))):
+        inner = f"{port.get('PrivatePort')}/{port.get('Type', 'tcp')}"
+        if port.get("PublicPort"):
+            parts.append(f"{port.get('IP', '0.0.0.0')}:{port['PublicPort']}->{inner}")
+        else:
+            parts.append(inner)
+    return ", ".join(dict.fromkeys(parts))

@@ -1,0 +1,135 @@
+"""Provides `Settings`, the typed configuration passed down to every layer.
+
+Settings come from command-line flags, then `SSHPANEL_*` environment
+variables, then the defaults below. Nothing reads them from a global: the
+`Settings` object is built once in `cli.py` and passed through constructors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from sshpanel.errors import ConfigError
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server settings.
+
+    Attributes:
+        listen: Address the SSH server binds to.
+        port: TCP port of the SSH server.
+        data_dir: Folder for the SQLite database and per-user data.
+        host_keys_dir: Folder holding the ed25519 host key (created once).
+        database_url: Peewee database URL; empty means SQLite in `data_dir`.
+        docker_host: Docker engine address (`unix:///var/run/docker.sock`);
+            empty means the Docker SDK's default from the environment.
+        namespace: Prefix of Docker names, labels and networks the panel owns.
+        default_memory: Memory limit of a container when none is given, bytes.
+        default_cpus: CPU limit of a container when none is given, in CPUs
+            (0.5 = half a core).
+        default_pids: Process limit of every container (CIS Docker 5.28).
+        quota_containers: Default maximum number of containers per user.
+        quota_memory: Default total memory of a user's containers, bytes.
+        quota_cpus: Default total CPUs of a user's containers.
+        publish_address: Host address published ports bind to.
+        login_grace_time: Seconds an unauthenticated connection may stay.
+        max_auth_tries: Authentication attempts per connection (OpenSSH
+            `MaxAuthTries`).
+        initial_admin_keys: OpenSSH public key lines that create the `admin`
+            user on start when no admin exists yet.
+    """
+
+    listen: str = "0.0.0.0"
+    port: int = 2222
+    data_dir: Path = Path("data")
+    host_keys_dir: Path = Path("hostkeys")
+    database_url: str = ""
+    docker_host: str = ""
+    namespace: str = "sshpanel"
+    default_memory: int = 256 * MIB
+    default_cpus: float = 0.5
+    default_pids: int = 256
+    quota_containers: int = 10
+    quota_memory: int = 2 * GIB
+    quota_cpus: float = 2.0
+    publish_address: str = "127.0.0.1"
+    login_grace_time: float = 30.0
+    max_auth_tries: int = 6
+    initial_admin_keys: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def database_path(self) -> Path:
+        """Path of the embedded SQLite database file."""
+        return self.data_dir / "sshpanel.db"
+
+    @property
+    def label_owner(self) -> str:
+        """Docker label key whose value is the owning user's name."""
+        return f"io.{self.namespace}.owner"
+
+    @property
+    def label_prefix(self) -> str:
+        """Reserved label prefix: users can never set labels under it."""
+        return f"io.{self.namespace}."
+
+
+_ENV_FIELDS: dict[str, type] = {
+    "listen": str,
+    "port": int,
+    "data_dir": Path,
+    "host_keys_dir": Path,
+    "database_url": str,
+    "docker_host": str,
+    "namespace": str,
+    "default_memory": int,
+    "default_cpus": float,
+    "default_pids": int,
+    "quota_containers": int,
+    "quota_memory": int,
+    "quota_cpus": float,
+    "publish_address": str,
+    "login_grace_time": float,
+    "max_auth_tries": int,
+}
+
+
+def load_settings(
+    overrides: Mapping[str, object] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Builds `Settings` from flags, then `SSHPANEL_*` variables, then defaults.
+
+    Args:
+        overrides: Values given on the command line (None values are ignored).
+        environ: Environment to read (defaults to `os.environ`).
+
+    Returns:
+        The settings.
+
+    Raises:
+        ConfigError: An environment variable does not parse as its type.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for name, kind in _ENV_FIELDS.items():
+        var = f"SSHPANEL_{name.upper()}"
+        if var in env and env[var] != "":
+            try:
+                values[name] = kind(env[var])
+            except ValueError:
+                raise ConfigError(f"{var}={env[var]!r} is not a valid {kind.__name__}") from None
+    if env.get("SSHPANEL_INITIAL_ADMIN_KEYS"):
+        lines = env["SSHPANEL_INITIAL_ADMIN_KEYS"].splitlines()
+        values["initial_admin_keys"] = tuple(line.strip() for line in lines if line.strip())
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = value
+    return dataclasses.replace(Settings(), **values)

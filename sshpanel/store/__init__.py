@@ -1,0 +1,8 @@
+"""Provides the database layer: Peewee models and the `Store` repository.
+
+This package is the only code that imports peewee (DESIGN.md layers).
+"""
+
+from sshpanel.store.store import Store, open_store
+
+__all__ = ["Store", "open_store"]

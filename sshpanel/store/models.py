@@ -1,0 +1,122 @@
+"""Provides the Peewee models of sshpanel (DESIGN.md "Data model").
+
+The models are bound to a database by `sshpanel.store.store.open_store`; one
+process serves one database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import peewee as pw
+
+
+def utcnow() -> dt.datetime:
+    """Returns the current time in UTC, naive (as stored in the database)."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class BaseModel(pw.Model):
+    """Common base: models are bound to a database at run time."""
+
+    class Meta:
+        legacy_table_names = False
+
+
+class User(BaseModel):
+    """A panel account; the SSH user name is `name`.
+
+    Quota fields bound what the user's containers may take together.
+    """
+
+    name = pw.CharField(max_length=32, unique=True)
+    role = pw.CharField(max_length=8, default="user")
+    disabled = pw.BooleanField(default=False)
+    password_hash = pw.CharField(max_length=100, null=True)
+    quota_containers = pw.IntegerField()
+    quota_memory = pw.BigIntegerField()
+    quota_cpus = pw.FloatField()
+    created = pw.DateTimeField(default=utcnow)
+    last_login = pw.DateTimeField(null=True)
+
+
+class PublicKey(BaseModel):
+    """An SSH public key that logs in as its user.
+
+    The SHA256 fingerprint (as `ssh-keygen -lf` prints it) is unique across
+    users: a key belongs to at most one user.
+    """
+
+    user = pw.ForeignKeyField(User, backref="keys", on_delete="CASCADE")
+    algorithm = pw.CharField(max_length=64)
+    fingerprint = pw.CharField(max_length=80, unique=True)
+    openssh = pw.TextField()
+    comment = pw.CharField(max_length=255, default="")
+    created = pw.DateTimeField(default=utcnow)
+    last_used = pw.DateTimeField(null=True)
+
+
+class Container(BaseModel):
+    """Ownership record of a Docker container created through the panel.
+
+    `docker_id` is empty while the create is in flight (the row reserves the
+    name and counts against the quota). `removed` is set when the container
+    is gone; the row stays for the history.
+    """
+
+    user = pw.ForeignKeyField(User, backref="containers", on_delete="CASCADE")
+    docker_id = pw.CharField(max_length=64, null=True, unique=True)
+    name = pw.CharField(max_length=64)
+    image = pw.CharField(max_length=255)
+    spec = pw.TextField()
+    memory = pw.BigIntegerField()
+    cpus = pw.FloatField()
+    created = pw.DateTimeField(default=utcnow)
+    removed = pw.DateTimeField(null=True)
+
+
+Container.add_index(
+    Container.index(Container.user, Container.name, unique=True, where=Container.removed.is_null())
+)
+
+
+class Event(BaseModel):
+    """A lifecycle event of a user's container (history and 30-day chart)."""
+
+    user = pw.ForeignKeyField(User, backref="events", on_delete="CASCADE")
+    container = pw.ForeignKeyField(Container, null=True, backref="events", on_delete="SET NULL")
+    kind = pw.CharField(max_length=32)
+    ok = pw.BooleanField(default=True)
+    exit_code = pw.IntegerField(null=True)
+    detail = pw.TextField(default="")
+    time = pw.DateTimeField(default=utcnow, index=True)
+
+
+class AuditEntry(BaseModel):
+    """One action of one principal: who, with which key, from where, what.
+
+    `actor` is a name, not a foreign key, so the entry outlives the user.
+    """
+
+    actor = pw.CharField(max_length=32)
+    fingerprint = pw.CharField(max_length=80, default="")
+    source = pw.CharField(max_length=64, default="")
+    action = pw.CharField(max_length=64)
+    target = pw.CharField(max_length=255, default="")
+    outcome = pw.CharField(max_length=255)
+    time = pw.DateTimeField(default=utcnow, index=True)
+
+
+class Script(BaseModel):
+    """A user's named provisioning script."""
+
+    user = pw.ForeignKeyField(User, backref="scripts", on_delete="CASCADE")
+    name = pw.CharField(max_length=64)
+    body = pw.TextField()
+    created = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+
+MODELS: list[type[BaseModel]] = [User, PublicKey, Container, Event, AuditEntry, Script]
