@@ -57,3 +57,22 @@ def docker_container_name(namespace: str, user: str, name: str) -> str:
 def network_name(namespace: str, user: str) -> str:
     """Returns the name of a user's own bridge network."""
     return f"{namespace}.{user}"
+
+
+def generate_name(image: str, taken: set[str], token: str) -> str:
+    """Returns a container name for `run` without `--name`: the image's base
+    name and a short token (`busybox-3f9a`), unique among `taken`.
+
+    Args:
+        image: Image reference (`repo/name:tag`).
+        taken: Names the user already has.
+        token: Random hex text supplied by the caller (keeps this pure).
+    """
+    base = image.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
+    base = "".join(c for c in base if c.isalnum() or c in "_.-").lstrip("_.-")[:40] or "container"
+    name = f"{base}-{token[:4]}"
+    suffix = 4
+    while name in taken:
+        suffix += 1
+        name = f"{base}-{token[:suffix]}"
+    return check_container_name(name)

@@ -59,3 +59,30 @@ def format_bytes(value: int) -> str:
             return f"{size:.4g}{unit}"
         size /= 1024
     return f"{size:.4g}TiB"
+
+
+def format_age(seconds: float) -> str:
+    """Formats an age as `docker ps` does (`About a minute ago`, `3 hours ago`)."""
+    seconds = max(0, int(seconds))
+    if seconds < 1:
+        return "Less than a second ago"
+    if seconds < 60:
+        return f"{seconds} seconds ago"
+    minutes = seconds // 60
+    if minutes == 1:
+        return "About a minute ago"
+    if minutes < 60:
+        return f"{minutes} minutes ago"
+    hours = minutes // 60
+    if hours == 1:
+        return "About an hour ago"
+    if hours < 48:
+        return f"{hours} hours ago"
+    days = hours // 24
+    if days < 14:
+        return f"{days} days ago"
+    if days < 60:
+        return f"{days // 7} weeks ago"
+    if days < 730:
+        return f"{days // 30} months ago"
+    return f"{days // 365} years ago"

@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import docker.errors
 
-from sshpanel.access.names import check_container_name, network_name
+from sshpanel.access.names import network_name
 from sshpanel.access.policy import create_arguments
 from sshpanel.access.principal import Principal
 from sshpanel.access.quota import Usage, check_quota
@@ -171,6 +171,7 @@ class Workspace:
                 self.store.add_event(self.principal.user_id, None, "create", ok=False, detail=spec.name)
                 raise
             self.store.attach_docker_id(row.id, container_id)
+            row.docker_id = container_id
             self.store.add_event(self.principal.user_id, row.id, "create", detail=spec.image)
             if start:
                 self._lifecycle(row, "start")

@@ -1,0 +1,39 @@
+"""Provides the hardened SSH algorithm lists (PITFALLS.md: asyncssh's defaults
+fail ssh-audit; these pass with only the "not post-quantum" warning).
+Strict key exchange (Terrapin, CVE-2023-48795) is on since asyncssh 2.14.2."""
+
+from __future__ import annotations
+
+from asyncssh.encryption import get_encryption_algs
+from asyncssh.kex import get_kex_algs
+from asyncssh.mac import get_mac_algs
+
+KEX = ("mlkem768x25519-sha256", "curve25519-sha256", "curve25519-sha256@libssh.org")
+CIPHERS = (
+    "chacha20-poly1305@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-gcm@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+)
+MACS = (
+    "hmac-sha2-512-etm@openssh.com",
+    "hmac-sha2-256-etm@openssh.com",
+    "umac-128-etm@openssh.com",
+)
+
+
+def _available(wanted: tuple[str, ...], present: list[bytes]) -> list[str]:
+    have = {alg.decode() for alg in present}
+    return [alg for alg in wanted if alg in have]
+
+
+def server_algorithms() -> dict[str, list[str]]:
+    """Returns `kex_algs`, `encryption_algs` and `mac_algs` for
+    `asyncssh.create_server`, keeping only those this build supports."""
+    return {
+        "kex_algs": _available(KEX, get_kex_algs()),
+        "encryption_algs": _available(CIPHERS, get_encryption_algs()),
+        "mac_algs": _available(MACS, get_mac_algs()),
+    }

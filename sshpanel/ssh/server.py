@@ -1,0 +1,182 @@
+"""Provides the asyncssh server: hardened options, public-key authentication
+bound to the key that actually signed, and `PanelServer`, which owns the
+store, the engine and the events listener for the life of the process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import asyncssh
+
+from sshpanel.access.principal import Principal
+from sshpanel.backend.accounts import Accounts
+from sshpanel.backend.engine import Engine
+from sshpanel.backend.events import EngineEvents
+from sshpanel.backend.workspace import Workspace
+from sshpanel.config import Settings
+from sshpanel.ssh.algorithms import server_algorithms
+from sshpanel.ssh.hostkeys import host_key_fingerprint, load_or_create_host_key
+from sshpanel.store import Store, open_store
+
+log = logging.getLogger("sshpanel.ssh")
+
+KEEPALIVE_INTERVAL = 15.0
+KEEPALIVE_COUNT_MAX = 4
+
+
+class PanelServer:
+    """The running panel: one per process.
+
+    Args:
+        settings: Server settings.
+
+    Attributes:
+        port: The TCP port actually bound (useful with port 0), after `start`.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store: Store | None = None
+        self.engine = Engine(settings)
+        self.events = EngineEvents(self.engine, settings)
+        self.accounts: Accounts | None = None
+        self.port = 0
+        self._server: asyncssh.SSHAcceptor | None = None
+        self.connections: set[PanelSSHServer] = set()
+
+    async def start(self) -> None:
+        """Opens the database, checks the engine, binds the port.
+
+        Raises:
+            ConfigError: Database or host key unusable.
+            EngineUnavailable: The Docker engine does not answer.
+            OSError: The port cannot be bound (e.g. in use).
+        """
+        from sshpanel.ssh.session import handle_process
+
+        self.store = await asyncio.to_thread(open_store, self.settings)
+        self.accounts = Accounts(self.store, self.settings)
+        created_admin = await asyncio.to_thread(self.accounts.ensure_initial_admin)
+        if created_admin:
+            log.info("created admin user %r from SSHPANEL_INITIAL_ADMIN_KEYS", created_admin)
+        version = await asyncio.to_thread(self.engine.ping)
+        log.info("Docker engine %s at %s", version, self.engine.address)
+        self.events.start()
+        key, created = await asyncio.to_thread(load_or_create_host_key, self.settings.host_keys_dir)
+        log.info(
+            "%s host key %s", "created" if created else "loaded", host_key_fingerprint(key)
+        )
+
+        async def process_factory(process: asyncssh.SSHServerProcess) -> None:
+            await handle_process(self, process)
+
+        self._server = await asyncssh.create_server(
+            lambda: PanelSSHServer(self),
+            self.settings.listen,
+            self.settings.port,
+            server_host_keys=[key],
+            process_factory=process_factory,
+            encoding="utf-8",
+            errors="replace",
+            line_editor=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            allow_scp=False,
+            login_timeout=self.settings.login_grace_time,
+            keepalive_interval=KEEPALIVE_INTERVAL,
+            keepalive_count_max=KEEPALIVE_COUNT_MAX,
+            server_version="sshpanel",
+            **server_algorithms(),
+        )
+        sockets = self._server.sockets
+        self.port = sockets[0].getsockname()[1] if sockets else self.settings.port
+        log.info("listening on %s:%d", self.settings.listen, self.port)
+
+    def workspace(self, principal: Principal) -> Workspace:
+        """Returns the Workspace of an authenticated principal."""
+        assert self.store is not None
+        return Workspace(principal, self.store, self.engine, self.settings, self.events)
+
+    async def stop(self) -> None:
+        """Stops accepting, closes every connection, stops the listener."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for conn in list(self.connections):
+            conn.close("the panel is shutting down")
+        self.events.stop()
+        await asyncio.to_thread(self.engine.close)
+
+
+class PanelSSHServer(asyncssh.SSHServer):
+    """Per-connection state: source address, failed attempts, and the
+    principal bound to the key that authenticated."""
+
+    def __init__(self, panel: PanelServer) -> None:
+        self.panel = panel
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.source = ""
+        self.principal: Principal | None = None
+        self._candidate: Principal | None = None
+        self._failures = 0
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        peer = conn.get_extra_info("peername") or ("?", 0)
+        self.source = f"{peer[0]}:{peer[1]}"
+        self.panel.connections.add(self)
+        log.info("connection from %s", self.source)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.panel.connections.discard(self)
+        who = self.principal.name if self.principal else "-"
+        log.info("connection closed user=%s source=%s", who, self.source)
+
+    def close(self, reason: str) -> None:
+        """Disconnects the client with a reason."""
+        if self.conn is not None:
+            self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, reason)
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        """Accepts only a key registered to `username` itself.
+
+        asyncssh calls this for every key the client *offers* and again for
+        the key it signs with, right before verifying the signature; so the
+        last accepted candidate when authentication completes is the signing
+        key, and no key of another user is ever accepted (soft-serve
+        GHSA-pchf-49fh-w34r, Go CVE-2024-45337).
+        """
+        accounts = self.panel.accounts
+        assert accounts is not None
+        principal = await asyncio.to_thread(
+            accounts.authenticate_key, username, key.public_data, self.source
+        )
+        if principal is None:
+            self._failures += 1
+            if self._failures >= self.panel.settings.max_auth_tries:
+                log.info("too many authentication failures user=%r source=%s", username[:32], self.source)
+                self.close("too many authentication failures")
+            return False
+        self._candidate = principal
+        return True
+
+    def auth_completed(self) -> None:
+        self.principal = self._candidate
+        assert self.principal is not None and self.panel.accounts is not None
+        log.info(
+            "auth ok user=%s key=%s source=%s", self.principal.name, self.principal.fingerprint, self.source
+        )
+        asyncio.get_running_loop().run_in_executor(None, self.panel.accounts.record_login, self.principal)
+

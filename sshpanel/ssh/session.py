@@ -1,0 +1,75 @@
+"""Provides the per-channel dispatch: a PTY with no command gets the TUI, a
+command gets the docker-like command line, anything else a one-line message.
+
+An exception inside one session ends that session with a message, never the
+server (DESIGN.md invariant 5).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import asyncssh
+
+from sshpanel.ssh.commands import run_command
+
+if TYPE_CHECKING:
+    from sshpanel.ssh.server import PanelServer, PanelSSHServer
+
+log = logging.getLogger("sshpanel.session")
+
+NO_TERMINAL = (
+    "sshpanel: this session has no terminal. Use `ssh -t` for the dashboard, "
+    "or give a command (try `help`).\r\n"
+)
+
+
+async def handle_process(panel: "PanelServer", process: asyncssh.SSHServerProcess) -> None:
+    """Runs one SSH session channel to completion and sets its exit status."""
+    conn = process.get_extra_info("connection")
+    server: PanelSSHServer = conn.get_owner()
+    principal = server.principal
+    if principal is None:
+        process.exit(1)
+        return
+    workspace = panel.workspace(principal)
+    started = time.monotonic()
+    kind = "tui" if process.command is None else "exec"
+    log.info("session start user=%s source=%s kind=%s", principal.name, principal.source, kind)
+    status = 1
+    try:
+        if process.subsystem is not None:
+            process.stderr.write(f"sshpanel: unknown subsystem {process.subsystem[:32]!r}\n")
+        elif process.command is None:
+            if process.get_terminal_type() is None:
+                process.stderr.write(NO_TERMINAL)
+            else:
+                from sshpanel.ssh.driver import run_tui
+                from sshpanel.tui.app import PanelApp
+
+                await run_tui(process, PanelApp(workspace))
+                status = 0
+        else:
+            status = await run_command(process, workspace, process.command)
+    except (asyncssh.BreakReceived, asyncssh.SignalReceived, asyncssh.TerminalSizeChanged):
+        status = 130
+    except (BrokenPipeError, ConnectionError, asyncssh.DisconnectError):
+        status = 1
+    except Exception:
+        log.exception("session failed user=%s", principal.name)
+        try:
+            process.stderr.write("sshpanel: internal error; the session was closed\r\n")
+        except Exception:  # the channel may already be gone
+            pass
+        status = 1
+    finally:
+        log.info(
+            "session end user=%s kind=%s status=%d seconds=%.1f",
+            principal.name, kind, status, time.monotonic() - started,
+        )
+        try:
+            process.exit(status)
+        except Exception:  # the channel may already be gone
+            pass
