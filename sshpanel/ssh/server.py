@@ -59,6 +59,10 @@ class PanelServer:
         created_admin = await asyncio.to_thread(self.accounts.ensure_initial_admin)
         if created_admin:
             log.info("created admin user %r from SSHPANEL_INITIAL_ADMIN_KEYS", created_admin)
+        elif not await asyncio.to_thread(self.store.users):
+            log.warning(
+                "no users yet: add one with `sshpanel user add NAME --key ~/.ssh/id_ed25519.pub --admin`"
+            )
         version = await asyncio.to_thread(self.engine.ping)
         log.info("Docker engine %s at %s", version, self.engine.address)
         self.events.start()
