@@ -52,7 +52,7 @@ async def handle_process(panel: "PanelServer", process: asyncssh.SSHServerProces
                 await run_tui(process, PanelApp(workspace))
                 status = 0
         else:
-            status = await run_command(process, workspace, process.command)
+            status = await run_command(panel, process, workspace, process.command)
     except (asyncssh.BreakReceived, asyncssh.SignalReceived, asyncssh.TerminalSizeChanged):
         status = 130
     except (BrokenPipeError, ConnectionError, asyncssh.DisconnectError):

@@ -1,0 +1,72 @@
+"""Provides the docker-like command line over SSH (`ssh panel.host ps -a`).
+
+Exit status: 0 on success, 1 on a failed action (reason on stderr), 2 on a
+usage error (DESIGN.md "Command line over SSH"). Each module of this package
+registers its own verbs; plain handlers run in a worker thread (they call
+Docker and the database), coroutine handlers on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import shlex
+from typing import TYPE_CHECKING
+
+import asyncssh
+
+from sshpanel.backend.workspace import Workspace
+from sshpanel.errors import PanelError, UsageError
+from sshpanel.ssh.commands import containers
+from sshpanel.ssh.commands.base import Context, Handler, HelpShown, Parser
+
+if TYPE_CHECKING:
+    from sshpanel.ssh.server import PanelServer
+
+MAX_COMMAND_LINE = 64 * 1024
+COMMAND_MODULES = (containers,)
+"""Every module with a `register(subparsers) -> {verb: handler}`."""
+
+
+def build_parser() -> tuple[Parser, dict[str, Handler]]:
+    """Returns the parser of every command and the handler of each verb."""
+    root = Parser(prog="sshpanel", description="Manage your containers over SSH.")
+    sub = root.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
+    handlers: dict[str, Handler] = {}
+    for module in COMMAND_MODULES:
+        handlers.update(module.register(sub))
+    sub.add_parser("help", help="show this help")
+    return root, handlers
+
+
+async def run_command(
+    panel: "PanelServer", process: asyncssh.SSHServerProcess, workspace: Workspace, command: str
+) -> int:
+    """Parses and runs one exec command; returns the exit status."""
+    ctx = Context(workspace, panel, process, asyncio.get_running_loop())
+    parser, handlers = build_parser()
+    try:
+        if len(command) > MAX_COMMAND_LINE:
+            raise UsageError("command line too long")
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            raise UsageError(f"cannot parse the command line: {exc}") from None
+        args = parser.parse_args(argv)
+    except HelpShown as shown:
+        ctx.out(shown.text.rstrip())
+        return shown.status
+    except UsageError as exc:
+        ctx.err(exc.message)
+        return exc.exit_code
+    if args.verb in (None, "help"):
+        ctx.out(parser.format_help().rstrip())
+        return 0 if args.verb == "help" else 2
+    handler = handlers[args.verb]
+    try:
+        if inspect.iscoroutinefunction(handler):
+            return await handler(ctx, args)
+        return await asyncio.to_thread(handler, ctx, args)
+    except PanelError as exc:
+        ctx.err(f"Error: {exc.message}")
+        return exc.exit_code
