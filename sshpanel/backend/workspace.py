@@ -153,7 +153,7 @@ class Workspace:
             QuotaExceeded: Count, memory or CPU quota would be exceeded.
             EngineError: Docker refused the create or the start.
         """
-        with self._audited("create" if not start else "run", spec.name):
+        with self.audited("create" if not start else "run", spec.name):
             image_id = self._image_id(spec.image)
             with self.store.write():
                 if self.store.name_taken(self.principal.user_id, spec.name):
@@ -200,7 +200,7 @@ class Workspace:
             NotFound: No such container of the user's.
             Conflict: The container runs and `force` is False.
         """
-        with self._audited("rm", ref):
+        with self.audited("rm", ref):
             row = self.resolve(ref)
             with translate_errors(f"no such container: {ref}"):
                 try:
@@ -230,7 +230,7 @@ class Workspace:
     # Internals -----------------------------------------------------------
 
     def _act(self, action: str, ref: str) -> str:
-        with self._audited(action, ref):
+        with self.audited(action, ref):
             row = self.resolve(ref)
             self._lifecycle(row, action)
             return row.name
@@ -321,8 +321,12 @@ class Workspace:
         self.store.add_event(self.principal.user_id, row.id, "remove", detail=detail)
 
     @contextlib.contextmanager
-    def _audited(self, action: str, target: str) -> Iterator[None]:
-        """Writes one audit entry with the outcome of the enclosed action."""
+    def audited(self, action: str, target: str) -> Iterator[None]:
+        """Writes one audit entry with the outcome of the enclosed action.
+
+        Every action a user can take goes through this (DESIGN.md invariant 6):
+        `with workspace.audited("stop", ref): ...`.
+        """
         try:
             yield
         except PanelError as exc:
