@@ -16,6 +16,7 @@ from sshpanel.backend.workspace import Workspace
 from sshpanel.config import Settings
 from sshpanel.ssh.algorithms import server_algorithms
 from sshpanel.ssh.hostkeys import host_key_fingerprint, load_or_create_host_key
+from sshpanel.ssh.limits import Limits
 from sshpanel.store import Store, open_store
 
 log = logging.getLogger("sshpanel.ssh")
@@ -43,6 +44,7 @@ class PanelServer:
         self.port = 0
         self._server: asyncssh.SSHAcceptor | None = None
         self.connections: set[PanelSSHServer] = set()
+        self.limits = Limits()
 
     async def start(self) -> None:
         """Opens the database, checks the engine, binds the port.
@@ -123,16 +125,29 @@ class PanelSSHServer(asyncssh.SSHServer):
         self.principal: Principal | None = None
         self._candidate: Principal | None = None
         self._failures = 0
+        self._admitted = False
+        self.sessions = 0
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         peer = conn.get_extra_info("peername") or ("?", 0)
+        self.address = str(peer[0])
         self.source = f"{peer[0]}:{peer[1]}"
         self.panel.connections.add(self)
+        refusal = self.panel.limits.admit(self.address)
+        if refusal is not None:
+            log.info("connection from %s refused: %s", self.source, refusal)
+            asyncio.get_running_loop().call_soon(
+                conn.disconnect, asyncssh.DISC_TOO_MANY_CONNECTIONS, refusal
+            )
+            return
+        self._admitted = True
         log.info("connection from %s", self.source)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.panel.connections.discard(self)
+        if self._admitted and self.principal is None:
+            self.panel.limits.released(self.address)
         who = self.principal.name if self.principal else "-"
         log.info("connection closed user=%s source=%s", who, self.source)
 
@@ -164,11 +179,15 @@ class PanelSSHServer(asyncssh.SSHServer):
         """
         accounts = self.panel.accounts
         assert accounts is not None
-        principal = await asyncio.to_thread(
-            accounts.authenticate_key, username, key.public_data, self.source
-        )
+        if self.panel.limits.account_locked(username):
+            principal = None
+        else:
+            principal = await asyncio.to_thread(
+                accounts.authenticate_key, username, key.public_data, self.source
+            )
         if principal is None:
             self._failures += 1
+            self.panel.limits.failed(self.address, username)
             if self._failures >= self.panel.settings.max_auth_tries:
                 log.info("too many authentication failures user=%r source=%s", username[:32], self.source)
                 self.close("too many authentication failures")
@@ -179,6 +198,7 @@ class PanelSSHServer(asyncssh.SSHServer):
     def auth_completed(self) -> None:
         self.principal = self._candidate
         assert self.principal is not None and self.panel.accounts is not None
+        self.panel.limits.authenticated(self.address, self.principal.name)
         log.info(
             "auth ok user=%s key=%s source=%s", self.principal.name, self.principal.fingerprint, self.source
         )

@@ -1,0 +1,100 @@
+"""Connection and login limits (OpenSSH MaxStartups, PerSourcePenalties,
+NIST 800-63B account throttling), as pure counters and through the server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncssh
+
+from sshpanel.ssh.limits import LimitSettings, Limits
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_max_startups_refuses_with_rising_probability():
+    limits = Limits(LimitSettings(startups=(2, 50, 4), per_source_unauthenticated=100), chance=lambda: 0.6)
+    assert limits.admit("a") is None
+    assert limits.admit("b") is None
+    # 2 unauthenticated: 50 % chance of refusal; 0.6 passes.
+    assert limits.admit("c") is None
+    # 3 unauthenticated: 75 %; 0.6 is refused.
+    assert limits.admit("d") is not None
+    limits.authenticated("a", "alice")
+    assert limits.unauthenticated == 2
+    limits.released("b")
+    limits.released("b")
+    assert limits.unauthenticated == 1
+
+
+def test_all_refused_past_full_and_per_source_cap():
+    limits = Limits(LimitSettings(startups=(100, 30, 3), per_source_unauthenticated=2), chance=lambda: 0.99)
+    assert limits.admit("x") is None
+    assert limits.admit("x") is None
+    assert "your address" in limits.admit("x")
+    assert limits.admit("y") is None
+    assert limits.admit("z") == "too many unauthenticated connections"
+
+
+def test_source_penalty_grows_and_expires():
+    clock = Clock()
+    limits = Limits(LimitSettings(penalty_after=3, penalty_seconds=5), clock=clock)
+    for _ in range(3):
+        limits.failed("1.2.3.4", "alice")
+    assert "try again later" in limits.admit("1.2.3.4")
+    assert limits.admit("5.6.7.8") is None
+    clock.now += 5.1
+    assert limits.admit("1.2.3.4") is None
+    limits.failed("1.2.3.4", "alice")
+    clock.now += 5.1
+    assert limits.admit("1.2.3.4") is not None  # the window doubled to 10 s
+    clock.now += 5.0
+    assert limits.admit("1.2.3.4") is None
+
+
+def test_account_throttled_after_max_consecutive_failures():
+    clock = Clock()
+    limits = Limits(LimitSettings(account_max_failures=100, account_lock_seconds=60, penalty_after=10**6), clock=clock)
+    for i in range(99):
+        limits.failed(f"10.0.0.{i % 200}", "alice")
+    assert not limits.account_locked("alice")
+    limits.failed("10.0.0.1", "alice")
+    assert limits.account_locked("alice")
+    assert not limits.account_locked("bob")
+    clock.now += 61
+    assert not limits.account_locked("alice")
+
+
+def test_sessions_per_user():
+    limits = Limits(LimitSettings(sessions_per_user=2))
+    assert limits.open_session("alice") and limits.open_session("alice")
+    assert not limits.open_session("alice")
+    limits.close_session("alice")
+    assert limits.open_session("alice")
+
+
+def test_max_auth_tries_disconnects(panel, tmp_path):
+    """Seven wrong keys on one connection: the server hangs up at the sixth."""
+    keys = [asyncssh.generate_private_key("ssh-ed25519") for _ in range(7)]
+
+    async def attempt() -> Exception:
+        try:
+            async with asyncssh.connect("127.0.0.1", panel.port, username="alice", client_keys=keys,
+                                        known_hosts=None, agent_path=None):
+                pass
+        except Exception as exc:  # the kind of failure is what we check
+            return exc
+        raise AssertionError("logged in with wrong keys")
+
+    error = asyncio.run(attempt())
+    assert isinstance(error, (asyncssh.DisconnectError, asyncssh.PermissionDenied, ConnectionError))
+    assert "too many authentication failures" in panel.log()
+    # A good login from the same address still works afterwards (fewer than
+    # the penalty threshold of failures).
+    assert panel.run(panel.users["alice"], "whoami").returncode == 0
