@@ -1,4 +1,5 @@
-"""Provides the local command line: `sshpanel serve`, `sshpanel user add|ls`.
+"""Provides the local command line: `sshpanel serve`, `sshpanel user add|ls`,
+`sshpanel db check|backup`.
 
 Every flag of `serve` can also be set through an `SSHPANEL_*` environment
 variable (see `sshpanel.config`). Errors print one line and exit non-zero,
@@ -40,6 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     _data_flags(add)
     ls = user_sub.add_parser("ls", help="list users and their key fingerprints")
     _data_flags(ls)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    check = db_sub.add_parser("check", help="run the integrity check (exit 1 when damaged)")
+    _data_flags(check)
+    backup = db_sub.add_parser("backup", help="write an online copy of the SQLite database")
+    backup.add_argument("path", type=Path, help="file to write")
+    _data_flags(backup)
     return parser
 
 
@@ -59,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(overrides)
         if args.command == "serve":
             return _serve(settings, args.verbose)
+        if args.command == "db":
+            return _db(settings, args)
         return _user(settings, args)
     except PanelError as exc:
         print(f"sshpanel: {exc.message}", file=sys.stderr)
@@ -85,6 +96,19 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
     for summary in accounts.users():
         state = "disabled" if summary.disabled else "enabled"
         print(f"{summary.name}\t{summary.role}\t{state}\t{' '.join(summary.fingerprints)}")
+    return 0
+
+
+def _db(settings: Settings, args: argparse.Namespace) -> int:
+    from sshpanel.store import open_store
+
+    store = open_store(settings)
+    if args.db_command == "check":
+        ok = store.integrity_ok()
+        print("ok" if ok else "integrity check FAILED")
+        return 0 if ok else 1
+    store.backup(args.path)
+    print(f"backed up to {args.path}")
     return 0
 
 

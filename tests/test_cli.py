@@ -79,3 +79,22 @@ def test_python_dash_m_and_help():
     result = _sshpanel("--help")
     assert result.returncode == 0
     assert "serve" in result.stdout and "user" in result.stdout
+
+
+def test_db_check_and_backup(tmp_path):
+    key = tmp_path / "k"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    data = str(tmp_path / "data")
+    assert _sshpanel("user", "add", "frank", "--key", str(key) + ".pub", "--data-dir", data).returncode == 0
+    check = _sshpanel("db", "check", "--data-dir", data)
+    assert check.returncode == 0 and check.stdout.strip() == "ok"
+    backup = tmp_path / "copy.db"
+    assert _sshpanel("db", "backup", str(backup), "--data-dir", data).returncode == 0
+    assert backup.stat().st_mode & 0o777 == 0o600
+    listed = _sshpanel("user", "ls", "--database-url", f"sqlite:///{backup}")
+    assert listed.stdout.split()[0] == "frank"
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "sshpanel.db").write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    damaged = _sshpanel("db", "check", "--data-dir", str(tmp_path / "broken"))
+    assert damaged.returncode == 1
+    assert "Traceback" not in damaged.stderr

@@ -75,7 +75,7 @@ def open_store(settings: Settings) -> "Store":
         database.bind(MODELS)
         with database.connection_context():
             database.create_tables(MODELS, safe=True)
-    except pw.OperationalError as exc:
+    except pw.DatabaseError as exc:
         raise ConfigError(f"cannot open database: {exc}") from None
     if isinstance(database, pw.SqliteDatabase) and database.database != ":memory:":
         for suffix in ("", "-wal", "-shm"):
@@ -116,6 +116,27 @@ class Store:
         """Closes this thread's connection (other threads close their own)."""
         if not self.database.is_closed():
             self.database.close()
+
+    def backup(self, path: Path) -> None:
+        """Writes an online, consistent copy of the SQLite database to `path`
+        (SQLite's backup API; writers may keep going meanwhile).
+
+        Raises:
+            ConfigError: Not a SQLite database, or the target is unusable.
+        """
+        import sqlite3
+
+        if not isinstance(self.database, pw.SqliteDatabase):
+            raise ConfigError("backup works on the embedded SQLite database; use pg_dump for PostgreSQL")
+        _secure_file(path)
+        try:
+            target = sqlite3.connect(str(path))
+            try:
+                self.database.connection().backup(target)
+            finally:
+                target.close()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"backup to {path} failed: {exc}") from None
 
     def integrity_ok(self) -> bool:
         """Runs SQLite's `PRAGMA integrity_check`; True on other databases."""
