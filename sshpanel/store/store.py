@@ -21,6 +21,7 @@ from playhouse import db_url
 
 from sshpanel.config import Settings
 from sshpanel.errors import Conflict, ConfigError
+from sshpanel.store.migrations import upgrade
 from sshpanel.store.models import (
     MODELS,
     AuditEntry,
@@ -74,7 +75,7 @@ def open_store(settings: Settings) -> "Store":
     try:
         database.bind(MODELS)
         with database.connection_context():
-            database.create_tables(MODELS, safe=True)
+            upgrade(database)
     except pw.DatabaseError as exc:
         raise ConfigError(f"cannot open database: {exc}") from None
     if isinstance(database, pw.SqliteDatabase) and database.database != ":memory:":
