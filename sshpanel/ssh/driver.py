@@ -1,0 +1,397 @@
+"""Provides `run_tui`, which runs one Textual app on one asyncssh server process.
+
+Textual's own drivers assume one app per process (signal handlers,
+`sys.__stdin__`); `SSHDriver` writes to the SSH channel and a per-session
+reader task feeds the channel's input to a parser. Process-wide behaviours of
+Textual that break with many apps in one process are neutralised here too
+(PITFALLS.md, "Textual in many sessions in one process").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import re
+import threading
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, TextIO
+
+import asyncssh
+import textual.app
+from rich.color import ColorSystem
+from rich.console import COLOR_SYSTEMS
+from textual import constants, events
+from textual._parser import ParseError
+from textual._time import get_time
+from textual._xterm_parser import XTermParser
+from textual.driver import Driver
+from textual.geometry import Size
+from textual.message import Message
+from textual.messages import InBandWindowResize
+from textual.strip import Strip
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from textual.app import App
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIZE = (80, 24)
+"""Terminal size used when the client did not send one."""
+READ_SIZE = 4096
+"""Characters read from the channel at a time."""
+
+MAX_WRITE_BUFFER = 8 * 1024 * 1024
+"""Unsent output (bytes) after which a client counts as gone (not reading)."""
+MAX_PENDING = 1024
+"""Input messages kept while the driver is not built yet."""
+EXTENDED_KEY_CACHE_SIZE = 256
+"""Entries in each parser's own cache of parsed key sequences."""
+
+_TRUECOLOR_TERMS = frozenset(
+    {"xterm-kitty", "alacritty", "wezterm", "foot", "foot-extra", "ghostty", "xterm-ghostty", "contour", "iterm2"}
+)
+_TRUECOLOR_SUFFIX = re.compile(r"-(direct\d*|truecolor|24bits?)$")
+
+
+def color_system_for_term(term: str | None) -> str:
+    """Chooses a session's colour system from the client's `TERM` (over SSH
+    `COLORTERM` never arrives).
+
+    Args:
+        term: The terminal type the client sent, or None without a PTY.
+
+    Returns:
+        A Rich colour system name: `truecolor`, `256` or `standard`.
+    """
+    name = (term or "").strip().lower()
+    if name in _TRUECOLOR_TERMS or _TRUECOLOR_SUFFIX.search(name):
+        return "truecolor"
+    if name.endswith("256color") or name.endswith("256colour"):
+        return "256"
+    # xterm, vt*, screen, linux and anything unknown: the 16 colours every
+    # terminal since the VT era understands.
+    return "standard"
+
+
+def apply_color_system(app: App[Any], color_system: str) -> None:
+    """Sets the colour system of one app's console, before it runs.
+
+    `App.__init__` detects it from the *server's* environment and Rich has no
+    setter; a new Console would lose Textual's settings (null file, forced
+    terminal), so the detected value is overwritten in place.
+    """
+    app.console._color_system = COLOR_SYSTEMS[color_system]
+
+
+@contextlib.contextmanager
+def _no_redirect(_target: object) -> Iterator[None]:
+    """Stands in for `contextlib.redirect_stdout`/`redirect_stderr`: does nothing."""
+    yield
+
+
+def neutralise_stdout_redirect() -> None:
+    """Stops every app from redirecting the process's stdout/stderr (idempotent).
+
+    With overlapping sessions the redirects restore out of order and leave
+    `sys.stdout` on a dead app; threads started meanwhile also keep the app's
+    capture object (`Thread._stderr`). App code never prints.
+    """
+    textual.app.redirect_stdout = _no_redirect
+    textual.app.redirect_stderr = _no_redirect
+
+
+_ORIGINAL_STRIP_RENDER = Strip.render
+
+
+def _render_style(cls: type[Strip], style: Any, text: str, color_system: ColorSystem) -> str:
+    """`Strip.render_style` without the colour-blind `style._ansi` shortcut
+    (`render_ansi` is cached per style *and* colour system)."""
+    ansi = cls.render_ansi(style, color_system)
+    output = f"\x1b[{ansi}m{text}\x1b[0m" if ansi else text
+    if style._link:
+        output = f"\x1b]8;id={style._link_id};{style._link}\x1b\\{output}\x1b]8;;\x1b\\"
+    return output
+
+
+def _render_strip(self: Strip, console: Console) -> str:
+    """`Strip.render` that uses the per-strip cache for truecolor only: strips
+    are shared between apps (`Strip.blank` is cached per class) and their cache
+    does not note the colour system."""
+    color_system = console._color_system or ColorSystem.TRUECOLOR
+    if color_system == ColorSystem.TRUECOLOR:
+        return _ORIGINAL_STRIP_RENDER(self, console)
+    render = Strip.render_style
+    return "".join(
+        [text if style is None else render(style, text, color_system) for text, style, _ in self._segments]
+    )
+
+
+def isolate_strip_render_cache() -> None:
+    """Makes Textual's process-wide render caches safe across colour systems
+    (idempotent): otherwise the first session to render a style fixes its
+    escape codes for all, and a 256-colour terminal gets truecolor codes."""
+    Strip.render_style = classmethod(_render_style)  # type: ignore[method-assign, assignment]
+    Strip.render = _render_strip  # type: ignore[method-assign]
+
+
+class SessionParser(XTermParser):
+    """`XTermParser` whose cache of parsed key sequences belongs to the instance.
+
+    The base class caches `_parse_extended_key` with a class-level
+    `lru_cache`, which keeps up to 1024 parsers (and through them their apps)
+    alive after their sessions end.
+    """
+
+    _parse_extended_key_uncached = getattr(
+        XTermParser._parse_extended_key, "__wrapped__", XTermParser._parse_extended_key
+    )
+
+    def __init__(self) -> None:
+        self._extended_keys: dict[str, list[events.Key] | None] = {}
+        # debug=False always: debug mode appends keystrokes to ./keys.log.
+        super().__init__(debug=False)
+
+    def _parse_extended_key(self, sequence: str) -> list[events.Key] | None:  # type: ignore[override]
+        """Parses a Kitty keyboard sequence, cached per parser (bounded)."""
+        cache = self._extended_keys
+        if sequence not in cache:
+            if len(cache) >= EXTENDED_KEY_CACHE_SIZE:
+                cache.pop(next(iter(cache)))
+            cache[sequence] = self._parse_extended_key_uncached(sequence)
+        return cache[sequence]
+
+
+class SSHDriver(Driver):
+    """A Textual driver that draws on, and reads from, one SSH channel.
+
+    `App._build_driver` builds it through the `functools.partial` that
+    `run_tui` installs as `app.driver_class`, which adds `session`.
+    """
+
+    def __init__(
+        self, app: App[Any], *, debug: bool = False, mouse: bool = True,
+        size: tuple[int, int] | None = None, session: _Session,
+    ) -> None:
+        super().__init__(app, debug=debug, mouse=mouse, size=size)
+        self._session = session
+        self._loop_thread = threading.get_ident()
+        self.application_mode = False
+        """True between `start_application_mode` and `stop_application_mode`."""
+        self.in_band_window_resize = False
+        """True once the terminal reports its size in-band (mode 2048)."""
+        session.attach(self)
+
+    def write(self, data: str) -> None:
+        """Writes terminal output (text with escape sequences) from any thread."""
+        if threading.get_ident() == self._loop_thread:
+            self._session.write(data)
+        else:
+            self._loop.call_soon_threadsafe(self._session.write, data)
+
+    def flush(self) -> None:
+        """Nothing to do: asyncssh sends as soon as the channel window allows."""
+
+    def disable_input(self) -> None:
+        """Stops delivering input to the app; the channel is still watched for EOF."""
+        self._session.input_enabled = False
+
+    def start_application_mode(self) -> None:
+        """Enters the alternate screen, enables mouse and paste, posts the size."""
+        self.application_mode = True
+        write = self.write
+        write("\x1b[?1049h")  # alternate screen
+        if self._mouse:
+            write("\x1b[?1000h\x1b[?1003h\x1b[?1015h\x1b[?1006h")  # all mouse events, SGR coordinates
+        write("\x1b[?25l")  # hide cursor
+        write("\x1b[?1004h")  # focus in/out reports
+        if not constants.DISABLE_KITTY_KEY:
+            write("\x1b[>25u")  # Kitty keyboard protocol, with LinuxDriver's flags
+        write("\x1b[?2026$p")  # ask whether synchronized output is supported
+        write("\x1b[?2048$p")  # ask whether in-band resize is supported
+        write("\x1b[?2004h")  # bracketed paste
+        write("\x1b[?7l")  # no line wrap
+        width, height = self._session.terminal_size()
+        self.process_message(events.Resize(Size(width, height), Size(width, height)))
+
+    def stop_application_mode(self) -> None:
+        """Restores the client's terminal (idempotent)."""
+        if not self.application_mode:
+            return
+        self.application_mode = False
+        self.disable_input()
+        write = self.write
+        write("\x1b[?2004l")  # bracketed paste off
+        write("\x1b[?7h")  # line wrap on
+        if self.in_band_window_resize:
+            write("\x1b[?2048l\x1b[?1016l")  # in-band resize and pixel mouse off
+        if self._mouse:
+            write("\x1b[?1000l\x1b[?1003l\x1b[?1015l\x1b[?1006l")
+        if not constants.DISABLE_KITTY_KEY:
+            write("\x1b[<u")  # pop the Kitty keyboard mode (before leaving the alt screen)
+        write("\x1b[?1049l")  # leave the alternate screen
+        write("\x1b[?25h")  # show cursor
+        write("\x1b[?1004l")  # focus reports off
+
+    def process_message(self, message: Message) -> None:
+        """Handles the in-band resize handshake (as `LinuxDriver`), then forwards the message."""
+        if isinstance(message, InBandWindowResize) and message.supported:
+            self.in_band_window_resize = True
+            if not message.enabled:
+                self.write("\x1b[?2048h")
+                message = InBandWindowResize(True, True)
+            if self._mouse:
+                self.write("\x1b[?1016h")  # mouse coordinates in pixels
+        super().process_message(message)
+
+    def open_url(self, url: str, new_tab: bool = True) -> None:
+        """Does nothing: the base class would open a browser on the server."""
+        log.info("ignored request to open a URL from an SSH session")
+
+    def deliver_binary(  # type: ignore[override]
+        self, binary: BinaryIO | TextIO, *, delivery_key: str, name: str | None = None, **_options: Any
+    ) -> None:
+        """Refuses: the base class would write the file (a screenshot) on the server's disk."""
+        binary.close()
+        refused = PermissionError("saving files is not available over SSH")
+        self._app.post_message(events.DeliveryFailed(key=delivery_key, exception=refused, name=name))
+
+
+class _Session:
+    """The state of one `run_tui` call: channel, app, parser and driver."""
+
+    def __init__(self, process: asyncssh.SSHServerProcess[str], app: App[Any]) -> None:
+        self.process = process
+        self.app = app
+        self.parser = SessionParser()
+        self.driver: SSHDriver | None = None
+        self.input_enabled = True
+        self.channel_open = True
+        self.finished = False
+        self._pending: list[Message] = []
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def attach(self, driver: SSHDriver) -> None:
+        """Called by the driver once built; delivers input that came earlier."""
+        self.driver = driver
+        for message in self._pending:
+            self._deliver(message)
+        self._pending.clear()
+
+    def terminal_size(self) -> tuple[int, int]:
+        """The PTY size the client last sent, or 80×24 when it sent none."""
+        width, height, *_ = self.process.get_terminal_size()
+        return (width, height) if width > 0 and height > 0 else DEFAULT_SIZE
+
+    def write(self, data: str) -> None:
+        """Writes to the channel (event-loop thread only); drops output once it closed."""
+        if not self.channel_open:
+            return
+        try:
+            self.process.stdout.write(data)
+        except (OSError, asyncssh.Error):  # closed under us: the reader ends the app
+            self.channel_open = False
+        else:
+            if self.process.channel.get_write_buffer_size() > MAX_WRITE_BUFFER:
+                log.info("SSH client stopped reading its output; ending the session")
+                self.channel_open = False
+                self.end_app()
+
+    async def read_input(self) -> None:
+        """Feeds channel input to the app until EOF or an error, then ends the app."""
+        stdin = self.process.stdin
+        try:
+            while True:
+                try:
+                    data = await stdin.read(READ_SIZE)
+                except asyncssh.TerminalSizeChanged as change:
+                    self._resized(change.width, change.height)
+                    continue
+                except (asyncssh.BreakReceived, asyncssh.SignalReceived):
+                    continue  # requests on a live channel, not a disconnect
+                if not data:
+                    break
+                self._feed(data)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # asyncssh raises various errors on an abrupt disconnect
+            log.debug("SSH session input ended: %r", exc)
+        self.channel_open = not self.process.channel.is_closing()
+        self.end_app()
+
+    def end_app(self) -> None:
+        """Asks the app to exit; works before it runs too (it then never starts)."""
+        if not self.finished:  # exit() would overwrite a finished app's return code
+            self.app.exit()
+
+    def close(self) -> None:
+        """Cancels the pending Escape timer and restores the terminal if still open."""
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        if self.driver is not None and self.driver.application_mode:
+            self.driver.stop_application_mode()
+
+    def _feed(self, data: str) -> None:
+        try:
+            for message in list(self.parser.feed(data)):
+                self._deliver(message)
+        except ParseError as exc:  # only after EOF, which is never fed
+            log.debug("unparsable terminal input: %r", exc)
+        self._schedule_tick()
+
+    def _schedule_tick(self) -> None:
+        """Wakes the parser when a lone Escape has waited ESCDELAY, never otherwise."""
+        timeout = self.parser._timeout_time
+        if timeout is None or self._tick_handle is not None:
+            return
+        self._tick_handle = self._loop.call_later(max(0.0, timeout - get_time()), self._tick)
+
+    def _tick(self) -> None:
+        self._tick_handle = None
+        for message in self.parser.tick():
+            self._deliver(message)
+        self._schedule_tick()
+
+    def _resized(self, width: int, height: int) -> None:
+        # A terminal that reports sizes in-band (with pixel sizes) is believed instead.
+        if width > 0 and height > 0 and not (self.driver and self.driver.in_band_window_resize):
+            self._deliver(events.Resize(Size(width, height), Size(width, height)))
+
+    def _deliver(self, message: Message) -> None:
+        if self.driver is None:
+            if len(self._pending) < MAX_PENDING:
+                self._pending.append(message)
+        elif self.input_enabled:
+            self.driver.process_message(message)
+
+
+async def run_tui(process: asyncssh.SSHServerProcess[str], app: App[Any]) -> None:
+    """Runs a Textual app on an SSH channel until it exits or the client leaves.
+
+    The process must have a PTY and use `encoding='utf-8'`. The app's
+    `driver_class` is replaced by one bound to this channel, and its colour
+    system is chosen from the client's `TERM`. The channel is left open:
+    the caller ends it (`process.exit(...)`).
+
+    Args:
+        process: The asyncssh server process of the session.
+        app: A fresh app instance (one per session).
+    """
+    neutralise_stdout_redirect()
+    isolate_strip_render_cache()
+    apply_color_system(app, color_system_for_term(process.get_terminal_type()))
+    session = _Session(process, app)
+    app.driver_class = functools.partial(SSHDriver, session=session)  # type: ignore[assignment]
+    reader = asyncio.create_task(session.read_input(), name="sshpanel-tui-input")
+    try:
+        await app.run_async(size=session.terminal_size())
+    finally:
+        session.finished = True
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        session.close()
+    if app.return_code and session.channel_open:
+        session.write("\r\nsshpanel: the session ended because of an internal error.\r\n")

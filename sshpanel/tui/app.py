@@ -1,0 +1,45 @@
+"""Provides `PanelApp`, the Textual app of one SSH session (wiring only)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable
+
+from textual.app import App, SystemCommand
+from textual.driver import Driver
+from textual.screen import Screen
+
+from sshpanel.tui.screens.dashboard import DashboardScreen
+
+if TYPE_CHECKING:
+    from sshpanel.backend.workspace import Workspace
+
+HIDDEN_SYSTEM_COMMANDS = frozenset({"Screenshot"})
+"""Command palette entries removed: a screenshot is saved on the *server's* disk."""
+
+
+class PanelApp(App[None]):
+    """The dashboard of one user, one instance per SSH session.
+
+    Args:
+        workspace: The logged-in user's workspace.
+        driver_class: The Textual driver (the SSH driver in production).
+        **kwargs: Passed on to `textual.app.App`.
+    """
+
+    CSS_PATH = "app.tcss"
+    TITLE = "sshpanel"
+
+    def __init__(self, workspace: Workspace, *, driver_class: type[Driver] | None = None, **kwargs: Any) -> None:
+        super().__init__(driver_class=driver_class, **kwargs)
+        self.workspace = workspace
+        """The user's workspace, handed to the screens."""
+
+    def get_default_screen(self) -> Screen[Any]:
+        """The dashboard is the first screen."""
+        return DashboardScreen(self.workspace)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Textual's palette commands, minus those that act on the server."""
+        for command in super().get_system_commands(screen):
+            if command.title not in HIDDEN_SYSTEM_COMMANDS:
+                yield command

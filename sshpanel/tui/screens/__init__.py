@@ -1,0 +1,1 @@
+"""Provides the screens and modals of the dashboard."""
