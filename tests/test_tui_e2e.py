@@ -121,8 +121,8 @@ def test_dashboard_fits_80x24_and_follows_resize(panel, docker_client):
     command = [*SSH_BASE[:-2], "-tt", "-i", str(alice.key), "-p", str(panel.port), "alice@127.0.0.1"]
     term = Terminal(f"sshpanel-{panel.namespace}-small", command, width=80, height=24)
     try:
-        screen = term.wait_for("small")
-        assert "Quit" in screen.splitlines()[-1] or "Quit" in screen
+        term.wait_for("small")
+        _wait(lambda: "Quit" in term.screen().rstrip("\n").splitlines()[-1])
         subprocess.run(["tmux", "-L", term.socket, "resize-window", "-t", "t", "-x", "120", "-y", "35"], check=True)
         _wait(lambda: len(term.screen().rstrip("\n").splitlines()) > 24 and "Quit" in term.screen().splitlines()[34])
     finally:
