@@ -11,7 +11,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from sshpanel.errors import ConfigError
 
@@ -43,8 +43,16 @@ class Settings:
         login_grace_time: Seconds an unauthenticated connection may stay.
         max_auth_tries: Authentication attempts per connection (OpenSSH
             `MaxAuthTries`).
+        provision_timeout: Seconds a provisioning script may run before it is
+            killed (default 10 minutes, issue 5).
         initial_admin_keys: OpenSSH public key lines that create the `admin`
             user on start when no admin exists yet.
+        password_auth: Accept password logins (bcrypt, set with `passwd`) in
+            addition to keys; off by default.
+        stats_interval: Seconds between two samples of a watched container
+            (issue 4; one shared collector whatever the number of viewers).
+        stats_source: Where samples come from: `auto` (cgroup files when
+            visible, else the Docker API), `cgroup` or `api`.
     """
 
     listen: str = "0.0.0.0"
@@ -63,7 +71,11 @@ class Settings:
     publish_address: str = "127.0.0.1"
     login_grace_time: float = 30.0
     max_auth_tries: int = 6
+    provision_timeout: float = 600.0
     initial_admin_keys: tuple[str, ...] = field(default_factory=tuple)
+    password_auth: bool = False
+    stats_interval: float = 2.0
+    stats_source: str = "auto"
 
     @property
     def database_path(self) -> Path:
@@ -81,7 +93,21 @@ class Settings:
         return f"io.{self.namespace}."
 
 
-_ENV_FIELDS: dict[str, type] = {
+def boolean(text: str) -> bool:
+    """Parses a yes/no setting (`1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`).
+
+    Raises:
+        ValueError: Any other text.
+    """
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+_ENV_FIELDS: dict[str, Callable[[str], object]] = {
     "listen": str,
     "port": int,
     "data_dir": Path,
@@ -98,6 +124,10 @@ _ENV_FIELDS: dict[str, type] = {
     "publish_address": str,
     "login_grace_time": float,
     "max_auth_tries": int,
+    "provision_timeout": float,
+    "password_auth": boolean,
+    "stats_interval": float,
+    "stats_source": str,
 }
 
 

@@ -86,3 +86,9 @@ class ConfigError(PanelError):
     """A setting or an operator-supplied file is unusable."""
 
     title = "Configuration error"
+
+
+class TimedOut(PanelError):
+    """An action ran out of its time limit and was stopped (a provisioning run)."""
+
+    title = "Timed out"

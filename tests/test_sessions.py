@@ -52,6 +52,7 @@ def test_no_app_survives_its_session(tmp_path, docker_client):
     async def scenario() -> tuple[int, int]:
         server = PanelServer(settings)
         await server.start()
+        subscribed_by_server = server.events.subscriber_count
         await asyncio.to_thread(
             Accounts(server.store, settings).add_user, "alice", [key.export_public_key().decode()]
         )
@@ -74,7 +75,7 @@ def test_no_app_survives_its_session(tmp_path, docker_client):
             deadline = asyncio.get_running_loop().time() + 30
             while (server.connections or _live_apps() > baseline) and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.1)
-            return _live_apps(), server.events.subscriber_count
+            return _live_apps(), server.events.subscriber_count - subscribed_by_server
         finally:
             await server.stop()
 

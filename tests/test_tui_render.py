@@ -19,6 +19,7 @@ import weakref
 import pytest
 
 from sshpanel.access.principal import Principal
+from sshpanel.backend.records import QuotaView
 from sshpanel.backend.views import ContainerView, ImageView
 from sshpanel.config import Settings
 from sshpanel.errors import EngineUnavailable, InvalidValue, PanelError
@@ -74,7 +75,7 @@ class FakeWorkspace:
     def _record(self, *call) -> None:
         self.threads.add(threading.current_thread().name)
         self.calls.append(call)
-        if self.fail_with is not None and call[0] != "containers":
+        if self.fail_with is not None and call[0] not in ("containers", "quota"):
             raise self.fail_with
 
     def containers(self, all: bool = True) -> list[ContainerView]:
@@ -107,6 +108,11 @@ class FakeWorkspace:
         self._record("remove", ref, force)
         self.views = [v for v in self.views if v.name != ref]
         return ref
+
+    def quota(self) -> QuotaView:
+        self._record("quota")
+        return QuotaView(len(self.views), 10, 256 * 1024 * 1024 * len(self.views), 2 * 1024**3,
+                         0.5 * len(self.views), 2.0, 256, None)
 
     def watch(self, callback):
         self.watchers.append(callback)

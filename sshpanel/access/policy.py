@@ -39,6 +39,7 @@ def create_arguments(
     namespace: str,
     image_id: str,
     pids_limit: int,
+    publish_address: str = "127.0.0.1",
 ) -> dict[str, Any]:
     """Returns keyword arguments for `docker.client.containers.create`.
 
@@ -48,16 +49,19 @@ def create_arguments(
         namespace: The panel's namespace (`Settings.namespace`).
         image_id: Full image ID the reference resolved to on the engine.
         pids_limit: Process limit.
+        publish_address: Host address every published port binds to
+            (`Settings.publish_address`); the user never chooses it.
 
     Returns:
         A dict for the Docker SDK; it never contains privileged, devices,
         cap_add, binds, volumes_from, host namespace modes, sysctls,
-        cgroup_parent or runtime.
+        cgroup_parent or runtime, and `ports` only when the spec publishes
+        some (their range was checked by the caller).
     """
     restart: dict[str, Any] = {"Name": "" if spec.restart == "no" else spec.restart}
     if spec.restart == "on-failure":
         restart["MaximumRetryCount"] = spec.restart_retries
-    return {
+    arguments: dict[str, Any] = {
         "image": image_id,
         "command": list(spec.command) or None,
         "name": docker_container_name(namespace, owner, spec.name),
@@ -75,3 +79,9 @@ def create_arguments(
         "log_config": LOG_CONFIG,
         "detach": True,
     }
+    if spec.ports:
+        ports: dict[str, list[tuple[str, int]]] = {}
+        for mapping in spec.ports:
+            ports.setdefault(f"{mapping.container}/{mapping.protocol}", []).append((publish_address, mapping.host))
+        arguments["ports"] = ports
+    return arguments

@@ -19,6 +19,9 @@ class Principal:
         role: `admin` or `user`.
         fingerprint: SHA256 fingerprint of the key that authenticated.
         source: Client address as `host:port`.
+        actor: The admin acting on this user's containers on their behalf
+            (`Admin.workspace_of`); empty when the user acts themselves. The
+            audit log names the actor.
     """
 
     user_id: int
@@ -26,6 +29,7 @@ class Principal:
     role: str
     fingerprint: str = ""
     source: str = ""
+    actor: str = ""
 
     @property
     def is_admin(self) -> bool:

@@ -19,9 +19,25 @@ RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _IMAGE_REF = re.compile(r"[a-z0-9][a-z0-9._/-]{0,199}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?")
 _IMAGE_ID = re.compile(r"(sha256:)?[a-f0-9]{12,64}")
+_PUBLISH = re.compile(r"(\d{1,5}):(\d{1,5})(?:/(tcp|udp))?")
 MAX_ENV = 128
 MAX_ENV_VALUE = 32 * 1024
 MAX_COMMAND = 64 * 1024
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """One published port, as `docker run -p HOSTPORT:CONTAINERPORT/PROTOCOL`.
+
+    Attributes:
+        host: Port on the host (bound to `Settings.publish_address`).
+        container: Port inside the container.
+        protocol: `tcp` or `udp`.
+    """
+
+    host: int
+    container: int
+    protocol: str = "tcp"
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,8 @@ class ContainerSpec:
         restart: Restart policy name (`no`, `always`, `unless-stopped`,
             `on-failure`).
         restart_retries: Maximum retries for `on-failure` (0 = unlimited).
+        ports: Published ports; the host side is checked against the owner's
+            port range at create (`sshpanel.access.quota.check_ports`).
     """
 
     name: str
@@ -48,6 +66,7 @@ class ContainerSpec:
     env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     restart: str = "no"
     restart_retries: int = 0
+    ports: tuple[PortMapping, ...] = ()
 
     def to_json(self) -> str:
         """Serialises the spec for the database (`Container.spec`)."""
@@ -96,6 +115,24 @@ def parse_restart(text: str) -> tuple[str, int]:
     return name, int(count or 0)
 
 
+def parse_publish(text: str) -> PortMapping:
+    """Parses `-p HOSTPORT:CONTAINERPORT[/tcp|udp]` (the only form accepted:
+    the host address is the server's `publish_address`, never the user's).
+
+    Raises:
+        InvalidValue: Another form, a port outside 1-65535 or an unknown protocol.
+    """
+    match = _PUBLISH.fullmatch(str(text).strip())
+    if not match:
+        raise InvalidValue(
+            f"invalid published port {str(text)[:40]!r}: use HOSTPORT:CONTAINERPORT[/tcp|udp], e.g. 8080:80"
+        )
+    host, container = int(match.group(1)), int(match.group(2))
+    if not (1 <= host <= 65535 and 1 <= container <= 65535):
+        raise InvalidValue(f"invalid published port {str(text)[:40]!r}: ports are 1-65535")
+    return PortMapping(host, container, match.group(3) or "tcp")
+
+
 def make_spec(
     name: str,
     image: str,
@@ -104,6 +141,7 @@ def make_spec(
     command: list[str] | tuple[str, ...] = (),
     env: list[str] | tuple[str, ...] = (),
     restart: str = "no",
+    ports: list[str] | tuple[str, ...] = (),
 ) -> ContainerSpec:
     """Builds a validated `ContainerSpec` from user input.
 
@@ -115,6 +153,7 @@ def make_spec(
         command: Command and arguments.
         env: `KEY=VALUE` strings.
         restart: Restart policy text.
+        ports: `HOSTPORT:CONTAINERPORT[/tcp|udp]` strings (`run -p`).
 
     Raises:
         InvalidValue: Any field is invalid; the message names which.
@@ -131,4 +170,8 @@ def make_spec(
     if any("\x00" in part for part in command) or sum(len(p) for p in command) > MAX_COMMAND:
         raise InvalidValue("invalid command: no NUL bytes, at most 64 KiB")
     policy, retries = parse_restart(restart)
-    return ContainerSpec(name, image, memory, cpus, command, pairs, policy, retries)
+    mappings = tuple(parse_publish(item) for item in ports)
+    hosts = [(m.host, m.protocol) for m in mappings]
+    if len(set(hosts)) != len(hosts):
+        raise InvalidValue("invalid published ports: a host port is given twice")
+    return ContainerSpec(name, image, memory, cpus, command, pairs, policy, retries, mappings)

@@ -86,3 +86,27 @@ def format_age(seconds: float) -> str:
     if days < 730:
         return f"{days // 30} months ago"
     return f"{days // 365} years ago"
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Parses a duration as docker's `--since` takes it (Go style: `90s`,
+    `30m`, `1h30m`), plus `d` for days.
+
+    Returns:
+        Seconds, > 0.
+
+    Raises:
+        InvalidValue: Not a duration.
+    """
+    value = str(text).strip().lower()
+    parts = _DURATION_PART.findall(value)
+    if not value or "".join(n + u for n, u in parts) != value:
+        raise InvalidValue(f"invalid duration {str(text)[:32]!r}: use e.g. 90s, 30m, 1h30m or 2d")
+    seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    if not 0 < seconds < 1e10:
+        raise InvalidValue(f"invalid duration {str(text)[:32]!r}: must be positive")
+    return seconds

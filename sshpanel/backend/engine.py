@@ -30,6 +30,9 @@ class Engine:
         self.settings = settings
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
+        self.names_lock = threading.Lock()
+        """Held while creating an engine-wide named object that Docker does not
+        keep unique (networks: two concurrent creates make two of one name)."""
 
     @property
     def address(self) -> str:

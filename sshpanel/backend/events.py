@@ -2,18 +2,28 @@
 
 A single thread follows `/events` for containers carrying the panel's owner
 label and fans each event out to subscribers (the dashboards of every
-session), so N viewers cost one stream, not N. It reconnects with `since`
-after the engine goes away, so no event is missed.
+session), so N viewers cost one stream, not N, and hands it to the
+`EventRecorder` that writes the history. After the engine goes away (a
+`dockerd` restart) it reconnects with `since` set to the last event's time
+in nanoseconds; Docker replays from that instant inclusive, and the events
+already seen at that instant are skipped by their (id, action, timeNano)
+key, so nothing is missed or doubled while the daemon kept it. Each
+(re)connection also triggers a reconciliation of the records with the
+engine, which covers what happened while no daemon was there to tell.
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from typing import Callable
 
 from sshpanel.backend.engine import Engine
+from sshpanel.backend.recorder import EventRecorder, ReconcileReport
 from sshpanel.config import Settings
+from sshpanel.errors import EngineUnavailable
+from sshpanel.store import Store
 
 Subscriber = Callable[[str, str, str], None]
 """Called as `subscriber(owner, container_id, action)` from the listener thread."""
@@ -21,6 +31,8 @@ Subscriber = Callable[[str, str, str], None]
 WATCHED_ACTIONS = frozenset(
     {"create", "start", "stop", "die", "kill", "oom", "restart", "destroy", "pause", "unpause", "rename", "update"}
 )
+SEEN_KEYS = 1024
+"""Event keys remembered to skip the ones Docker replays after a reconnect."""
 
 
 class EngineEvents:
@@ -41,6 +53,8 @@ class EngineEvents:
         self._thread: threading.Thread | None = None
         self._stream = None
         self.connected = threading.Event()
+        self.recorder: EventRecorder | None = None
+        self.reconnects = 0
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Adds a subscriber; returns the function that removes it again."""
@@ -61,8 +75,17 @@ class EngineEvents:
         with self._lock:
             return len(self._subscribers)
 
-    def start(self) -> None:
-        """Starts the listener thread (idempotent)."""
+    def start(self, store: Store | None = None) -> None:
+        """Starts the listener thread (idempotent).
+
+        Args:
+            store: When given, lifecycle events are recorded into the history
+                and records are reconciled with the engine on every
+                (re)connection (`EventRecorder`).
+        """
+        if store is not None and self.recorder is None:
+            self.recorder = EventRecorder(store, self.engine, self.settings)
+            self.recorder.start()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="sshpanel-events", daemon=True)
             self._thread.start()
@@ -78,6 +101,22 @@ class EngineEvents:
                 pass
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self.recorder is not None:
+            self.recorder.stop()
+
+    def reconcile(self) -> ReconcileReport:
+        """Reconciles records with the engine now (see `EventRecorder.reconcile`).
+
+        Returns:
+            Records marked removed and labelled containers nobody claims.
+
+        Raises:
+            EngineUnavailable: Also when the listener was started without a store.
+            EngineError: Docker refused.
+        """
+        if self.recorder is None:
+            raise EngineUnavailable("the events recorder is not running")
+        return self.recorder.reconcile()
 
     def publish(self, owner: str, container_id: str, action: str) -> None:
         """Delivers one event to every subscriber; a failing one is dropped."""
@@ -91,7 +130,8 @@ class EngineEvents:
                     self._subscribers.pop(key, None)
 
     def _run(self) -> None:
-        since = int(time.time())
+        since = f"{time.time():.9f}"
+        seen: collections.OrderedDict[tuple, None] = collections.OrderedDict()
         delay = 0.5
         label = self.settings.label_owner
         while not self._stop.is_set():
@@ -101,9 +141,21 @@ class EngineEvents:
                     since=since, decode=True, filters={"type": "container", "label": label}
                 )
                 self.connected.set()
+                if self.recorder is not None:
+                    self.recorder.request_reconcile()
                 delay = 0.5
                 for event in self._stream:
-                    since = max(since, int(event.get("time", since)))
+                    stamp = int(event.get("timeNano") or 0)
+                    key = (event.get("id"), event.get("Action"), stamp)
+                    if key in seen:
+                        continue
+                    seen[key] = None
+                    if len(seen) > SEEN_KEYS:
+                        seen.popitem(last=False)
+                    if stamp:
+                        since = f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}"
+                    if self.recorder is not None:
+                        self.recorder.offer(event)
                     action = str(event.get("Action", "")).split(":")[0]
                     if action not in WATCHED_ACTIONS:
                         continue
@@ -114,6 +166,7 @@ class EngineEvents:
             except Exception:  # engine gone or stream broken: reconnect below
                 pass
             self.connected.clear()
+            self.reconnects += 1
             self.publish("", "", "disconnected")
             self._stop.wait(delay)
             delay = min(delay * 2, 5.0)

@@ -21,10 +21,13 @@ from sshpanel.access.quota import Usage, check_quota
 from sshpanel.access.spec import ContainerSpec, check_image_ref
 from sshpanel.backend.engine import Engine, translate_errors
 from sshpanel.backend.events import EngineEvents
+from sshpanel.backend.quotas import check_publish, check_start, limits_of, pids_of, quota_view, update_limits
+from sshpanel.backend.records import QuotaView
 from sshpanel.backend.views import ContainerView, ImageView
 from sshpanel.config import Settings
 from sshpanel.errors import Conflict, InvalidValue, NotFound, PanelError
 from sshpanel.store import Store
+from sshpanel.store.history import record_removal
 
 
 class Workspace:
@@ -150,7 +153,8 @@ class Workspace:
         Raises:
             InvalidValue: Unknown image or an image the user may not use.
             Conflict: The user already has a container with this name.
-            QuotaExceeded: Count, memory or CPU quota would be exceeded.
+            QuotaExceeded: Count, memory or CPU quota would be exceeded, or a
+                published host port is outside the user's range.
             EngineError: Docker refused the create or the start.
         """
         with self.audited("create" if not start else "run", spec.name):
@@ -159,13 +163,14 @@ class Workspace:
                 if self.store.name_taken(self.principal.user_id, spec.name):
                     raise Conflict(f"you already have a container named {spec.name!r}")
                 user = self.store.user_by_id(self.principal.user_id)
-                limit = Usage(user.quota_containers, user.quota_memory, user.quota_cpus)
-                check_quota(limit, Usage(*self.store.usage(user.id)), Usage(1, spec.memory, spec.cpus))
+                check_quota(limits_of(user), Usage(*self.store.usage(user.id)), Usage(1, spec.memory, spec.cpus))
+                check_publish(user, spec)
+                pids = pids_of(user, self.settings)
                 row = self.store.reserve_container(
                     user.id, spec.name, spec.image, spec.to_json(), spec.memory, spec.cpus
                 )
             try:
-                container_id = self._docker_create(spec, image_id)
+                container_id = self._docker_create(spec, image_id, pids)
             except BaseException:
                 self.store.drop_reservation(row.id)
                 self.store.add_event(self.principal.user_id, None, "create", ok=False, detail=spec.name)
@@ -178,8 +183,29 @@ class Workspace:
         return self._view_of(spec.name)
 
     def start(self, ref: str) -> str:
-        """Starts one of the user's containers; returns its short name."""
-        return self._act("start", ref)
+        """Starts one of the user's containers; returns its short name.
+
+        Raises:
+            NotFound: No such container of the user's.
+            QuotaExceeded: The user is over a quota (an admin lowered it since
+                the container was created; see `sshpanel.backend.quotas`).
+        """
+        with self.audited("start", ref):
+            row = self.resolve(ref)
+            check_start(self, row)
+            self._lifecycle(row, "start")
+            return row.name
+
+    def update(
+        self, ref: str, memory: int | None = None, cpus: float | None = None, restart: str | None = None
+    ) -> ContainerView:
+        """Changes limits of one of the user's containers live, within quota
+        (`docker update`); see `sshpanel.backend.quotas.update_limits`."""
+        return update_limits(self, ref, memory, cpus, restart)
+
+    def quota(self) -> QuotaView:
+        """Returns the user's quotas and what their live containers hold."""
+        return quota_view(self.store, self.store.user_by_id(self.principal.user_id), self.settings)
 
     def stop(self, ref: str) -> str:
         """Stops one of the user's containers (10 s grace, then SIGKILL)."""
@@ -251,11 +277,11 @@ class Workspace:
             raise
         self.store.add_event(self.principal.user_id, row.id, action)
 
-    def _docker_create(self, spec: ContainerSpec, image_id: str) -> str:
+    def _docker_create(self, spec: ContainerSpec, image_id: str, pids_limit: int) -> str:
         """Creates the Docker container; returns its full ID."""
         client = self.engine.client
         arguments = create_arguments(
-            spec, self.principal.name, self.settings.namespace, image_id, self.settings.default_pids
+            spec, self.principal.name, self.settings.namespace, image_id, pids_limit, self.settings.publish_address
         )
         with translate_errors():
             self._ensure_network()
@@ -271,18 +297,25 @@ class Workspace:
             return container.id
 
     def _ensure_network(self) -> None:
-        """Creates the user's own bridge network when it is missing."""
+        """Creates the user's own bridge network when it is missing.
+
+        Docker's name filter also matches parts of names (`ns.bob` finds
+        `ns.bobby`), hence the exact comparison; and Docker lets two
+        concurrent creates make two networks of one name, hence the lock.
+        """
         name = network_name(self.settings.namespace, self.principal.name)
         client = self.engine.client
-        if client.api.networks(names=[name]):
-            return
-        try:
-            client.networks.create(
-                name, driver="bridge", labels={self.settings.label_owner: self.principal.name}
-            )
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:
-                raise
+        with self.engine.names_lock:
+            if any(item.get("Name") == name for item in client.api.networks(names=[name])):
+                return
+            try:
+                client.networks.create(
+                    name, driver="bridge", labels={self.settings.label_owner: self.principal.name},
+                    check_duplicate=True,
+                )
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:
+                    raise
 
     def _image_allowed(self, reference: str) -> bool:
         """Images under the panel namespace belong to one user each."""
@@ -316,9 +349,9 @@ class Workspace:
         raise NotFound(f"no such container: {name}")
 
     def _forget(self, row, detail: str) -> None:
-        """Marks a record removed and records the event."""
-        self.store.mark_removed(row.id)
-        self.store.add_event(self.principal.user_id, row.id, "remove", detail=detail)
+        """Marks a record removed and records the event, once: sessions and
+        the events recorder may notice the same removal (issue 4)."""
+        record_removal(self.store, row.id, detail)
 
     @contextlib.contextmanager
     def audited(self, action: str, target: str) -> Iterator[None]:
@@ -340,7 +373,8 @@ class Workspace:
 
     def _audit(self, action: str, target: str, outcome: str) -> None:
         p = self.principal
-        self.store.add_audit(p.name, p.fingerprint, p.source, action, _shown(target), outcome)
+        actor, shown = (p.actor, f"{p.name}/{_shown(target)}") if p.actor else (p.name, _shown(target))
+        self.store.add_audit(actor, p.fingerprint, p.source, action, shown, outcome)
 
 
 def _shown(text: str) -> str:

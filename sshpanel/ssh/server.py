@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Awaitable
 import asyncssh
 
 from sshpanel.access.principal import Principal
 from sshpanel.backend.accounts import Accounts
 from sshpanel.backend.engine import Engine
 from sshpanel.backend.events import EngineEvents
+from sshpanel.backend.passwords import BCRYPT_SLOTS, Passwords
+from sshpanel.backend.stats import StatsCollector
 from sshpanel.backend.workspace import Workspace
 from sshpanel.config import Settings
 from sshpanel.ssh.algorithms import server_algorithms
@@ -40,11 +43,16 @@ class PanelServer:
         self.store: Store | None = None
         self.engine = Engine(settings)
         self.events = EngineEvents(self.engine, settings)
+        self.stats = StatsCollector(self.engine, settings, events=self.events)
         self.accounts: Accounts | None = None
         self.port = 0
         self._server: asyncssh.SSHAcceptor | None = None
         self.connections: set[PanelSSHServer] = set()
         self.limits = Limits()
+        self.passwords: Passwords | None = None
+        # Bounds the executor threads password checks hold, so a burst of
+        # attempts cannot starve the Docker calls of every session.
+        self.password_slots = asyncio.Semaphore(BCRYPT_SLOTS)
 
     async def start(self) -> None:
         """Opens the database, checks the engine, binds the port.
@@ -55,9 +63,13 @@ class PanelServer:
             OSError: The port cannot be bound (e.g. in use).
         """
         from sshpanel.ssh.session import handle_process
+        from sshpanel.ssh.channel_codec import prepare_channel
 
         self.store = await asyncio.to_thread(open_store, self.settings)
         self.accounts = Accounts(self.store, self.settings)
+        self.passwords = Passwords(self.store)
+        if self.settings.password_auth:
+            await asyncio.to_thread(self.passwords.prepare)
         created_admin = await asyncio.to_thread(self.accounts.ensure_initial_admin)
         if created_admin:
             log.info("created admin user %r from SSHPANEL_INITIAL_ADMIN_KEYS", created_admin)
@@ -67,14 +79,17 @@ class PanelServer:
             )
         version = await asyncio.to_thread(self.engine.ping)
         log.info("Docker engine %s at %s", version, self.engine.address)
-        self.events.start()
+        self.events.start(self.store)
         key, created = await asyncio.to_thread(load_or_create_host_key, self.settings.host_keys_dir)
         log.info(
             "%s host key %s", "created" if created else "loaded", host_key_fingerprint(key)
         )
 
-        async def process_factory(process: asyncssh.SSHServerProcess) -> None:
-            await handle_process(self, process)
+        def process_factory(process: asyncssh.SSHServerProcess) -> Awaitable[None]:
+            # Called before asyncssh decodes the channel's first input (it
+            # resumes reading right after this returns): the codec is set here.
+            prepare_channel(process)
+            return handle_process(self, process)
 
         self._server = await asyncssh.create_server(
             lambda: PanelSSHServer(self),
@@ -103,6 +118,20 @@ class PanelServer:
         assert self.store is not None
         return Workspace(principal, self.store, self.engine, self.settings, self.events)
 
+    def close_user_sessions(self, name: str, reason: str) -> int:
+        """Disconnects every live connection of user `name` (on the loop thread;
+        from a worker use `loop.call_soon_threadsafe`).
+
+        Returns:
+            How many connections were closed.
+        """
+        closing = [conn for conn in self.connections if conn.principal is not None and conn.principal.name == name]
+        for conn in closing:
+            conn.close(reason)
+        if closing:
+            log.info("closed %d connection(s) of user=%s: %s", len(closing), name, reason)
+        return len(closing)
+
     async def stop(self) -> None:
         """Stops accepting, closes every connection, stops the listener."""
         if self._server is not None:
@@ -111,6 +140,7 @@ class PanelServer:
         for conn in list(self.connections):
             conn.close("the panel is shutting down")
         self.events.stop()
+        await asyncio.to_thread(self.stats.stop)
         await asyncio.to_thread(self.engine.close)
 
 
@@ -160,7 +190,7 @@ class PanelSSHServer(asyncssh.SSHServer):
         return True
 
     def password_auth_supported(self) -> bool:
-        return False
+        return self.panel.settings.password_auth
 
     def kbdint_auth_supported(self) -> bool:
         return False
@@ -185,6 +215,21 @@ class PanelSSHServer(asyncssh.SSHServer):
             principal = await asyncio.to_thread(
                 accounts.authenticate_key, username, key.public_data, self.source
             )
+        return self._settle(username, principal)
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        """Checks a password (only offered when `Settings.password_auth` is on)
+        with bcrypt in a worker thread, at most `BCRYPT_SLOTS` at a time."""
+        passwords = self.panel.passwords
+        principal = None
+        if self.panel.settings.password_auth and passwords is not None:
+            if not self.panel.limits.account_locked(username):
+                async with self.panel.password_slots:
+                    principal = await asyncio.to_thread(passwords.authenticate, username, password, self.source)
+        return self._settle(username, principal)
+
+    def _settle(self, username: str, principal: Principal | None) -> bool:
+        """Records the outcome of one authentication attempt; True on success."""
         if principal is None:
             self._failures += 1
             self.panel.limits.failed(self.address, username)

@@ -7,15 +7,18 @@ server (DESIGN.md invariant 5).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING
 
 import asyncssh
 
+from sshpanel.backend.admin import Admin
 from sshpanel.ssh.commands import run_command
 
 if TYPE_CHECKING:
+    from sshpanel.backend.workspace import Workspace
     from sshpanel.ssh.server import PanelServer, PanelSSHServer
 
 log = logging.getLogger("sshpanel.session")
@@ -24,6 +27,27 @@ NO_TERMINAL = (
     "sshpanel: this session has no terminal. Use `ssh -t` for the dashboard, "
     "or give a command (try `help`).\r\n"
 )
+
+
+def tui_admin(panel: "PanelServer", workspace: "Workspace") -> Admin | None:
+    """Returns the admin service of a dashboard session: only an admin gets
+    one, and without it the TUI offers no admin screens.
+
+    Disabling or deleting a user from the TUI closes that user's sessions
+    through `panel.close_user_sessions`, called on the event loop.
+
+    Args:
+        panel: The server.
+        workspace: The session's workspace.
+    """
+    if not workspace.principal.is_admin:
+        return None
+    loop = asyncio.get_running_loop()
+
+    def disconnect(user: str, reason: str) -> None:
+        loop.call_soon_threadsafe(panel.close_user_sessions, user, reason)
+
+    return Admin(workspace, disconnect)
 
 
 async def handle_process(panel: "PanelServer", process: asyncssh.SSHServerProcess) -> None:
@@ -55,7 +79,7 @@ async def handle_process(panel: "PanelServer", process: asyncssh.SSHServerProces
                 from sshpanel.ssh.driver import run_tui
                 from sshpanel.tui.app import PanelApp
 
-                await run_tui(process, PanelApp(workspace))
+                await run_tui(process, PanelApp(workspace, tui_admin(panel, workspace)))
                 status = 0
         else:
             status = await run_command(panel, process, workspace, process.command)

@@ -26,7 +26,10 @@ class BaseModel(pw.Model):
 class User(BaseModel):
     """A panel account; the SSH user name is `name`.
 
-    Quota fields bound what the user's containers may take together.
+    Quota fields bound what the user's containers may take together:
+    count, memory (bytes), CPUs, pids per container (None = the server's
+    `default_pids`) and the inclusive host port range for published ports
+    (None = the user may publish nothing).
     """
 
     name = pw.CharField(max_length=32, unique=True)
@@ -36,6 +39,9 @@ class User(BaseModel):
     quota_containers = pw.IntegerField()
     quota_memory = pw.BigIntegerField()
     quota_cpus = pw.FloatField()
+    quota_pids = pw.IntegerField(null=True)
+    quota_port_low = pw.IntegerField(null=True)
+    quota_port_high = pw.IntegerField(null=True)
     created = pw.DateTimeField(default=utcnow)
     last_login = pw.DateTimeField(null=True)
 

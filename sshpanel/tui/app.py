@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Iterable
 
 from textual.app import App, SystemCommand
 from textual.driver import Driver
 from textual.screen import Screen
 
+from sshpanel.errors import PanelError
 from sshpanel.tui.screens.dashboard import DashboardScreen
 
 if TYPE_CHECKING:
+    from sshpanel.backend.admin import Admin
     from sshpanel.backend.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 HIDDEN_SYSTEM_COMMANDS = frozenset({"Screenshot"})
 """Command palette entries removed: a screenshot is saved on the *server's* disk."""
@@ -22,6 +27,8 @@ class PanelApp(App[None]):
 
     Args:
         workspace: The logged-in user's workspace.
+        admin: The admin service, given only when the user is an admin; the
+            admin screens cannot be opened without it.
         driver_class: The Textual driver (the SSH driver in production).
         **kwargs: Passed on to `textual.app.App`.
     """
@@ -29,14 +36,43 @@ class PanelApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "sshpanel"
 
-    def __init__(self, workspace: Workspace, *, driver_class: type[Driver] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        admin: Admin | None = None,
+        *,
+        driver_class: type[Driver] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(driver_class=driver_class, **kwargs)
         self.workspace = workspace
         """The user's workspace, handed to the screens."""
+        self.admin = admin
+        """The admin service (None for everyone but admins)."""
 
     def get_default_screen(self) -> Screen[Any]:
         """The dashboard is the first screen."""
-        return DashboardScreen(self.workspace)
+        return DashboardScreen(self.workspace, self.admin)
+
+    def show_error(self, error: BaseException) -> None:
+        """Shows an error as a notification: the one place errors reach the user.
+
+        A `PanelError` shows its title and message; anything else is logged
+        with its traceback and shown without details (they may hold secrets).
+
+        Args:
+            error: The exception a backend call raised.
+        """
+        if isinstance(error, PanelError):
+            self.notify(error.message, title=error.title, severity="error", markup=False)
+            return
+        log.error("unexpected error in the TUI", exc_info=error)
+        self.notify(
+            f"Something went wrong ({type(error).__name__}); the error was logged.",
+            title="Unexpected error",
+            severity="error",
+            markup=False,
+        )
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """Textual's palette commands, minus those that act on the server."""

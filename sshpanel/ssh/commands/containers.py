@@ -23,6 +23,10 @@ def _add_create_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--memory", metavar="SIZE", help="memory limit (e.g. 256m, 1g)")
     parser.add_argument("--cpus", metavar="F", help="CPU limit (e.g. 0.5)")
     parser.add_argument("--restart", default="no", metavar="POLICY", help="no, always, unless-stopped, on-failure[:N]")
+    parser.add_argument(
+        "-p", "--publish", action="append", default=[], metavar="HOSTPORT:CONTAINERPORT[/PROTO]",
+        help="publish a port (host port inside your range, see `quota`)",
+    )
     parser.add_argument("image", help="image on the engine (see `images`)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
 
@@ -113,7 +117,7 @@ def _create_or_run(ctx: Context, args: argparse.Namespace) -> int:
     if name is None:
         taken = {view.name for view in ctx.workspace.containers(all=True)}
         name = generate_name(args.image, taken, secrets.token_hex(8))
-    spec = make_spec(name, args.image, memory, cpus, args.command, args.env, args.restart)
+    spec = make_spec(name, args.image, memory, cpus, args.command, args.env, args.restart, args.publish)
     view = ctx.workspace.create(spec, start=args.verb == "run")
     ctx.out(view.name)
     return 0

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import functools
-import logging
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable
 
 from textual import work
 from textual.app import ComposeResult
@@ -14,47 +13,29 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Static
-from textual.worker import Worker, WorkerState, active_worker
+from textual.worker import Worker, WorkerState
 
 from sshpanel.access.spec import ContainerSpec
+from sshpanel.backend.records import QuotaView
 from sshpanel.backend.views import ContainerView, ImageView
-from sshpanel.errors import PanelError
+from sshpanel.errors import PermissionDenied
+from sshpanel.tui.screens.admin import admin_area
+from sshpanel.tui.screens.calls import in_worker_thread
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.screens.create import CreateContainerModal
+from sshpanel.tui.screens.edit import EditContainerModal
 from sshpanel.tui.widgets.container_table import ContainerTable
+from sshpanel.tui.widgets.quota_bar import QuotaBar
 
 if TYPE_CHECKING:
+    from sshpanel.backend.admin import Admin
     from sshpanel.backend.workspace import Workspace
-
-log = logging.getLogger(__name__)
 
 REFRESH_INTERVAL = 5.0
 """Seconds between fallback refreshes (Docker events drive the rest)."""
 
 EVENT_DEBOUNCE = 0.2
 """Seconds to wait after a Docker event so that a burst causes one refresh."""
-
-T = TypeVar("T")
-
-
-def in_worker_thread(call: Callable[[], T]) -> T:
-    """Runs a blocking call inside a thread worker, then forgets the worker.
-
-    Textual's thread workers set the `active_worker` context variable in the
-    executor thread's own context rather than a copy, so each pool thread
-    would keep its last worker, and through it the whole app, alive after the
-    session ended. Clearing the variable when done lets the app be freed.
-
-    Args:
-        call: The blocking call.
-
-    Returns:
-        What `call` returns.
-    """
-    try:
-        return call()
-    finally:
-        active_worker.set(None)  # type: ignore[arg-type]
 
 
 class DashboardScreen(Screen[None]):
@@ -66,6 +47,8 @@ class DashboardScreen(Screen[None]):
 
     Args:
         workspace: The user's workspace.
+        admin: The admin service, only for admins: without it the admin
+            area cannot be opened (and the `a` key is not even shown).
     """
 
     BINDINGS = [
@@ -75,28 +58,34 @@ class DashboardScreen(Screen[None]):
         Binding("t", "stop_container", "Stop", show=False),
         Binding("r", "restart_container", "Restart"),
         Binding("d", "remove_container", "Remove"),
+        Binding("e", "edit_container", "Edit"),
+        Binding("a", "open_admin", "Admin"),
+        Binding("a", "refuse_admin", show=False),
         Binding("q", "app.quit", "Quit"),
     ]
 
     class EngineChanged(Message):
         """Docker reported a change to one of the user's containers."""
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, admin: Admin | None = None) -> None:
         super().__init__()
         self.workspace = workspace
         """The user's workspace; only ever called from thread workers."""
+        self.admin = admin
+        """The admin service (None unless the user is an admin)."""
         self._unwatch: Callable[[], None] | None = None
         self._debounce: Timer | None = None
-        self._refresh_worker: Worker[list[ContainerView]] | None = None
+        self._refresh_worker: Worker[tuple[list[ContainerView], QuotaView]] | None = None
         self._refresh_again = False
         self._last_refresh_error: str | None = None
 
     def compose(self) -> ComposeResult:
         """Builds the header, the table, an empty-state hint and the key footer."""
         yield Header()
+        yield QuotaBar(id="quota-bar")
         yield ContainerTable(id="container-table")
         yield Static("No containers yet. Press c to create one.", id="empty-hint", markup=False)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         """Shows who is logged in, follows Docker events and loads the table."""
@@ -145,12 +134,14 @@ class DashboardScreen(Screen[None]):
         self._refresh_worker = self._load_containers()
 
     @work(thread=True, group="refresh", exit_on_error=False)
-    def _load_containers(self) -> list[ContainerView]:
-        return in_worker_thread(self.workspace.containers)
+    def _load_containers(self) -> tuple[list[ContainerView], QuotaView]:
+        return in_worker_thread(lambda: (self.workspace.containers(), self.workspace.quota()))
 
-    def _show_containers(self, views: list[ContainerView]) -> None:
+    def _show_containers(self, loaded: tuple[list[ContainerView], QuotaView]) -> None:
+        views, quota = loaded
         self._last_refresh_error = None
         self.table.show_containers(views)
+        self.query_one(QuotaBar).show_quota(quota)
         self.set_class(not views, "-empty")
 
     # Actions --------------------------------------------------------------
@@ -208,6 +199,37 @@ class DashboardScreen(Screen[None]):
             call = functools.partial(self.workspace.remove, view.name, force=view.running)
             self._act(call, f"Removed {view.name}")
 
+    def action_edit_container(self) -> None:
+        """Opens the limits form of the selected container (it saves them itself)."""
+        if view := self._selected():
+            self.app.push_screen(EditContainerModal(lambda: self.workspace, view), callback=self._edited)
+
+    def _edited(self, view: ContainerView | None) -> None:
+        if view is not None:
+            self._action_done(f"Updated {view.name}")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The `a` key opens the admin area for admins; for everyone else it
+        is hidden and only refused."""
+        if action == "open_admin":
+            return self.admin is not None
+        if action == "refuse_admin":
+            return self.admin is None
+        return True
+
+    def action_open_admin(self) -> None:
+        """Opens the admin area; the gate is holding an `Admin` (admins only)."""
+        if self.admin is not None:
+            self.app.push_screen(admin_area(self.admin))
+
+    def action_refuse_admin(self) -> None:
+        """Refuses the admin area to a non-admin, and writes the attempt to the audit log."""
+        self._act(self._refuse_admin, "")
+
+    def _refuse_admin(self) -> None:
+        with self.workspace.audited("admin", "dashboard"):
+            raise PermissionDenied("permission denied: the admin area is for admins")
+
     @work(thread=True, group="action", exit_on_error=False)
     def _act(self, call: Callable[[], Any], done: str) -> str:
         """Runs one blocking workspace call; returns the message to show."""
@@ -257,21 +279,9 @@ class DashboardScreen(Screen[None]):
             self.refresh_containers()
 
     def show_error(self, error: BaseException) -> None:
-        """Shows an error as a notification: the one place errors reach the user.
-
-        A `PanelError` shows its title and message; anything else is logged
-        with its traceback and shown without details (they may hold secrets).
+        """Shows an error through the app's one error handler (`PanelApp.show_error`).
 
         Args:
             error: The exception a worker raised.
         """
-        if isinstance(error, PanelError):
-            self.notify(error.message, title=error.title, severity="error", markup=False)
-            return
-        log.error("unexpected error in the dashboard", exc_info=error)
-        self.notify(
-            f"Something went wrong ({type(error).__name__}); the error was logged.",
-            title="Unexpected error",
-            severity="error",
-            markup=False,
-        )
+        self.app.show_error(error)  # type: ignore[attr-defined]
