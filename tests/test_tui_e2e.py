@@ -52,13 +52,13 @@ class Terminal:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
 
 
-def _wait(predicate, timeout: float = 20) -> None:
+def _wait(predicate, timeout: float = 20, screen=None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.1)
-    raise AssertionError("condition not reached")
+    raise AssertionError("condition not reached" + (f"; screen:\n{screen()}" if screen else ""))
 
 
 @pytest.fixture
@@ -81,11 +81,17 @@ def test_create_and_drive_a_container_from_the_dashboard(panel, docker_client, t
     terminal.wait_for("No containers yet")
     terminal.keys("c")
     terminal.wait_for("New container")
+    terminal.wait_for("sshpanel-test/busybox")  # the image list has loaded
     terminal.type("tuiweb")
-    terminal.keys("Tab", "Tab")
+    terminal.wait_for("tuiweb")
+    terminal.keys("Tab")
+    time.sleep(0.3)
+    terminal.keys("Tab")
+    time.sleep(0.3)
     terminal.type("sleep 600")
+    terminal.wait_for("sleep 600")
     terminal.keys("C-s")
-    _wait(lambda: _status(docker_client, name) == "running")
+    _wait(lambda: _status(docker_client, name) == "running", screen=terminal.screen)
     screen = terminal.wait_for("running")
     assert "tuiweb" in screen
 
