@@ -15,7 +15,7 @@ import functools
 import logging
 import re
 import threading
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, TextIO
+from typing import TYPE_CHECKING, Any, Awaitable, BinaryIO, Callable, Iterator, TextIO, TypeVar
 
 import asyncssh
 import textual.app
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from textual.app import App
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_SIZE = (80, 24)
 """Terminal size used when the client did not send one."""
@@ -269,6 +271,10 @@ class _Session:
         self.input_enabled = True
         self.channel_open = True
         self.finished = False
+        self.suspended = False
+        """True while the terminal is lent to other work (`hand_over`): frames are dropped."""
+        self.reader: asyncio.Task[None] | None = None
+        """The task feeding channel input to the app (one reader at a time)."""
         self._pending: list[Message] = []
         self._tick_handle: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
@@ -286,8 +292,9 @@ class _Session:
         return (width, height) if width > 0 and height > 0 else DEFAULT_SIZE
 
     def write(self, data: str) -> None:
-        """Writes to the channel (event-loop thread only); drops output once it closed."""
-        if not self.channel_open:
+        """Writes to the channel (event-loop thread only); drops output once it
+        closed, and while the terminal is handed over."""
+        if not self.channel_open or self.suspended:
             return
         try:
             self.process.stdout.write(data)
@@ -320,6 +327,50 @@ class _Session:
             log.debug("SSH session input ended: %r", exc)
         self.channel_open = not self.process.channel.is_closing()
         self.end_app()
+
+    def start_reading(self) -> None:
+        """Starts the task that feeds channel input to the app."""
+        self.reader = asyncio.create_task(self.read_input(), name="sshpanel-tui-input")
+
+    async def stop_reading(self) -> None:
+        """Cancels the input task and waits until it has ended."""
+        if self.reader is not None:
+            self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)
+
+    async def hand_over(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Lends the terminal to `work()` (a shell bridge), then gives it back
+        to the app, repainted whole; ends the app if the client left meanwhile.
+
+        Input stops first (asyncssh allows one reader at a time); the app's
+        frames are dropped while `work` runs.
+
+        Raises:
+            RuntimeError: The app is not running on this session.
+            Exception: What `work` raised (the app has the terminal back).
+        """
+        driver = self.driver
+        if driver is None or self.finished:
+            raise RuntimeError("the dashboard is not running")
+        await self.stop_reading()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        self.parser = SessionParser()  # drops a half-read escape sequence
+        driver.stop_application_mode()  # first: writes the restore sequences
+        self.suspended = True  # then: write() drops the app's frames
+        try:
+            return await work()
+        finally:
+            self.suspended = False
+            if self.process.channel.is_closing() or self.finished:
+                self.channel_open = not self.process.channel.is_closing()
+                self.end_app()
+            else:
+                self.input_enabled = True  # stop_application_mode cleared it
+                driver.start_application_mode()
+                self.app.refresh(layout=True)  # the terminal lost every frame
+                self.start_reading()
 
     def end_app(self) -> None:
         """Asks the app to exit; works before it runs too (it then never starts)."""
@@ -368,7 +419,27 @@ class _Session:
             self.driver.process_message(message)
 
 
-async def run_tui(process: asyncssh.SSHServerProcess[str], app: App[Any]) -> None:
+class TerminalHandOver:
+    """Lets an app lend its terminal to a shell: made before the app, bound
+    to the session by `run_tui` while it runs (`_Session.hand_over`)."""
+
+    def __init__(self) -> None:
+        self.session: _Session | None = None
+
+    async def __call__(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Runs `work()` with the terminal.
+
+        Raises:
+            RuntimeError: No app is running on the terminal.
+        """
+        if self.session is None:
+            raise RuntimeError("the dashboard is not running")
+        return await self.session.hand_over(work)
+
+
+async def run_tui(
+    process: asyncssh.SSHServerProcess[str], app: App[Any], hand_over: TerminalHandOver | None = None
+) -> None:
     """Runs a Textual app on an SSH channel until it exits or the client leaves.
 
     The process must have a PTY and use `encoding='utf-8'`. The app's
@@ -379,19 +450,23 @@ async def run_tui(process: asyncssh.SSHServerProcess[str], app: App[Any]) -> Non
     Args:
         process: The asyncssh server process of the session.
         app: A fresh app instance (one per session).
+        hand_over: Bound to the session while it runs.
     """
     neutralise_stdout_redirect()
     isolate_strip_render_cache()
     apply_color_system(app, color_system_for_term(process.get_terminal_type()))
     session = _Session(process, app)
     app.driver_class = functools.partial(SSHDriver, session=session)  # type: ignore[assignment]
-    reader = asyncio.create_task(session.read_input(), name="sshpanel-tui-input")
+    if hand_over is not None:
+        hand_over.session = session
+    session.start_reading()
     try:
         await app.run_async(size=session.terminal_size())
     finally:
         session.finished = True
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
+        if hand_over is not None:
+            hand_over.session = None
+        await session.stop_reading()
         session.close()
     if app.return_code and session.channel_open:
         session.write("\r\nsshpanel: the session ended because of an internal error.\r\n")

@@ -50,6 +50,31 @@ def tui_admin(panel: "PanelServer", workspace: "Workspace") -> Admin | None:
     return Admin(workspace, disconnect)
 
 
+async def run_dashboard(panel: "PanelServer", process: asyncssh.SSHServerProcess, workspace: "Workspace") -> int:
+    """Runs the Textual dashboard on a PTY session, with the services it
+    offers: the shared stats collector, and shells in the user's containers
+    on this session's terminal (the dashboard is suspended meanwhile).
+
+    Returns:
+        The session's exit status: 0 when the user quit, 1 when the app failed.
+    """
+    from sshpanel.backend.stats import WorkspaceStats
+    from sshpanel.ssh.driver import TerminalHandOver, run_tui
+    from sshpanel.ssh.shell_bridge import bridge_shell
+    from sshpanel.tui.app import PanelApp
+    from sshpanel.tui.services import PanelServices
+
+    hand_over = TerminalHandOver()
+
+    async def open_shell(ref: str) -> int:
+        return await hand_over(lambda: bridge_shell(process, workspace, ref))
+
+    services = PanelServices.of(workspace, WorkspaceStats(workspace, panel.stats), open_shell)
+    app = PanelApp(workspace, tui_admin(panel, workspace), services=services)
+    await run_tui(process, app, hand_over)
+    return 0 if app.return_code in (0, None) else 1
+
+
 async def handle_process(panel: "PanelServer", process: asyncssh.SSHServerProcess) -> None:
     """Runs one SSH session channel to completion and sets its exit status."""
     conn = process.get_extra_info("connection")
@@ -76,11 +101,7 @@ async def handle_process(panel: "PanelServer", process: asyncssh.SSHServerProces
             if process.get_terminal_type() is None:
                 process.stderr.write(NO_TERMINAL)
             else:
-                from sshpanel.ssh.driver import run_tui
-                from sshpanel.tui.app import PanelApp
-
-                await run_tui(process, PanelApp(workspace, tui_admin(panel, workspace)))
-                status = 0
+                status = await run_dashboard(panel, process, workspace)
         else:
             status = await run_command(panel, process, workspace, process.command)
     except (asyncssh.BreakReceived, asyncssh.SignalReceived, asyncssh.TerminalSizeChanged):

@@ -15,6 +15,7 @@ from sshpanel.tui.screens.dashboard import DashboardScreen
 if TYPE_CHECKING:
     from sshpanel.backend.admin import Admin
     from sshpanel.backend.workspace import Workspace
+    from sshpanel.tui.services import PanelServices
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ class PanelApp(App[None]):
         workspace: The logged-in user's workspace.
         admin: The admin service, given only when the user is an admin; the
             admin screens cannot be opened without it.
+        services: Scripts, provisioning, logs, history, stats and the shell;
+            without them (rendering tests of the base dashboard) those
+            screens are not offered.
         driver_class: The Textual driver (the SSH driver in production).
         **kwargs: Passed on to `textual.app.App`.
     """
@@ -41,6 +45,7 @@ class PanelApp(App[None]):
         workspace: Workspace,
         admin: Admin | None = None,
         *,
+        services: PanelServices | None = None,
         driver_class: type[Driver] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -49,10 +54,12 @@ class PanelApp(App[None]):
         """The user's workspace, handed to the screens."""
         self.admin = admin
         """The admin service (None for everyone but admins)."""
+        self.services = services
+        """The session's other backend services (see `PanelServices`)."""
 
     def get_default_screen(self) -> Screen[Any]:
         """The dashboard is the first screen."""
-        return DashboardScreen(self.workspace, self.admin)
+        return DashboardScreen(self.workspace, self.admin, self.services)
 
     def show_error(self, error: BaseException) -> None:
         """Shows an error as a notification: the one place errors reach the user.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 from typing import Sequence
 
 from rich.text import Text
@@ -63,8 +64,21 @@ def spec_from_form(
     )
 
 
-class CreateContainerModal(ModalScreen[ContainerSpec | None]):
-    """Asks for a new container's settings; dismisses with a spec or None.
+@dataclass(frozen=True)
+class NewContainer:
+    """What the create form asks for.
+
+    Attributes:
+        spec: The container.
+        script: The user's script to run right after it started, or None.
+    """
+
+    spec: ContainerSpec
+    script: str | None = None
+
+
+class CreateContainerModal(ModalScreen[NewContainer | None]):
+    """Asks for a new container's settings; dismisses with them or None.
 
     Invalid input is shown inside the form, which stays open.
 
@@ -72,6 +86,8 @@ class CreateContainerModal(ModalScreen[ContainerSpec | None]):
         images: Image references the user may choose from.
         default_memory: Memory limit shown first, bytes.
         default_cpus: CPU limit shown first.
+        scripts: Names of the user's scripts, one of which may provision the
+            container once started; without any the form does not ask.
     """
 
     BINDINGS = [
@@ -79,8 +95,12 @@ class CreateContainerModal(ModalScreen[ContainerSpec | None]):
         Binding("ctrl+s", "submit", "Create"),
     ]
 
-    def __init__(self, images: Sequence[str], default_memory: int, default_cpus: float) -> None:
+    def __init__(
+        self, images: Sequence[str], default_memory: int, default_cpus: float, scripts: Sequence[str] = ()
+    ) -> None:
         super().__init__()
+        self.scripts = list(scripts)
+        """Script names offered for provisioning."""
         self.images = list(images)
         """Image references offered in the image list."""
         self.default_memory = default_memory
@@ -112,16 +132,20 @@ class CreateContainerModal(ModalScreen[ContainerSpec | None]):
                 ))
             yield self._row("Memory", Input(format_bytes(self.default_memory), id="create-memory", compact=True))
             yield self._row("CPUs", Input(f"{self.default_cpus:g}", id="create-cpus", compact=True))
-            yield self._row(
-                "Restart",
-                Select(
-                    [(policy, policy) for policy in RESTART_POLICIES],
-                    value="no",
-                    allow_blank=False,
-                    id="create-restart",
-                    compact=True,
-                ),
+            restart = Select(
+                [(policy, policy) for policy in RESTART_POLICIES],
+                value="no",
+                allow_blank=False,
+                id="create-restart",
+                compact=True,
             )
+            fields: list[Widget] = [Label("Restart", classes="form-label"), restart]
+            if self.scripts:  # on the same row, so that the form still fits 24 lines
+                script = Select(
+                    [(Text(name), name) for name in self.scripts], prompt="no script", id="create-script", compact=True
+                )
+                fields += [Label("Provision", id="create-script-label"), script]
+            yield Horizontal(*fields, classes="form-row")
             yield Static("", id="create-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Create", id="create-submit", variant="primary", compact=True)
@@ -160,7 +184,8 @@ class CreateContainerModal(ModalScreen[ContainerSpec | None]):
         except InvalidValue as exc:
             self._show_error(exc.message)
             return
-        self.dismiss(spec)
+        script = self.query_one("#create-script", Select).value if self.scripts else None
+        self.dismiss(NewContainer(spec, script if isinstance(script, str) else None))
 
     @on(Button.Pressed, "#create-cancel")
     def action_cancel(self) -> None:

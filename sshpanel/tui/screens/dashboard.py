@@ -12,7 +12,7 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
 from sshpanel.access.spec import ContainerSpec
@@ -22,14 +22,17 @@ from sshpanel.errors import PermissionDenied
 from sshpanel.tui.screens.admin import admin_area
 from sshpanel.tui.screens.calls import in_worker_thread
 from sshpanel.tui.screens.confirm import ConfirmModal
-from sshpanel.tui.screens.create import CreateContainerModal
+from sshpanel.tui.screens.container_actions import SERVICE_ACTIONS, ContainerActions
+from sshpanel.tui.screens.create import CreateContainerModal, NewContainer
 from sshpanel.tui.screens.edit import EditContainerModal
 from sshpanel.tui.widgets.container_table import ContainerTable
 from sshpanel.tui.widgets.quota_bar import QuotaBar
+from sshpanel.tui.widgets.stats_panel import ContainerMonitor
 
 if TYPE_CHECKING:
     from sshpanel.backend.admin import Admin
     from sshpanel.backend.workspace import Workspace
+    from sshpanel.tui.services import PanelServices
 
 REFRESH_INTERVAL = 5.0
 """Seconds between fallback refreshes (Docker events drive the rest)."""
@@ -38,7 +41,7 @@ EVENT_DEBOUNCE = 0.2
 """Seconds to wait after a Docker event so that a burst causes one refresh."""
 
 
-class DashboardScreen(Screen[None]):
+class DashboardScreen(ContainerActions, Screen[None]):
     """The user's containers in a table that follows Docker, with actions.
 
     Every `Workspace` call runs in a thread worker (the calls block on Docker
@@ -49,6 +52,8 @@ class DashboardScreen(Screen[None]):
         workspace: The user's workspace.
         admin: The admin service, only for admins: without it the admin
             area cannot be opened (and the `a` key is not even shown).
+        services: The session's other services (shell, scripts, logs,
+            stats, history); without them those keys are not offered.
     """
 
     BINDINGS = [
@@ -58,7 +63,12 @@ class DashboardScreen(Screen[None]):
         Binding("t", "stop_container", "Stop", show=False),
         Binding("r", "restart_container", "Restart"),
         Binding("d", "remove_container", "Remove"),
-        Binding("e", "edit_container", "Edit"),
+        Binding("e", "edit_container", "Edit", show=False),
+        Binding("o", "open_shell", "Shell", show=False),
+        Binding("l", "open_logs", "Logs", show=False),
+        Binding("p", "provision_container", "Provision", show=False),
+        Binding("h", "open_history", "History"),
+        Binding("i", "open_scripts", "Scripts"),
         Binding("a", "open_admin", "Admin"),
         Binding("a", "refuse_admin", show=False),
         Binding("q", "app.quit", "Quit"),
@@ -67,12 +77,14 @@ class DashboardScreen(Screen[None]):
     class EngineChanged(Message):
         """Docker reported a change to one of the user's containers."""
 
-    def __init__(self, workspace: Workspace, admin: Admin | None = None) -> None:
+    def __init__(self, workspace: Workspace, admin: Admin | None = None, services: PanelServices | None = None) -> None:
         super().__init__()
         self.workspace = workspace
         """The user's workspace; only ever called from thread workers."""
         self.admin = admin
         """The admin service (None unless the user is an admin)."""
+        self.services = services
+        """The session's other services (None in rendering tests of the base dashboard)."""
         self._unwatch: Callable[[], None] | None = None
         self._debounce: Timer | None = None
         self._refresh_worker: Worker[tuple[list[ContainerView], QuotaView]] | None = None
@@ -85,7 +97,10 @@ class DashboardScreen(Screen[None]):
         yield QuotaBar(id="quota-bar")
         yield ContainerTable(id="container-table")
         yield Static("No containers yet. Press c to create one.", id="empty-hint", markup=False)
-        yield Footer(compact=True)
+        if self.services is not None:
+            yield ContainerMonitor(self.services.stats, id="container-monitor")
+            yield Static("", id="last-record", markup=False)
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         """Shows who is logged in, follows Docker events and loads the table."""
@@ -143,6 +158,17 @@ class DashboardScreen(Screen[None]):
         self.table.show_containers(views)
         self.query_one(QuotaBar).show_quota(quota)
         self.set_class(not views, "-empty")
+        self.selection_changed()
+        self.refresh_last_record()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """Shows the newly selected container's figures."""
+        self.selection_changed()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter opens the selected container's graphs."""
+        if self.check_action("open_graphs", ()):
+            self.action_open_graphs()
 
     # Actions --------------------------------------------------------------
 
@@ -151,19 +177,25 @@ class DashboardScreen(Screen[None]):
         self._load_images()
 
     @work(thread=True, group="images", exclusive=True, exit_on_error=False)
-    def _load_images(self) -> list[ImageView]:
-        return in_worker_thread(self.workspace.images)
+    def _load_images(self) -> tuple[list[ImageView], list[str]]:
+        return in_worker_thread(lambda: (self.workspace.images(), self.script_names()))
 
-    def _open_create_form(self, images: list[ImageView]) -> None:
+    def _open_create_form(self, loaded: tuple[list[ImageView], list[str]]) -> None:
+        images, scripts = loaded
         settings = self.workspace.settings
         form = CreateContainerModal(
-            [image.reference for image in images], settings.default_memory, settings.default_cpus
+            [image.reference for image in images], settings.default_memory, settings.default_cpus, scripts
         )
         self.app.push_screen(form, callback=self._create_submitted)
 
-    def _create_submitted(self, spec: ContainerSpec | None) -> None:
-        if spec is not None:
-            self.notify(f"Creating {spec.name}…", markup=False)
+    def _create_submitted(self, new: NewContainer | None) -> None:
+        if new is None:
+            return
+        spec: ContainerSpec = new.spec
+        self.notify(f"Creating {spec.name}…", markup=False)
+        if new.script is not None:
+            self.create_and_provision(spec, new.script)
+        else:
             self._act(functools.partial(self.workspace.create, spec, start=True), f"Created and started {spec.name}")
 
     def action_start_container(self) -> None:
@@ -215,6 +247,8 @@ class DashboardScreen(Screen[None]):
             return self.admin is not None
         if action == "refuse_admin":
             return self.admin is None
+        if action in SERVICE_ACTIONS:
+            return self.service_action_available(action)
         return True
 
     def action_open_admin(self) -> None:
@@ -264,7 +298,9 @@ class DashboardScreen(Screen[None]):
                 "images": self._open_create_form,
                 "action": self._action_done,
             }
-            handlers[worker.group](worker.result)
+            handler = handlers.get(worker.group)  # other groups: `BackendCalls` and the shell
+            if handler is not None:
+                handler(worker.result)
 
     def _refresh_finished(self, state: WorkerState, error: BaseException | None) -> None:
         self._refresh_worker = None

@@ -1,0 +1,82 @@
+"""Provides `ContainerStatsScreen`, one container's CPU and memory as larger
+graphs over the last minutes, with the keys that act on it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from sshpanel.backend.samples import ContainerStats
+from sshpanel.backend.views import ContainerView
+from sshpanel.tui.screens.container_actions import SERVICE_ACTIONS, ContainerActions
+from sshpanel.tui.widgets.container_graphs import ContainerGraphs, history_span
+
+if TYPE_CHECKING:
+    from sshpanel.tui.services import PanelServices
+
+
+class ContainerStatsScreen(ContainerActions, Screen[None]):
+    """Graphs of one container, live from the shared collector (this screen
+    subscribes while it is shown, which costs the engine nothing more), first
+    filled with the samples the collector kept of the last minutes.
+
+    Args:
+        services: The session's services.
+        view: The container.
+    """
+
+    BINDINGS = [
+        Binding("escape", "close", "Back"),
+        Binding("o", "open_shell", "Shell"),
+        Binding("l", "open_logs", "Logs"),
+        Binding("p", "provision_container", "Provision"),
+        Binding("h", "open_history", "History"),
+    ]
+
+    def __init__(self, services: PanelServices, view: ContainerView) -> None:
+        super().__init__()
+        self.services = services
+        """The session's services."""
+        self.view = view
+        """The container shown."""
+
+    def compose(self) -> ComposeResult:
+        """Header, the graphs, the footer."""
+        yield Header()
+        yield ContainerGraphs(self.services.stats, self.view.id, history_span(self.services.stats),
+                              id="container-graphs")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        """Names the container and fetches the samples already kept."""
+        self.title = "sshpanel"
+        self.sub_title = f"{self.view.name} · {self.view.image}"
+        stats = self.services.stats
+        if stats is not None:
+            docker_id = self.view.id
+            self.call_backend(lambda: stats.history(docker_id), self._prefill, group="stats-history")
+
+    def _prefill(self, samples: list[ContainerStats]) -> None:
+        self.query_one(ContainerGraphs).prefill(self.view.id, samples)
+
+    def current_container(self) -> ContainerView | None:
+        """The keys act on the container shown."""
+        return self.view
+
+    def history_scope(self) -> str | None:
+        """`h` shows this container's history."""
+        return self.view.name
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Offers the shell only when the session can lend its terminal."""
+        if action in SERVICE_ACTIONS:
+            return self.service_action_available(action)
+        return True
+
+    def action_close(self) -> None:
+        """Back to the dashboard."""
+        self.app.pop_screen()

@@ -1,0 +1,247 @@
+"""Provides `LogScreen`, one container's log, followed live: pause, the
+newest line, timestamps, search with highlighting and a matching-only filter."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Callable
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
+
+from sshpanel.backend.logs import LogFollower
+from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.widgets.log_view import LogView
+
+if TYPE_CHECKING:
+    from sshpanel.backend.logs import WorkspaceLogs
+
+TAIL = 500
+"""Lines of the log shown when the screen opens."""
+MAX_LINES = 10_000
+"""Lines the screen keeps (and the follower buffers at most)."""
+BATCH = 2000
+"""Lines taken per turn of the event loop, so a flood never freezes the screen."""
+
+
+class LogScreen(BackendCalls, Screen[None]):
+    """The log of one of the user's containers, following new lines.
+
+    The Docker log stream is read by a `LogFollower` thread into a bounded
+    buffer; the screen takes lines in batches when told they arrived.
+    Leaving the screen closes the stream (and ends its thread).
+
+    Args:
+        logs: Opens the user's container logs.
+        container: The container's short name.
+    """
+
+    BINDINGS = [
+        Binding("escape", "close", "Back"),
+        Binding("f", "toggle_follow", "Follow"),
+        Binding("G,end", "newest", "Newest"),
+        Binding("t", "toggle_timestamps", "Times"),
+        Binding("slash", "search", "Search"),
+        Binding("ampersand", "filter", "Filter"),
+        Binding("n", "next_match", "Next"),
+        Binding("N", "previous_match", "Prev", show=False),
+    ]
+
+    class LinesArrived(Message):
+        """The follower has new lines, or its stream ended (from its thread)."""
+
+    def __init__(self, logs: WorkspaceLogs, container: str) -> None:
+        super().__init__()
+        self.logs = logs
+        """Opens the user's container logs; only ever called from thread workers."""
+        self.container = container
+        """The container's short name."""
+        self.follow = True
+        """Scroll to each new line (off: the view stays where it is)."""
+        self.unseen = 0
+        """Lines that arrived while not following."""
+        self.follower: LogFollower | None = None
+        """The open log stream, once opened."""
+        self._lock = threading.Lock()
+        self._leaving = False
+        self._wake_posted = False  # a LinesArrived is queued: the thread need not post another
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def compose(self) -> ComposeResult:
+        """Header, status line, the log, the search line, the footer."""
+        yield Header()
+        yield Static("", id="log-status", markup=False)
+        yield LogView(MAX_LINES, id="log-view")
+        yield Input(placeholder="search (Enter keeps it, Esc clears it)", id="log-search", compact=True)
+        yield Footer(compact=True)
+
+    @property
+    def view(self) -> LogView:
+        """The log view."""
+        return self.query_one(LogView)
+
+    def on_mount(self) -> None:
+        """Opens the Docker log stream in a worker thread."""
+        self.title = "sshpanel"
+        self.sub_title = f"Logs of {self.container}"
+        self.view.focus()
+        self._status("opening the log…")
+        self.call_backend(self._open, self._opened, group="open-log")
+
+    def _open(self) -> LogFollower | None:
+        """Runs in the worker thread; closes the stream at once if the
+        screen went away meanwhile (nobody else would)."""
+        follower = self.logs.open(self.container, follow=True, tail=TAIL, max_lines=MAX_LINES)
+        with self._lock:
+            if self._leaving:
+                follower.close()
+                return None
+            self.follower = follower
+            self._unsubscribe = follower.subscribe(self._wake)
+        return follower
+
+    def on_unmount(self) -> None:
+        """Closes the log stream (quick, no waiting)."""
+        with self._lock:
+            self._leaving = True
+            follower, unsubscribe = self.follower, self._unsubscribe
+            self._unsubscribe = None
+        if unsubscribe is not None:
+            unsubscribe()
+        if follower is not None:
+            follower.close()
+
+    def _wake(self) -> None:
+        """Runs in the follower's thread: posts one message until it is handled."""
+        if not self._wake_posted:
+            self._wake_posted = True
+            self.post_message(self.LinesArrived())
+
+    def _opened(self, follower: LogFollower | None) -> None:
+        if follower is not None:
+            self._take()
+
+    def on_log_screen_lines_arrived(self, message: LinesArrived) -> None:
+        """Takes a batch of lines; asks for another turn when more are waiting."""
+        self._wake_posted = False
+        self._take()
+
+    def _take(self) -> None:
+        follower = self.follower
+        if follower is None:
+            return
+        lines = follower.take(BATCH)
+        if lines:
+            self.view.add(lines, follow=self.follow)
+            if not self.follow:
+                self.unseen += len(lines)
+        if len(lines) == BATCH:
+            self._wake()  # more are waiting: after the screen has drawn this batch
+        self._show_state()
+
+    def _show_state(self) -> None:
+        follower, view = self.follower, self.view
+        parts = [self.container]
+        if follower is not None and follower.ended:
+            parts.append("stream ended" + (f": {follower.error.message}" if follower.error else ""))
+        elif self.follow:
+            parts.append("following")
+        else:
+            parts.append(f"paused, {self.unseen} new" if self.unseen else "paused")
+        parts.append(f"{view.line_count} lines")
+        if view.query:
+            found = view.match_count()
+            parts.append(f"{'filter' if view.filtering else 'search'} {view.query!r}: {found} matching")
+        if view.timestamps:
+            parts.append("timestamps")
+        self._status(" · ".join(parts))
+
+    def _status(self, text: str) -> None:
+        self.query_one("#log-status", Static).update(Text(text))
+
+    @property
+    def status_text(self) -> str:
+        """The status line as plain text."""
+        return str(self.query_one("#log-status", Static).content)
+
+    # Keys -----------------------------------------------------------------
+
+    def action_toggle_follow(self) -> None:
+        """Pauses or resumes following (resuming jumps to the newest line)."""
+        self.follow = not self.follow
+        if self.follow:
+            self.action_newest()
+        self._show_state()
+
+    def action_newest(self) -> None:
+        """Jumps to the newest line and follows again."""
+        self.follow = True
+        self.unseen = 0
+        self.view.to_newest()
+        self._show_state()
+
+    def action_toggle_timestamps(self) -> None:
+        """Shows or hides Docker's timestamps."""
+        self.view.show(timestamps=not self.view.timestamps)
+        self._after_change()
+
+    def action_search(self) -> None:
+        """Opens the search line: matches are highlighted as you type."""
+        self._open_search(filtering=False)
+
+    def action_filter(self) -> None:
+        """Opens the search line and shows only matching lines."""
+        self._open_search(filtering=True)
+
+    def _open_search(self, filtering: bool) -> None:
+        search = self.query_one("#log-search", Input)
+        self.view.show(filtering=filtering)
+        search.add_class("-visible")
+        search.focus()
+        self._after_change()
+
+    @on(Input.Changed, "#log-search")
+    def _query_changed(self, event: Input.Changed) -> None:
+        self.view.show(query=event.value)
+        self._after_change()
+
+    @on(Input.Submitted, "#log-search")
+    def _query_kept(self) -> None:
+        self.query_one("#log-search", Input).remove_class("-visible")
+        self.view.focus()
+
+    def action_next_match(self) -> None:
+        """Scrolls to the next matching line (pauses following)."""
+        self._jump(forward=True)
+
+    def action_previous_match(self) -> None:
+        """Scrolls to the previous matching line (pauses following)."""
+        self._jump(forward=False)
+
+    def _jump(self, forward: bool) -> None:
+        self.follow = False
+        if not self.view.jump_to_match(forward):
+            self.notify("No more matches." if self.view.query else "Search first with /.", severity="warning")
+        self._show_state()
+
+    def _after_change(self) -> None:
+        if self.follow:
+            self.view.to_newest()
+        self._show_state()
+
+    def action_close(self) -> None:
+        """Clears the search first if one is open, else goes back."""
+        search = self.query_one("#log-search", Input)
+        if search.has_class("-visible") or self.view.query:
+            search.value = ""
+            search.remove_class("-visible")
+            self.view.show(query="", filtering=False)
+            self.view.focus()
+            self._after_change()
+            return
+        self.app.pop_screen()

@@ -1,0 +1,178 @@
+"""Provides `LogView`, a container's log lines in a bounded, scrollable view
+that renders only the lines on screen: stderr in red, optional timestamps,
+search matches highlighted, and a filter that keeps only matching lines;
+and `printable`, which keeps terminal control codes in container output
+from reaching the user's terminal."""
+
+from __future__ import annotations
+
+import collections
+import re
+from typing import Iterable
+
+from rich.cells import cell_len
+from rich.text import Text
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from sshpanel.backend.logs import LogLine, find_matches
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+STAMP_WIDTH = 31
+"""Cells of a timestamp column (`2024-05-01T12:00:00.123456789Z `)."""
+MATCH_STYLE = "black on yellow"
+"""Style of search matches."""
+
+
+def printable(text: str) -> str:
+    """Returns text safe to draw: tabs expanded, every other control
+    character (ESC included, so no escape sequence a container writes ever
+    reaches the user's terminal) shown as `�`."""
+    return _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text.expandtabs(8))
+
+
+class LogView(ScrollView, can_focus=True):
+    """A bounded log: the newest `max_lines` lines, drawn lazily.
+
+    Only the lines on screen are rendered, so adding lines costs the same
+    whatever the buffer holds, and a filter or a search is one pass over at
+    most `max_lines` lines.
+
+    Args:
+        max_lines: Lines kept; older ones are dropped.
+        id: Widget id.
+    """
+
+    def __init__(self, max_lines: int, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.max_lines = max_lines
+        """Lines kept."""
+        self.query = ""
+        """The search text ('' for none), matched regardless of case."""
+        self.filtering = False
+        """Show only lines that match `query`."""
+        self.timestamps = False
+        """Show Docker's timestamp before each line."""
+        self._all: collections.deque[LogLine] = collections.deque(maxlen=max_lines)
+        self._shown: collections.deque[LogLine] = collections.deque(maxlen=max_lines)
+        self._width = 0
+
+    @property
+    def line_count(self) -> int:
+        """Lines kept (whether shown or filtered out)."""
+        return len(self._all)
+
+    @property
+    def shown_count(self) -> int:
+        """Lines shown."""
+        return len(self._shown)
+
+    @property
+    def shown_lines(self) -> list[LogLine]:
+        """The lines shown, oldest first."""
+        return list(self._shown)
+
+    def match_count(self) -> int:
+        """Lines kept that match the search ('' matches nothing)."""
+        return sum(1 for line in self._all if self._matches(line)) if self.query else 0
+
+    def add(self, lines: Iterable[LogLine], follow: bool) -> None:
+        """Appends lines; the oldest go beyond `max_lines`.
+
+        Args:
+            lines: New lines, oldest first.
+            follow: Scroll to the newest line afterwards; otherwise the view
+                stays on the lines it shows.
+        """
+        before = len(self._shown)
+        added = 0
+        for line in lines:
+            self._all.append(line)
+            if self._visible(line):
+                self._shown.append(line)
+                self._width = max(self._width, self._line_width(line))
+                added += 1
+        if not added:
+            return
+        dropped = before + added - len(self._shown)
+        self.virtual_size = Size(self._width, len(self._shown))
+        if follow:
+            self.scroll_end(animate=False, x_axis=False)  # after the new size is laid out
+        elif dropped:  # keep showing the same lines while older ones go
+            self.scroll_to(y=max(0, self.scroll_offset.y - dropped), animate=False, immediate=True)
+        self.refresh()
+
+    def show(self, *, query: str | None = None, filtering: bool | None = None, timestamps: bool | None = None) -> None:
+        """Changes what is shown and how; the view is rebuilt from the kept lines.
+
+        Args:
+            query: New search text.
+            filtering: Keep only matching lines.
+            timestamps: Show timestamps.
+        """
+        if query is not None:
+            self.query = query
+        if filtering is not None:
+            self.filtering = filtering
+        if timestamps is not None:
+            self.timestamps = timestamps
+        self._shown = collections.deque((line for line in self._all if self._visible(line)), maxlen=self.max_lines)
+        self._width = max((self._line_width(line) for line in self._shown), default=0)
+        self.virtual_size = Size(self._width, len(self._shown))
+        self.refresh()
+
+    def jump_to_match(self, forward: bool = True) -> bool:
+        """Scrolls to the next (or previous) shown line that matches.
+
+        Returns:
+            False when no other line matches.
+        """
+        if not self.query:
+            return False
+        lines = list(self._shown)
+        middle = self.scroll_offset.y + max(0, self.size.height // 2)
+        order = range(middle + 1, len(lines)) if forward else range(min(middle, len(lines)) - 1, -1, -1)
+        for index in order:
+            if self._matches(lines[index]):
+                self.scroll_to(y=max(0, index - self.size.height // 2), animate=False, immediate=True)
+                return True
+        return False
+
+    def to_newest(self) -> None:
+        """Scrolls to the newest line."""
+        self.scroll_end(animate=False, x_axis=False)  # after the new size is laid out
+
+    def _matches(self, line: LogLine) -> bool:
+        return bool(self.query) and self.query.casefold() in line.text.casefold()
+
+    def _visible(self, line: LogLine) -> bool:
+        return not self.filtering or not self.query or self._matches(line)
+
+    def _line_width(self, line: LogLine) -> int:
+        return cell_len(printable(line.text)) + (STAMP_WIDTH if self.timestamps else 0)
+
+    def format_line(self, line: LogLine) -> Text:
+        """The line as drawn: timestamp (dim), text (stderr red), matches highlighted."""
+        text = Text(no_wrap=True, end="")
+        if self.timestamps:
+            text.append(f"{line.timestamp or '-':<{STAMP_WIDTH - 1}} ", style="dim")
+        offset = len(text)
+        body = printable(line.text)
+        text.append(body, style="red" if line.stream == "stderr" else "")
+        for start, end in find_matches(body, self.query):
+            text.stylize(MATCH_STYLE, offset + start, offset + end)
+        return text
+
+    def render_line(self, y: int) -> Strip:
+        """Renders the line at row `y` of the widget."""
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.size.width
+        style = self.rich_style
+        if index >= len(self._shown):
+            return Strip.blank(width, style)
+        text = self.format_line(self._shown[index])
+        text.stylize_before(style)
+        strip = Strip(list(text.render(self.app.console)), text.cell_len)
+        return strip.crop_extend(scroll_x, scroll_x + width, style).apply_offsets(scroll_x, index)

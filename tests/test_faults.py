@@ -1,0 +1,127 @@
+"""Faults stay contained: an exception in one session ends only that session
+with a message (DESIGN.md invariant 5); SIGTERM closes sessions promptly and
+leaves a sound database; the exec parser survives hostile input."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+import asyncssh
+from hypothesis import given, settings as hsettings, strategies as st
+
+from sshpanel.backend.accounts import Accounts
+from sshpanel.config import load_settings
+from sshpanel.errors import PanelError
+from sshpanel.ssh.commands import build_parser
+from sshpanel.ssh.commands.base import HelpShown
+from sshpanel.ssh.server import PanelServer
+from tests.conftest import remove_namespace, start_panel
+from tests.test_sessions import _read_until
+
+
+def test_exception_in_one_session_spares_the_others(tmp_path, docker_client, monkeypatch):
+    namespace = f"sptest{secrets.token_hex(3)}"
+    settings = load_settings({"listen": "127.0.0.1", "port": 0, "data_dir": tmp_path / "data",
+                              "host_keys_dir": tmp_path / "hk", "namespace": namespace})
+    keys = {name: asyncssh.generate_private_key("ssh-ed25519") for name in ("victim", "bystander")}
+
+    from sshpanel.tui.app import PanelApp
+    from sshpanel.backend.workspace import Workspace
+
+    original_screen = PanelApp.get_default_screen
+    original_containers = Workspace.containers
+
+    def broken_screen(self):
+        if self.workspace.principal.name == "victim":
+            raise RuntimeError("injected fault")
+        return original_screen(self)
+
+    def broken_containers(self, all=True):
+        if self.principal.name == "victim":
+            raise RuntimeError("injected fault")
+        return original_containers(self, all=all)
+
+    monkeypatch.setattr(PanelApp, "get_default_screen", broken_screen)
+    monkeypatch.setattr(Workspace, "containers", broken_containers)
+
+    async def connect(server, name):
+        return await asyncssh.connect("127.0.0.1", server.port, username=name, client_keys=[keys[name]],
+                                      known_hosts=None, agent_path=None)
+
+    async def scenario():
+        server = PanelServer(settings)
+        await server.start()
+        accounts = Accounts(server.store, settings)
+        for name, key in keys.items():
+            await asyncio.to_thread(accounts.add_user, name, [key.export_public_key().decode()])
+        try:
+            bystander = await connect(server, "bystander")
+            screen = await bystander.create_process(term_type="xterm", term_size=(100, 30))
+            await _read_until(screen.stdout, "bystander")
+
+            victim = await connect(server, "victim")
+            crashed = await victim.create_process(term_type="xterm", term_size=(100, 30))
+            output = await _read_until(crashed.stdout, "internal error")
+            tui_status = (await asyncio.wait_for(crashed.wait(), 20)).exit_status
+            command = await victim.run("ps")
+
+            still = await bystander.run("ps")
+            screen.stdin.write("q")
+            bystander_status = (await asyncio.wait_for(screen.wait(), 20)).exit_status
+            victim.close()
+            bystander.close()
+            return output, tui_status, command, still, bystander_status
+        finally:
+            await server.stop()
+
+    try:
+        output, tui_status, command, still, bystander_status = asyncio.run(scenario())
+    finally:
+        remove_namespace(docker_client, namespace)
+    assert "internal error" in output
+    assert tui_status != 0
+    assert command.exit_status == 1 and "internal error" in command.stderr
+    assert "injected" not in command.stderr
+    assert still.exit_status == 0 and "CONTAINER ID" in still.stdout
+    assert bystander_status == 0
+
+
+def test_sigterm_closes_sessions_and_keeps_the_database_sound(tmp_path, docker_client):
+    panel = start_panel(tmp_path, f"sptest{secrets.token_hex(3)}")
+    try:
+        alice = panel.add_user("alice")
+        session = subprocess.Popen(
+            panel.ssh_args(alice, "-tt"),
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while "session start user=alice" not in panel.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        started = time.monotonic()
+        panel.process.send_signal(signal.SIGTERM)
+        assert panel.process.wait(timeout=15) == 0
+        assert session.wait(timeout=15) is not None
+        assert time.monotonic() - started < 10
+        assert "shutting down" in panel.log()
+        check = subprocess.run([sys.executable, "-m", "sshpanel", "db", "check"], env=panel.env(), capture_output=True, text=True)
+        assert check.stdout.strip() == "ok"
+    finally:
+        if panel.process.poll() is None:
+            panel.process.kill()
+        remove_namespace(docker_client, panel.namespace)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=30), max_size=8))
+def test_exec_parser_never_crashes(argv):
+    parser, handlers = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except (PanelError, HelpShown):
+        return
+    assert args.verb is None or args.verb in handlers or args.verb == "help"
