@@ -7,4 +7,6 @@ setup_venv test
 setup_docker
 make_test_images
 cd "$ROOT"
+# The suite may restart dockerd once (events survive an engine restart).
+export SSHPANEL_TEST_DOCKERD_RESTART="${SSHPANEL_TEST_DOCKERD_RESTART:-1}"
 exec "$VENV/bin/python" -m pytest "$@"

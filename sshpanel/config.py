@@ -43,6 +43,8 @@ class Settings:
         login_grace_time: Seconds an unauthenticated connection may stay.
         max_auth_tries: Authentication attempts per connection (OpenSSH
             `MaxAuthTries`).
+        idle_timeout: Seconds without keyboard input after which a dashboard
+            session is closed (0 = never); screen updates do not count.
         provision_timeout: Seconds a provisioning script may run before it is
             killed (default 10 minutes, issue 5).
         initial_admin_keys: OpenSSH public key lines that create the `admin`
@@ -72,6 +74,7 @@ class Settings:
     login_grace_time: float = 30.0
     max_auth_tries: int = 6
     provision_timeout: float = 600.0
+    idle_timeout: float = 3600.0
     initial_admin_keys: tuple[str, ...] = field(default_factory=tuple)
     password_auth: bool = False
     stats_interval: float = 2.0
@@ -125,6 +128,7 @@ _ENV_FIELDS: dict[str, Callable[[str], object]] = {
     "login_grace_time": float,
     "max_auth_tries": int,
     "provision_timeout": float,
+    "idle_timeout": float,
     "password_auth": boolean,
     "stats_interval": float,
     "stats_source": str,

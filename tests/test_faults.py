@@ -125,3 +125,28 @@ def test_exec_parser_never_crashes(argv):
     except (PanelError, HelpShown):
         return
     assert args.verb is None or args.verb in handlers or args.verb == "help"
+
+
+def test_idle_dashboard_is_closed_with_a_message(tmp_path, docker_client):
+    """Idle is measured on keyboard input (a timer per timeout period)."""
+    panel = start_panel(tmp_path, f"sptest{secrets.token_hex(3)}", extra_env={"SSHPANEL_IDLE_TIMEOUT": "2"})
+    try:
+        alice = panel.add_user("alice")
+
+        async def scenario() -> tuple[str, float]:
+            async with asyncssh.connect("127.0.0.1", panel.port, username="alice", client_keys=[str(alice.key)],
+                                        known_hosts=None, agent_path=None) as conn:
+                process = await conn.create_process(term_type="xterm", term_size=(100, 30))
+                await _read_until(process.stdout, "alice")
+                started = time.monotonic()
+                process.stdin.write("j")  # input resets the clock
+                output = await _read_until(process.stdout, "without input", timeout=30)
+                return output, time.monotonic() - started
+
+        output, waited = asyncio.run(scenario())
+        assert "closed after 2 s without input" in output
+        assert waited >= 2
+    finally:
+        panel.process.terminate()
+        panel.process.wait(timeout=15)
+        remove_namespace(docker_client, panel.namespace)

@@ -77,6 +77,10 @@ class LogFollower:
 
     Use: `start()` (blocks on Docker), then `take()` whenever a subscriber is
     told that lines arrived, and `close()` when done.
+
+    Attributes:
+        dropped: Lines dropped because the buffer was full (`drop_oldest`).
+        error: Set when the stream broke before its end (not when closed).
     """
 
     def __init__(

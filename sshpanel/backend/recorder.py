@@ -8,7 +8,10 @@ What is recorded, and why nothing is recorded twice:
 - `die` (with the exit code; ok when 0, or when a kill signal was sent since
   the container's last start, i.e. a stop/restart/kill/rm -f asked for it),
   `oom` (a failure; when the OOM kill also ends the container, its `die` is
-  folded into one `oom` record carrying the exit code), `kill` (the signal),
+  folded into one `oom` record carrying the exit code; an exit by SIGKILL
+  nobody asked for is also recorded as `oom` when Docker's
+  `State.OOMKilled` says so, as Docker 20.10 sometimes loses the `oom`
+  event of a process that dies at once), `kill` (the signal),
   `health` (each status change; ok unless `unhealthy`): the Workspace never
   records these.
 - `create`, `start`, `stop`, `restart`: the Workspace records the ones it
@@ -273,7 +276,7 @@ class EventRecorder:
             oom_at = self._ooms.get(docker_id, 0.0)
             self._dies.pop(docker_id, None)
         signal = self._killed.pop(docker_id, None)
-        if seconds - self.grace <= oom_at <= seconds:
+        if seconds - self.grace <= oom_at <= seconds or (code == 137 and signal is None and self._oom_killed(docker_id)):
             with self._lock:
                 self._ooms.pop(docker_id, None)
             self.store.add_event(
@@ -288,3 +291,14 @@ class EventRecorder:
             self.store.add_event(
                 row.user_id, row.id, "die", ok=code == 0, exit_code=code, detail=f"exit code {code}", time=when
             )
+
+    def _oom_killed(self, docker_id: str) -> bool:
+        """Asks Docker whether an unexplained SIGKILL exit was an OOM kill
+        (Docker 20.10 sometimes emits no `oom` event when the killed process
+        exits at once, yet sets `State.OOMKilled`)."""
+        try:
+            with translate_errors():
+                state = self.engine.client.api.inspect_container(docker_id).get("State") or {}
+        except PanelError:
+            return False  # removed meanwhile: record a plain exit
+        return bool(state.get("OOMKilled"))

@@ -6,6 +6,7 @@ computes them."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -17,8 +18,10 @@ class RawSample:
     """Cumulative counters of one container at one instant.
 
     Attributes:
-        mono: `time.monotonic()` when the sample was taken, seconds (for rates).
-        wall: `time.time()` when the sample was taken, seconds since the epoch.
+        mono: When the sample was taken, seconds, on a clock that only moves
+            forward for samples of one source (for rates): `time.monotonic()`
+            for cgroup samples, the daemon's read time for API samples.
+        wall: When the sample was taken, seconds since the epoch.
         cpu_ns: CPU time the container used since it started, nanoseconds.
         clock_ns: A clock in nanoseconds per CPU against which `cpu_ns` is
             compared: `cpu_ns` delta / `clock_ns` delta = CPUs used. The
@@ -230,19 +233,20 @@ def derive(docker_id: str, name: str, owner: str, previous: RawSample | None, ra
     )
 
 
-def from_api(data: dict, mono: float, wall: float, cpu_limit: float | None) -> RawSample:
+def from_api(data: dict, cpu_limit: float | None) -> RawSample:
     """Reads Docker's `/containers/ID/stats` answer the way the docker CLI does.
 
     Args:
         data: The decoded answer of a running container (`one_shot`).
-        mono: `time.monotonic()` when it was asked, seconds.
-        wall: `time.time()` when it was asked, seconds.
         cpu_limit: The container's CPU limit in CPUs (None when unlimited).
 
     Returns:
         The raw sample; its CPU clock is `system_cpu_usage / online_cpus`,
-        so that CPUs used = CPU delta / clock delta (Docker's own formula).
+        so that CPUs used = CPU delta / clock delta (Docker's own formula),
+        and its times (`mono` and `wall`) are the daemon's `read` time, when
+        the daemon's collector took it.
     """
+    wall = _read_time(str(data.get("read") or ""))
     cpu = data.get("cpu_stats") or {}
     online = cpu.get("online_cpus") or len(cpu.get("cpu_usage", {}).get("percpu_usage") or ()) or 1
     memory = data.get("memory_stats") or {}
@@ -252,7 +256,7 @@ def from_api(data: dict, mono: float, wall: float, cpu_limit: float | None) -> R
     networks = (data.get("networks") or {}).values()
     blkio = (data.get("blkio_stats") or {}).get("io_service_bytes_recursive") or ()
     return RawSample(
-        mono=mono,
+        mono=wall,
         wall=wall,
         cpu_ns=int(cpu.get("cpu_usage", {}).get("total_usage", 0)),
         clock_ns=int(cpu.get("system_cpu_usage", 0)) // online,
@@ -267,3 +271,14 @@ def from_api(data: dict, mono: float, wall: float, cpu_limit: float | None) -> R
         pids=int((data.get("pids_stats") or {}).get("current", 0)),
         source="api",
     )
+
+
+def _read_time(text: str) -> float:
+    """Parses Docker's RFC 3339 `read` time (nanoseconds) as seconds since the
+    epoch; the current time when it is missing or malformed."""
+    head, _, fraction = text.rstrip("Z").partition(".")
+    try:
+        moment = dt.datetime.fromisoformat(head).replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return time.time()
+    return moment.timestamp() + (float(f"0.{fraction}") if fraction.isdigit() else 0.0)

@@ -7,8 +7,10 @@ thread samples every running container that at least one viewer watches,
 at most once per interval, and every viewer reads the same sample. A sample
 comes from the container's cgroup files when the panel sees the host's
 cgroups (`cgroups.CgroupReader`, no daemon work at all), else from one
-`GET /containers/ID/stats?stream=false&one_shot=true` (about 6 ms, against
-about 2 s without `one_shot`: PITFALLS.md "Docker"). Figures are in
+`GET /containers/ID/stats?stream=false&one-shot=true` (about 2 s without
+one-shot: PITFALLS.md "Docker"), all containers' requests at once because
+Docker 20.10 answers them at the next tick of its 1-second collector
+(`API_WORKERS`). Figures are in
 benchmarks/README.md. Nobody watching means no sampling at all. The
 records viewers get (`ContainerStats`, `StatsRound`) are in
 `sshpanel.backend.samples`.
@@ -20,8 +22,12 @@ import collections
 import datetime as dt
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable
+
+import docker
+import docker.utils
 
 from sshpanel.backend.cgroups import CgroupReader
 from sshpanel.backend.engine import Engine, translate_errors
@@ -32,6 +38,11 @@ from sshpanel.config import Settings
 from sshpanel.errors import ConfigError, PanelError
 
 SOURCES = ("auto", "cgroup", "api")
+API_WORKERS = 64
+"""Concurrent one-shot stats requests. Docker 20.10 answers a one-shot
+request at the next tick of its 1-second stats collector, so requests made
+one after the other take up to a second each; made together, they are all
+answered at the same tick."""
 RELIST = 30.0
 """Seconds between two lists of the running containers while the events
 listener reports no change (without a listener: every round)."""
@@ -107,6 +118,8 @@ class StatsCollector:
         self._limits: dict[str, tuple[float, float | None]] = {}
         self._counts = {"rounds": 0, "docker_calls": 0, "cgroup_samples": 0, "api_samples": 0}
         self._listed: list[_Running] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._client: docker.APIClient | None = None
         self._listed_at = 0.0
         self._stale = True
         self._follows_events = events is not None
@@ -184,9 +197,11 @@ class StatsCollector:
                     self._previous.clear()
                     self._limits.clear()
                     self._stale = True
+                    self._release()
                 while not self._subs and not self._stopped:
                     self._cond.wait()
                 if self._stopped:
+                    self._release()
                     return
             started = time.monotonic()
             self._round()
@@ -204,14 +219,8 @@ class StatsCollector:
         except PanelError as exc:
             error, running = exc, []
         wanted = [c for c in running if any(s.matches(c.owner, c.id) for _, s in subscriptions)]
-        fresh: dict[str, ContainerStats] = {}
-        for container in wanted:
-            try:
-                raw = self._sample(container.id)
-            except PanelError:
-                continue  # it stopped between the list and the sample
-            if raw is not None:
-                fresh[container.id] = self._derive(container, raw)
+        samples = self._sample_all([c.id for c in wanted])
+        fresh = {c.id: self._derive(c, samples[c.id]) for c in wanted if c.id in samples}
         now = dt.datetime.now(dt.timezone.utc)
         with self._cond:
             for gone in set(self._buffers) - set(fresh):
@@ -228,6 +237,16 @@ class StatsCollector:
             except Exception:  # a broken viewer must not stop the others
                 with self._cond:
                     self._subs.pop(key, None)
+
+    def _release(self) -> None:
+        """Ends the request threads and closes the collector's connections
+        (called with the lock held, when nobody watches or on stop)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def _count(self, name: str) -> None:
         with self._cond:
@@ -264,41 +283,73 @@ class StatsCollector:
             for item in items
         ]
 
-    def _sample(self, docker_id: str) -> RawSample | None:
-        if self._use_cgroups:
-            raw = self.reader.sample(docker_id)
+    def _sample_all(self, docker_ids: list[str]) -> dict[str, RawSample]:
+        """Samples containers: cgroup files where readable, the API for the
+        rest (all requests at once, see `API_WORKERS`). Containers that
+        stopped meanwhile are left out."""
+        samples: dict[str, RawSample] = {}
+        remote = []
+        for docker_id in docker_ids:
+            raw = self.reader.sample(docker_id) if self._use_cgroups else None
             if raw is not None:
                 self._count("cgroup_samples")
-                return raw
-            if self.source == "cgroup":
-                return None
-        return self._api_sample(docker_id)
+                samples[docker_id] = raw
+            elif self.source != "cgroup":
+                remote.append(docker_id)
+        if remote:
+            with self._cond:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(API_WORKERS, thread_name_prefix="sshpanel-stats-api")
+                pool = self._pool
+            futures = {docker_id: pool.submit(self._api_sample, docker_id) for docker_id in remote}
+            for docker_id, future in futures.items():
+                try:
+                    raw = future.result()
+                except PanelError:
+                    continue  # it stopped or went away between the list and the sample
+                if raw is not None:
+                    samples[docker_id] = raw
+        return samples
+
+    def _api(self) -> docker.APIClient:
+        """The collector's own API client: a connection pool as large as the
+        number of concurrent requests, apart from the sessions' pool."""
+        with self._cond:
+            if self._client is None:
+                with translate_errors():
+                    if self.settings.docker_host:
+                        options = {"base_url": self.settings.docker_host}
+                    else:
+                        options = docker.utils.kwargs_from_env()
+                    self._client = docker.APIClient(version="auto", max_pool_size=API_WORKERS, **options)
+            return self._client
 
     def _api_sample(self, docker_id: str) -> RawSample | None:
-        """One `one_shot` stats request."""
-        mono, wall = time.monotonic(), time.time()
+        """One `one_shot` stats request (runs in the request pool)."""
         self._count("docker_calls")
         with translate_errors():
-            data = self.engine.client.api.stats(docker_id, stream=False, one_shot=True)
+            data = self._api().stats(docker_id, stream=False, one_shot=True)
         self._count("api_samples")
         if not (data.get("cpu_stats") or {}).get("system_cpu_usage"):
             return None  # not running
-        return from_api(data, mono, wall, self._cpu_limit(docker_id))
+        return from_api(data, self._cpu_limit(docker_id))
 
     def _cpu_limit(self, docker_id: str) -> float | None:
         """The container's CPU limit in CPUs, from a cached inspect."""
-        cached = self._limits.get(docker_id)
+        with self._cond:
+            cached = self._limits.get(docker_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         self._count("docker_calls")
         with translate_errors():
-            host = self.engine.client.api.inspect_container(docker_id).get("HostConfig") or {}
+            host = self._api().inspect_container(docker_id).get("HostConfig") or {}
         limit: float | None = None
         if host.get("NanoCpus"):
             limit = host["NanoCpus"] / 1e9
         elif host.get("CpuQuota", 0) > 0 and host.get("CpuPeriod"):
             limit = host["CpuQuota"] / host["CpuPeriod"]
-        self._limits[docker_id] = (time.monotonic() + LIMIT_TTL, limit)
+        with self._cond:
+            self._limits[docker_id] = (time.monotonic() + LIMIT_TTL, limit)
         return limit
 
     def _derive(self, container: _Running, raw: RawSample) -> ContainerStats:

@@ -146,9 +146,14 @@ class SSHDriver(Driver):
 class _Session:
     """The state of one `run_tui` call: channel, app, parser and driver."""
 
-    def __init__(self, process: asyncssh.SSHServerProcess[str], app: App[Any]) -> None:
+    def __init__(self, process: asyncssh.SSHServerProcess[str], app: App[Any], idle_timeout: float = 0.0) -> None:
         self.process = process
         self.app = app
+        self.idle_timeout = idle_timeout
+        """Seconds without input before the app is ended (0 = never)."""
+        self.idled_out = False
+        self._last_input = asyncio.get_running_loop().time()
+        self._idle_handle: asyncio.TimerHandle | None = None
         self.parser = SessionParser()
         self.driver: SSHDriver | None = None
         self.input_enabled = True
@@ -261,14 +266,38 @@ class _Session:
             self.app.exit()
 
     def close(self) -> None:
-        """Cancels the pending Escape timer and restores the terminal if still open."""
+        """Cancels the pending timers and restores the terminal if still open."""
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
         if self.driver is not None and self.driver.application_mode:
             self.driver.stop_application_mode()
 
+    def start_idle_timer(self) -> None:
+        """Arms the idle check: one timer per timeout period, not per keystroke."""
+        if self.idle_timeout > 0:
+            self._idle_handle = self._loop.call_later(self.idle_timeout, self._idle_check)
+
+    def _idle_check(self) -> None:
+        self._idle_handle = None
+        if self.finished:
+            return
+        now = self._loop.time()
+        if self.suspended:  # the user is typing into a shell, not idle
+            self._last_input = now
+        remaining = self._last_input + self.idle_timeout - now
+        if remaining > 0:
+            self._idle_handle = self._loop.call_later(remaining, self._idle_check)
+            return
+        log.info("dashboard session idle for %.0f s; closing it", self.idle_timeout)
+        self.idled_out = True
+        self.end_app()
+
     def _feed(self, data: str) -> None:
+        self._last_input = self._loop.time()
         try:
             for message in list(self.parser.feed(data)):
                 self._deliver(message)
@@ -321,7 +350,10 @@ class TerminalHandOver:
 
 
 async def run_tui(
-    process: asyncssh.SSHServerProcess[str], app: App[Any], hand_over: TerminalHandOver | None = None
+    process: asyncssh.SSHServerProcess[str],
+    app: App[Any],
+    hand_over: TerminalHandOver | None = None,
+    idle_timeout: float = 0.0,
 ) -> None:
     """Runs a Textual app on an SSH channel until it exits or the client leaves.
 
@@ -334,15 +366,18 @@ async def run_tui(
         process: The asyncssh server process of the session.
         app: A fresh app instance (one per session).
         hand_over: Bound to the session while it runs.
+        idle_timeout: Seconds without keyboard input after which the app is
+            ended with a message (0 = never). Output does not count as activity.
     """
     neutralise_stdout_redirect()
     isolate_strip_render_cache()
     apply_color_system(app, color_system_for_term(process.get_terminal_type()))
-    session = _Session(process, app)
+    session = _Session(process, app, idle_timeout)
     app.driver_class = functools.partial(SSHDriver, session=session)  # type: ignore[assignment]
     if hand_over is not None:
         hand_over.session = session
     session.start_reading()
+    session.start_idle_timer()
     try:
         await app.run_async(size=session.terminal_size())
     finally:
@@ -351,5 +386,7 @@ async def run_tui(
             hand_over.session = None
         await session.stop_reading()
         session.close()
-    if app.return_code and session.channel_open:
+    if session.idled_out and session.channel_open:
+        session.write(f"\r\nsshpanel: closed after {idle_timeout:.0f} s without input.\r\n")
+    elif app.return_code and session.channel_open:
         session.write("\r\nsshpanel: the session ended because of an internal error.\r\n")

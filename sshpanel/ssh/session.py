@@ -71,7 +71,7 @@ async def run_dashboard(panel: "PanelServer", process: asyncssh.SSHServerProcess
 
     services = PanelServices.of(workspace, WorkspaceStats(workspace, panel.stats), open_shell)
     app = PanelApp(workspace, tui_admin(panel, workspace), services=services)
-    await run_tui(process, app, hand_over)
+    await run_tui(process, app, hand_over, panel.settings.idle_timeout)
     return 0 if app.return_code in (0, None) else 1
 
 
