@@ -79,6 +79,9 @@ class Settings:
     password_auth: bool = False
     stats_interval: float = 2.0
     stats_source: str = "auto"
+    quota_disk: int = 1 * GIB
+    build_memory: int = 1 * GIB
+    build_timeout: float = 900.0
 
     @property
     def database_path(self) -> Path:
@@ -132,6 +135,9 @@ _ENV_FIELDS: dict[str, Callable[[str], object]] = {
     "password_auth": boolean,
     "stats_interval": float,
     "stats_source": str,
+    "quota_disk": int,
+    "build_memory": int,
+    "build_timeout": float,
 }
 
 

@@ -25,7 +25,7 @@ from sshpanel.backend.quotas import check_publish, check_start, limits_of, pids_
 from sshpanel.backend.records import QuotaView
 from sshpanel.backend.views import ContainerView, ImageView
 from sshpanel.config import Settings
-from sshpanel.errors import Conflict, InvalidValue, NotFound, PanelError
+from sshpanel.errors import Conflict, EngineError, InvalidValue, NotFound, PanelError
 from sshpanel.store import Store
 from sshpanel.store.history import record_removal
 
@@ -314,6 +314,8 @@ class Workspace:
                     check_duplicate=True,
                 )
             except docker.errors.APIError as exc:
+                if exc.status_code == 404:  # Docker's answer when no address pool is left
+                    raise EngineError(f"cannot create your network: {exc.explanation}") from None
                 if exc.status_code != 409:
                     raise
 

@@ -22,7 +22,7 @@ import asyncssh
 NAME = "sshpanel-bytes"
 """Codec name given to `SSHChannel.set_encoding`."""
 
-BYTE_VERBS = frozenset({"exec"})
+BYTE_VERBS = frozenset({"exec", "build"})
 """Commands whose standard input goes to a container byte for byte."""
 
 

@@ -14,6 +14,7 @@ from sshpanel.backend.accounts import Accounts
 from sshpanel.backend.engine import Engine
 from sshpanel.backend.events import EngineEvents
 from sshpanel.backend.passwords import BCRYPT_SLOTS, Passwords
+from sshpanel.backend.recovery import recover_interrupted_creates
 from sshpanel.backend.stats import StatsCollector
 from sshpanel.backend.workspace import Workspace
 from sshpanel.config import Settings
@@ -64,6 +65,7 @@ class PanelServer:
         """
         from sshpanel.ssh.session import handle_process
         from sshpanel.ssh.channel_codec import prepare_channel
+        from sshpanel.ssh.sftp import open_home_sftp
 
         self.store = await asyncio.to_thread(open_store, self.settings)
         self.accounts = Accounts(self.store, self.settings)
@@ -79,6 +81,9 @@ class PanelServer:
             )
         version = await asyncio.to_thread(self.engine.ping)
         log.info("Docker engine %s at %s", version, self.engine.address)
+        # Before any session can create: a killed process may have left
+        # half-written records (issue 7, crash recovery).
+        await asyncio.to_thread(recover_interrupted_creates, self.store, self.engine, self.settings)
         self.events.start(self.store)
         key, created = await asyncio.to_thread(load_or_create_host_key, self.settings.host_keys_dir)
         log.info(
@@ -102,7 +107,10 @@ class PanelServer:
             line_editor=False,
             agent_forwarding=False,
             x11_forwarding=False,
+            # Legacy scp (`scp -O`) stays off: OpenSSH 9 runs scp over SFTP,
+            # and the SFTP server below is the one confined path (issue 6).
             allow_scp=False,
+            sftp_factory=lambda chan: open_home_sftp(self, chan),
             login_timeout=self.settings.login_grace_time,
             keepalive_interval=KEEPALIVE_INTERVAL,
             keepalive_count_max=KEEPALIVE_COUNT_MAX,

@@ -1,0 +1,175 @@
+"""Provides figures 5 and 7 of issue 8, which share one set-up (10 users
+with 2 containers each, 100 dashboard sessions held by a separate client
+process): idle CPU of the panel while nothing changes, and keystroke →
+screen update latency while every session shows live stats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import time
+
+import psutil
+
+from clients import TuiClient, exec_once
+from harness import HERE, IMAGE, Bench, PanelProcess, Result, Row, percentile, verdict
+
+USERS = 10
+SESSIONS = 100
+NAMES = ("alpha1", "bravo2")
+"""The containers of every user; the dashboard lists them by name."""
+DOWN, UP = "\x1b[B", "\x1b[A"
+KEY_TIMEOUT = 5.0
+
+
+class Holder:
+    """A client process holding dashboard sessions (clients.py `hold`), so
+    that draining their output does not delay the measuring session."""
+
+    def __init__(self, bench: Bench, port: int, users: list[str], count: int, first_index: int = 100) -> None:
+        command = [sys.executable, str(HERE / "clients.py"), "hold", "--port", str(port), "--keys",
+                   str(bench.keys_dir), "--users", ",".join(users), "--per-user", str(SESSIONS // len(users)),
+                   "--count", str(count), "--first-index", str(first_index)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    async def ready(self) -> None:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), 300)
+        if not line.startswith("ready"):
+            raise RuntimeError(f"the holder failed: {line!r} (exit {self.process.poll()})")
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def daemons() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("dockerd", "containerd")]
+
+
+async def cpu_over(panel: PanelProcess, seconds: float) -> tuple[float, float]:
+    """CPU of the panel and of dockerd + containerd over `seconds`, as
+    percent of one core."""
+    watched = daemons()
+    before = panel.cpu(), sum(sum(p.cpu_times()[:2]) for p in watched)
+    start = time.perf_counter()
+    await asyncio.sleep(seconds)
+    elapsed = time.perf_counter() - start
+    after = panel.cpu(), sum(sum(p.cpu_times()[:2]) for p in watched)
+    return (after[0] - before[0]) / elapsed * 100, (after[1] - before[1]) / elapsed * 100
+
+
+def selected(name: str) -> bytes:
+    """What the stats panel's border title shows for a selected running container."""
+    return f"{name} · running".encode()
+
+
+async def keystrokes(client: TuiClient, count: int) -> tuple[list[float], int]:
+    """Alternates Down and Up on the container table; returns each latency
+    (key sent → the newly selected container's title arrived) and timeouts."""
+    latencies, timeouts = [], 0
+    for index in range(count):
+        key, name = (DOWN, NAMES[1]) if index % 2 == 0 else (UP, NAMES[0])
+        arrived = client.expect(selected(name))
+        start = time.perf_counter()
+        client.send(key)
+        try:
+            latencies.append(await asyncio.wait_for(arrived, KEY_TIMEOUT) - start)
+        except asyncio.TimeoutError:
+            timeouts += 1
+            if index % 2 == 0:  # resynchronise on the first row
+                client.send(UP)
+        await asyncio.sleep(random.uniform(0.03, 0.1))
+    return latencies, timeouts
+
+
+AGED = 65.0
+"""Seconds after their creation when the table's CREATED column (`42s ago`)
+stops changing at every refresh; from then on it changes once a minute."""
+
+
+async def prepare(bench: Bench, port: int, users: list[str]) -> float:
+    """Gives every user the two containers, created but not started.
+
+    Returns:
+        The `perf_counter()` when the last one was created.
+    """
+    created = 0.0
+    for user in users:
+        key = bench.keys[user]
+        listed = await exec_once(port, user, key, "ps -a --format json")
+        have = {json.loads(line)["Names"] for line in listed.splitlines() if line.strip()}
+        for name in NAMES:
+            if name not in have:
+                await exec_once(port, user, key, f"create --name {name} -m 16m --cpus 0.1 {IMAGE} sleep 1d")
+                created = time.perf_counter()
+    return created
+
+
+async def live(bench: Bench, quick: bool, idle: bool = True, keys: bool = True) -> Result:
+    """Figures 7 (idle CPU, containers stopped, nothing changing) and 5
+    (keystroke latency, containers running, live stats)."""
+    seconds = 10.0 if quick else 30.0
+    presses = 30 if quick else 200
+    users = bench.users("l", USERS)
+    panel = bench.panel()
+    result = Result()
+    holder: Holder | None = None
+    try:
+        created = await prepare(bench, panel.port, users)
+        await asyncio.sleep(3.0)
+        if idle:
+            base, base_daemons = await cpu_over(panel, seconds)
+            holder = Holder(bench, panel.port, users, SESSIONS)
+            await holder.ready()
+            await asyncio.sleep(max(5.0, created + AGED - time.perf_counter()))
+            busy, busy_daemons = await cpu_over(panel, seconds)
+            holder.close()
+            holder = None
+            result.rows.append(Row("7 idle CPU, 100 sessions", f"{busy:.1f} % of a core", "≤ 2 %",
+                                   f"0 sessions {base:.1f} %", f"{busy / base:.0f}" if base > 0.05 else "",
+                                   verdict(busy <= 2.0)))
+            result.details.append(
+                f"7: containers created, not started, over a minute old (nothing changing), {seconds:.0f} s "
+                f"windows; dockerd + containerd "
+                f"{busy_daemons:.1f} % of a core with the 100 sessions, {base_daemons:.1f} % without")
+        if keys:
+            for user in users:
+                await exec_once(panel.port, user, bench.keys[user], "start " + " ".join(NAMES))
+            user = users[0]
+            client, _ = await TuiClient.open(panel.port, user, bench.keys[user], index=0)
+            try:
+                await asyncio.wait_for(client.expect(selected(NAMES[0])), 30)
+                await asyncio.wait_for(client.expect(b"CPU "), 30)  # the first stats round arrived
+                alone, alone_timeouts = await keystrokes(client, presses)
+                holder = Holder(bench, panel.port, users, SESSIONS - 1)
+                await holder.ready()
+                await asyncio.sleep(5.0)
+                cpu_task = asyncio.create_task(cpu_over(panel, seconds))
+                loaded, timeouts = await keystrokes(client, presses)
+                live_cpu, live_daemons = await cpu_task
+            finally:
+                await client.close()
+            p50, p99, base99 = percentile(loaded, 50), percentile(loaded, 99), percentile(alone, 99)
+            result.rows.append(Row("5 keystroke p99, 100 live sessions",
+                                   f"{p99 * 1000:.0f} ms (p50 {p50 * 1000:.0f} ms)", "≤ 30 ms",
+                                   f"1 session p99 {base99 * 1000:.0f} ms", f"{p99 / base99:.1f}",
+                                   verdict(p99 <= 0.030 and not timeouts)))
+            result.details.append(
+                f"5: {presses} presses each (Down/Up on the table, 30-100 ms apart); 1 session p50 "
+                f"{percentile(alone, 50) * 1000:.0f} ms; timeouts ({KEY_TIMEOUT:.0f} s) {timeouts} loaded, "
+                f"{alone_timeouts} alone; panel CPU meanwhile {live_cpu:.0f} % of a core "
+                f"(dockerd + containerd {live_daemons:.0f} %), 20 running containers sampled every 2 s")
+    finally:
+        if holder is not None:
+            holder.close()
+        panel.stop()
+    return result

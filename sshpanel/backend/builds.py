@@ -1,0 +1,259 @@
+"""Provides `Builder`, image builds from a folder of the user's home directory
+or from a tar stream, tagged `<namespace>/<user>/<NAME>:<n>` (issue 6).
+
+Safety (issue 6 "Build safety"): the build context is always a local tar
+the panel made or received (never a URL), builds run with
+`network_mode="none"`, memory and CPU limits, `pull=False`, a time limit
+and capped output; `FROM` and `COPY --from` may only name images the user
+may use; an image whose labels claim panel ownership is removed, never
+tagged. A `Dockerfile` is required (templates come later in issue 6).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import tarfile
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import IO, Callable
+
+import docker
+import docker.errors
+
+from sshpanel.backend.engine import API_VERSION, translate_errors
+from sshpanel.backend.files import home_dir, resolve_folder
+from sshpanel.backend.workspace import Workspace
+from sshpanel.errors import EngineError, InvalidValue, PanelError, TimedOut
+
+MAX_OUTPUT = 1024 * 1024
+"""Bytes of build output streamed to the user; the rest is dropped."""
+TAIL_LINES = 20
+MAX_DOCKERFILE = 256 * 1024
+IMAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+CPU_SHARES = 512
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build produced.
+
+    Attributes:
+        ok: True when an image was built and tagged.
+        tag: The new tag (`ns/user/name:n`), "" on failure.
+        image_id: The image ID, "" on failure.
+        seconds: Wall time of the build, seconds.
+        tail: The last lines of the build log.
+        error: Why it failed ("" when ok).
+    """
+
+    ok: bool
+    tag: str
+    image_id: str
+    seconds: float
+    tail: list[str]
+    error: str
+
+
+class Builder:
+    """Image builds of one user (a `Workspace`). Every method blocks."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.settings = workspace.settings
+
+    def repository(self, name: str) -> str:
+        """Returns the user's repository of image `name` (`ns/user/name`).
+
+        Raises:
+            InvalidValue: `name` is not a lowercase image name.
+        """
+        if not IMAGE_NAME.match(name):
+            raise InvalidValue(f"invalid image name {name!r}: use a-z, 0-9, '.', '_', '-' (at most 64)")
+        return f"{self.settings.namespace}/{self.workspace.principal.name}/{name}"
+
+    def context_from_folder(self, folder: str) -> IO[bytes]:
+        """Packs a folder of the home directory into a tar file (symlinks are
+        stored as links, never followed; other special files are skipped).
+
+        Raises:
+            InvalidValue, NotFound: See `resolve_folder`; no Dockerfile.
+        """
+        root = resolve_folder(home_dir(self.settings, self.workspace.principal.name), folder)
+        dockerfile = root / "Dockerfile"
+        if dockerfile.is_symlink() or not dockerfile.is_file():
+            raise InvalidValue(f"{folder}/Dockerfile is missing: add one (templates are not supported yet)")
+        handle = tempfile.TemporaryFile()
+        with tarfile.open(fileobj=handle, mode="w") as tar:
+            for path, dirs, files in os.walk(root, followlinks=False):
+                for entry in sorted(dirs) + sorted(files):
+                    full = os.path.join(path, entry)
+                    if os.path.islink(full) or os.path.isfile(full) or os.path.isdir(full):
+                        tar.add(full, arcname=os.path.relpath(full, root), recursive=False)
+        handle.seek(0)
+        return handle
+
+    def run(self, name: str, context: IO[bytes], on_line: Callable[[str], None]) -> BuildResult:
+        """Builds `context` (a tar file) and tags it `ns/user/name:n`.
+
+        Args:
+            name: The image name (see `repository`).
+            context: A tar file with a `Dockerfile` at its top.
+            on_line: Called with each line of build output (from this thread),
+                until `MAX_OUTPUT` bytes.
+
+        Returns:
+            The result; the build is recorded as a `build` event and audited.
+
+        Raises:
+            InvalidValue: Bad name, no Dockerfile, a base image the user may
+                not use.
+            PanelError: The build failed (message with the log tail).
+        """
+        repository = self.repository(name)
+        started = time.monotonic()
+        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        with self.workspace.audited("build", repository):
+            try:
+                self._check_dockerfile(_dockerfile_of(context))
+                image_id = self._build(context, tail, on_line)
+                tag = self._tag(repository, image_id)
+            except PanelError as exc:
+                result = BuildResult(False, "", "", time.monotonic() - started, list(tail), exc.message)
+                self._record(name, result)
+                raise
+            result = BuildResult(True, tag, image_id, time.monotonic() - started, list(tail), "")
+            self._record(name, result)
+            return result
+
+    def _check_dockerfile(self, text: str) -> None:
+        """Refuses base images the user may not use (another user's build,
+        a variable, a missing image)."""
+        stages: set[str] = set()
+        logical = re.sub(r"\\\r?\n", " ", text)
+        for line in logical.splitlines():
+            words = line.strip().split()
+            if not words or words[0].startswith("#"):
+                continue
+            keyword = words[0].upper()
+            refs = []
+            if keyword == "FROM":
+                args = [w for w in words[1:] if not w.startswith("--")]
+                if args:
+                    refs.append(args[0])
+                if len(args) >= 3 and args[1].lower() == "as":
+                    stages.add(args[2].lower())
+            elif keyword in ("COPY", "ADD"):
+                refs += [w.split("=", 1)[1] for w in words[1:] if w.startswith("--from=")]
+            for ref in refs:
+                if ref.lower() in stages or ref.isdigit() or ref == "scratch":
+                    continue
+                if "$" in ref:
+                    raise InvalidValue(f"base image {ref!r}: variables are not allowed in FROM / --from")
+                self.workspace._image_id(ref)
+
+    def _build(self, context: IO[bytes], tail: collections.deque, on_line: Callable[[str], None]) -> str:
+        """Runs the engine's build on its own client, closed at the deadline
+        (the engine cancels a build whose client went away)."""
+        settings = self.settings
+        api = docker.APIClient(base_url=self.workspace.engine.address, version=API_VERSION,
+                               timeout=settings.build_timeout)
+        timed_out = threading.Event()
+
+        def stop() -> None:
+            timed_out.set()
+            api.close()
+
+        timer = threading.Timer(settings.build_timeout, stop)
+        timer.start()
+        shown = 0
+        image_id = ""
+        error = ""
+        try:
+            with translate_errors():
+                stream = api.build(
+                    fileobj=context, custom_context=True, encoding=None, rm=True, forcerm=True,
+                    pull=False, network_mode="none", decode=True,
+                    container_limits={"memory": settings.build_memory, "memswap": settings.build_memory,
+                                      "cpushares": CPU_SHARES},
+                )
+                for chunk in stream:
+                    text = str(chunk.get("stream") or chunk.get("status") or "")
+                    if chunk.get("error"):
+                        error = str(chunk["error"]).strip()
+                        text = error + "\n"
+                    if chunk.get("aux", {}).get("ID"):
+                        image_id = chunk["aux"]["ID"]
+                    for line in text.splitlines():
+                        tail.append(line)
+                        shown += len(line) + 1
+                        if shown <= MAX_OUTPUT:
+                            on_line(line)
+                        elif shown - len(line) - 1 <= MAX_OUTPUT:
+                            on_line("... (output truncated)")
+        except Exception:
+            if timed_out.is_set():
+                raise TimedOut(f"the build ran longer than {settings.build_timeout:g} s and was stopped") from None
+            raise
+        finally:
+            timer.cancel()
+            api.close()
+        if error or not image_id:
+            raise EngineError(f"the build failed: {error or 'no image was produced'}")
+        return image_id
+
+    def _tag(self, repository: str, image_id: str) -> str:
+        """Refuses an image claiming panel labels, then tags it with the next
+        number of the repository; returns the tag."""
+        api = self.workspace.engine.client.api
+        with translate_errors():
+            labels = (api.inspect_image(image_id).get("Config") or {}).get("Labels") or {}
+            claimed = sorted(key for key in labels if key.startswith(self.settings.label_prefix))
+            if claimed:
+                try:
+                    api.remove_image(image_id, noprune=False)
+                except docker.errors.APIError:
+                    pass
+                raise InvalidValue(f"labels under {self.settings.label_prefix} are reserved: {', '.join(claimed)}")
+            with self.workspace.engine.names_lock:
+                numbers = [0]
+                for item in api.images(name=repository):
+                    for tag in item.get("RepoTags") or []:
+                        repo, _, number = tag.rpartition(":")
+                        if repo == repository and number.isdigit():
+                            numbers.append(int(number))
+                tag = str(max(numbers) + 1)
+                api.tag(image_id, repository, tag)
+        return f"{repository}:{tag}"
+
+    def _record(self, name: str, result: BuildResult) -> None:
+        """Records the build in the user's history (`build` event)."""
+        head = f"{result.tag or name} {result.image_id[:19]} {result.seconds:.1f}s"
+        if not result.ok:
+            head = f"{name} failed in {result.seconds:.1f}s: {result.error}"
+        detail = "\n".join([head, *result.tail])
+        self.workspace.store.add_event(self.workspace.principal.user_id, None, "build", ok=result.ok, detail=detail)
+
+
+def _dockerfile_of(context: IO[bytes]) -> str:
+    """Returns the text of the context's top-level Dockerfile.
+
+    Raises:
+        InvalidValue: Not a tar, or no regular `Dockerfile` at its top.
+    """
+    try:
+        with tarfile.open(fileobj=context, mode="r:*") as tar:
+            for member in tar:
+                if member.name in ("Dockerfile", "./Dockerfile") and member.isfile():
+                    if member.size > MAX_DOCKERFILE:
+                        raise InvalidValue("the Dockerfile is too large")
+                    data = tar.extractfile(member)
+                    return data.read().decode("utf-8", "replace") if data else ""
+    except tarfile.TarError:
+        raise InvalidValue("the build context is not a tar archive") from None
+    finally:
+        context.seek(0)
+    raise InvalidValue("the build context has no Dockerfile at its top: add one (templates are not supported yet)")

@@ -1,0 +1,161 @@
+"""Crash recovery (issue 7): the panel killed with SIGKILL in the middle of
+creates. After a restart the database passes its integrity check, no
+half-written record is left (a reservation without a Docker ID would hold a
+name and quota forever), and every container carrying the panel's owner
+label is either recorded or reported in the log."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sqlite3
+import subprocess
+import sys
+import time
+
+from sshpanel.config import load_settings
+from sshpanel.store import open_store
+from tests.conftest import TEST_IMAGE, Panel, remove_namespace, start_panel, stop_panel
+
+BURST = 12
+"""Concurrent `run` commands when the server is killed."""
+
+
+def _restart(old: Panel, tmp) -> Panel:
+    """Starts a new server on the same data folder and host key."""
+    panel = start_panel(tmp, old.namespace)
+    panel.users.update(old.users)
+    return panel
+
+
+def _half_written(panel: Panel) -> list[tuple]:
+    with sqlite3.connect(panel.data_dir / "sshpanel.db") as db:
+        return db.execute("SELECT id, name FROM container WHERE docker_id IS NULL AND removed IS NULL").fetchall()
+
+
+def _recorded_ids(panel: Panel) -> set[str]:
+    with sqlite3.connect(panel.data_dir / "sshpanel.db") as db:
+        return {row[0] for row in db.execute("SELECT docker_id FROM container WHERE docker_id IS NOT NULL")}
+
+
+def _labelled(docker_client, panel: Panel) -> set[str]:
+    """IDs of the containers carrying the panel's owner label."""
+    listed = docker_client.api.containers(all=True, filters={"label": f"io.{panel.namespace}.owner"})
+    return {item["Id"] for item in listed}
+
+
+def _reported(panel: Panel, container_id: str) -> bool:
+    return re.search(rf"\({container_id[:12]}\) carries owner label .* no record claims it", panel.log()) is not None
+
+
+def _db_check(panel: Panel) -> str:
+    result = subprocess.run([sys.executable, "-m", "sshpanel", "db", "check"], env=panel.env(), capture_output=True,
+                            text=True, timeout=60)
+    return result.stdout.strip()
+
+
+def _wait_for(condition, timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _setup(tmp, docker_client) -> Panel:
+    panel = start_panel(tmp, f"sptest{secrets.token_hex(3)}")
+    ada = panel.add_user("ada", admin=True)
+    panel.add_user("alice")
+    quota = panel.run(ada, "user", "set-quota", "alice", "--containers", "100", "--memory", "8g", "--cpus", "50")
+    assert quota.returncode == 0, quota.stderr
+    return panel
+
+
+def test_sigkill_during_a_burst_of_creates(tmp_path, docker_client):
+    panel = _setup(tmp_path, docker_client)
+    try:
+        alice = panel.users["alice"]
+        runs = [
+            subprocess.Popen(
+                [*panel.ssh_args(alice), "--", f"run --name burst{i} -m 8m --cpus 0.05 {TEST_IMAGE} sleep 600"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            )
+            for i in range(BURST)
+        ]
+        _wait_for(lambda: len(_labelled(docker_client, panel)) >= 2, what="the first creates")
+        panel.process.kill()
+        panel.process.wait(timeout=10)
+        for run in runs:
+            run.wait(timeout=60)
+
+        panel = _restart(panel, tmp_path)
+        assert _db_check(panel) == "ok"
+        assert _half_written(panel) == []
+        recorded = _recorded_ids(panel)
+        labelled = _labelled(docker_client, panel)
+        for container_id in labelled - recorded:
+            assert _reported(panel, container_id), container_id
+        listing = panel.run(alice, "ps", "-a", "-q")
+        assert listing.returncode == 0, listing.stderr
+        assert {line for line in listing.stdout.split()} == {cid[:12] for cid in labelled & recorded}
+        again = panel.run(alice, "run", "--name", "after", "-m", "8m", "--cpus", "0.05", TEST_IMAGE, "sleep", "600")
+        assert again.returncode == 0, again.stderr
+    finally:
+        if panel.process.poll() is None:
+            stop_panel(panel)
+        remove_namespace(docker_client, panel.namespace)
+
+
+def test_interrupted_creates_are_completed_or_dropped_at_start(tmp_path, docker_client):
+    """Each window of a killed create, made exactly: a reservation whose
+    container was never made, one whose container was made, one whose
+    same-named container is not what the panel made, and a labelled
+    container with no record at all."""
+    panel = _setup(tmp_path, docker_client)
+    try:
+        alice = panel.users["alice"]
+        assert panel.run(alice, "create", "--name", "keep", TEST_IMAGE).returncode == 0
+        panel.process.kill()
+        panel.process.wait(timeout=10)
+
+        settings = load_settings({"data_dir": panel.data_dir, "namespace": panel.namespace})
+        store = open_store(settings)
+        user_id = store.user_by_name("alice").id
+        with store.write():
+            for name in ("ghost", "half", "fake"):
+                store.reserve_container(user_id, name, TEST_IMAGE, "{}", 8 * 2**20, 0.05)
+        store.close()
+        label = settings.label_prefix
+
+        def labelled(name: str, owner: str):
+            return docker_client.containers.create(
+                TEST_IMAGE, ["sleep", "600"], name=f"{panel.namespace}.alice.{name}",
+                labels={f"{label}owner": owner, f"{label}name": name},
+            )
+
+        half = labelled("half", "alice")
+        fake = labelled("fake", "bob")
+        stray = labelled("stray", "alice")
+
+        panel = _restart(panel, tmp_path)
+        log = panel.log()
+        assert "completed the interrupted create of alice/half" in log
+        assert "dropped the reservation of alice/ghost" in log
+        assert "dropped the reservation of alice/fake" in log
+        assert _reported(panel, fake.id) and _reported(panel, stray.id)
+        assert not _reported(panel, half.id)
+        assert _half_written(panel) == []
+        assert _db_check(panel) == "ok"
+
+        listing = panel.run(alice, "ps", "-a", "--format", "json")
+        assert sorted(re.findall(r'"Names": "([^"]+)"', listing.stdout)) == ["half", "keep"]
+        history = panel.run(alice, "history", "half")
+        assert history.returncode == 0 and "create" in history.stdout
+        assert panel.run(alice, "create", "--name", "ghost", TEST_IMAGE).returncode == 0
+        quota = panel.run(alice, "quota", "--format", "json")
+        assert '"Containers": 3' in quota.stdout, quota.stdout
+        assert panel.run(alice, "rm", "half").returncode == 0
+        assert _labelled(docker_client, panel) >= {fake.id, stray.id}
+    finally:
+        if panel.process.poll() is None:
+            stop_panel(panel)
+        remove_namespace(docker_client, panel.namespace)

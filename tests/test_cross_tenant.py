@@ -1,0 +1,210 @@
+"""Cross-tenant suite (issue 7, DESIGN.md invariant 1): bob tries every
+command on alice's container, script, key and image, by name, Docker name,
+full ID and every ID prefix of length 1-12. Each answer must be exactly the
+answer for something that never existed (the same exit status and text once
+the reference is put in), and nothing of alice's may change."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Callable
+
+import pytest
+
+from tests.conftest import TEST_IMAGE
+
+STOPPABLE = ["sh", "-c", "trap 'exit 0' TERM; while sleep 1; do :; done"]
+SCRIPT = "#!/bin/sh\necho provisioned\n"
+NEVER = "never-existed"
+"""A name no one ever used: the reference answer to compare with."""
+
+CONTAINER_COMMANDS: dict[str, Callable[[str], list[str]]] = {
+    "start": lambda ref: ["start", ref],
+    "stop": lambda ref: ["stop", ref],
+    "restart": lambda ref: ["restart", ref],
+    "rm": lambda ref: ["rm", ref],
+    "rm -f": lambda ref: ["rm", "-f", ref],
+    "inspect": lambda ref: ["inspect", ref],
+    "update": lambda ref: ["update", "-m", "512m", "--cpus", "1", "--restart", "always", ref],
+    "logs": lambda ref: ["logs", "--tail", "5", ref],
+    "stats": lambda ref: ["stats", "--no-stream", ref],
+    "history": lambda ref: ["history", ref],
+    "exec": lambda ref: ["exec", ref, "id"],
+    "provision": lambda ref: ["provision", ref, "-"],
+}
+"""Every exec command that takes a container reference (`shell` needs a
+terminal and is tested on its own)."""
+
+
+@pytest.fixture(scope="module")
+def alice_things(panel, docker_client, tmp_path_factory):
+    """alice's running container, stored script and an image of her own,
+    tagged under her namespace as a build of hers would be."""
+    alice = panel.users["alice"]
+    result = panel.run(alice, "run", "--name", "web", TEST_IMAGE, *STOPPABLE)
+    assert result.returncode == 0, result.stderr
+    assert panel.run(alice, "script", "add", "setup", "-", input=SCRIPT).returncode == 0
+    image = f"{panel.namespace}/alice/tool:v1"
+    context = tmp_path_factory.mktemp("alice-image")
+    (context / "Dockerfile").write_text(f"FROM {TEST_IMAGE}\nLABEL built-for={panel.namespace}-alice\n")
+    docker_client.images.build(path=str(context), tag=image)
+    container = docker_client.containers.get(f"{panel.namespace}.alice.web")
+    yield container, image
+    panel.run(alice, "rm", "-f", "web")
+    docker_client.images.remove(image, force=True)
+
+
+@pytest.fixture(scope="module")
+def bob_second_key(panel, tmp_path_factory):
+    """bob gets a second key, so that `keys rm` reaches the key look-up
+    (the last key is never removable)."""
+    folder = tmp_path_factory.mktemp("bobkey")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "k")], check=True)
+    result = panel.run(panel.users["bob"], "keys", "add", "-", input=(folder / "k.pub").read_text())
+    assert result.returncode == 0, result.stderr
+
+
+def _answer(panel, user, argv: list[str], input: str | None = None) -> tuple[int, str, str]:
+    result = panel.run(user, *argv, input=input)
+    return result.returncode, result.stdout, result.stderr
+
+
+def _as_if(answer: tuple[int, str, str], placeholder: str, ref: str) -> tuple[int, str, str]:
+    """The answer given for `placeholder`, with `ref` put in its place."""
+    code, out, err = answer
+    return code, out.replace(placeholder, ref), err.replace(placeholder, ref)
+
+
+def _refs(container) -> list[str]:
+    return ["web", container.name, container.id, *[container.id[:n] for n in range(1, 13)]]
+
+
+def _absent_hex(container, length: int) -> str:
+    """A hex ID of `length` that is no prefix of alice's container."""
+    first = "0" if container.id[0] != "0" else "1"
+    return (first + "0123456789abcdef" * 4)[:length]
+
+
+def _state(container) -> tuple:
+    container.reload()
+    host = container.attrs["HostConfig"]
+    return (container.status, container.attrs["State"]["StartedAt"], container.attrs["RestartCount"],
+            host["Memory"], host["NanoCpus"], host["RestartPolicy"]["Name"])
+
+
+@pytest.mark.parametrize("command", list(CONTAINER_COMMANDS))
+def test_bob_gets_not_found_for_alice_container(panel, alice_things, command):
+    container, _ = alice_things
+    bob = panel.users["bob"]
+    argv = CONTAINER_COMMANDS[command]
+    stdin = SCRIPT if command == "provision" else None
+    before = _state(container)
+    baselines = {
+        "name": _answer(panel, bob, argv(NEVER), stdin),
+        "hex": _answer(panel, bob, argv(_absent_hex(container, 12)), stdin),
+        "id": _answer(panel, bob, argv(_absent_hex(container, 64)), stdin),
+    }
+    assert baselines["name"][0] == 1, baselines["name"]
+    for ref in _refs(container):
+        kind = "id" if len(ref) == 64 else "hex" if all(c in "0123456789abcdef" for c in ref) else "name"
+        placeholder = {"name": NEVER, "hex": _absent_hex(container, 12), "id": _absent_hex(container, 64)}[kind]
+        expected = _as_if(baselines[kind], placeholder, ref)
+        assert _answer(panel, bob, argv(ref), stdin) == expected, (command, ref)
+    assert _state(container) == before
+    assert before[0] == "running"
+
+
+def test_bob_shell_gets_not_found(panel, alice_things):
+    container, _ = alice_things
+    bob = panel.users["bob"]
+
+    def shell(ref: str) -> tuple[int, str]:
+        result = subprocess.run([*panel.ssh_args(bob, "-tt"), "--", "shell", ref], capture_output=True, text=True,
+                                timeout=60, stdin=subprocess.DEVNULL)
+        return result.returncode, result.stdout + result.stderr
+
+    missing = shell(NEVER)
+    assert missing[0] == 1 and "no such container" in missing[1]
+    for ref in _refs(container):
+        if all(c in "0123456789abcdef" for c in ref):
+            placeholder = _absent_hex(container, len(ref))
+            assert shell(ref) == (1, shell(placeholder)[1].replace(placeholder, ref)), ref
+        else:
+            assert shell(ref) == (1, missing[1].replace(NEVER, ref)), ref
+    assert _state(container)[0] == "running"
+
+
+def test_bob_does_not_see_alice_container_anywhere(panel, alice_things):
+    container, image = alice_things
+    bob = panel.users["bob"]
+    for argv in (["ps", "-a"], ["ps", "-a", "-q"], ["ps", "-a", "--format", "json"], ["stats", "--no-stream"],
+                 ["history"], ["history", "--daily"], ["images"], ["quota"], ["script", "ls"], ["keys", "ls"]):
+        code, out, err = _answer(panel, bob, argv)
+        assert code == 0, (argv, err)
+        for secret in ("web", container.id[:12], "alice", "setup", image.split(":")[0]):
+            assert secret not in out, (argv, secret)
+
+
+def test_bob_cannot_use_alice_script(panel, alice_things):
+    bob = panel.users["bob"]
+    for argv in (["script", "show", "{}"], ["script", "rm", "{}"]):
+        missing = _answer(panel, bob, [part.replace("{}", NEVER) for part in argv])
+        assert missing[0] == 1
+        theirs = _answer(panel, bob, [part.replace("{}", "setup") for part in argv])
+        assert theirs == _as_if(missing, NEVER, "setup"), argv
+    assert panel.run(bob, "run", "--name", "mine", TEST_IMAGE, *STOPPABLE).returncode == 0
+    try:
+        missing = _answer(panel, bob, ["provision", "mine", NEVER])
+        assert missing[0] == 1
+        assert _answer(panel, bob, ["provision", "mine", "setup"]) == _as_if(missing, NEVER, "setup")
+    finally:
+        panel.run(bob, "rm", "-f", "mine")
+    shown = panel.run(panel.users["alice"], "script", "show", "setup")
+    assert shown.returncode == 0 and shown.stdout == SCRIPT
+
+
+def test_bob_cannot_remove_alice_key(panel, alice_things, bob_second_key):
+    alice, bob = panel.users["alice"], panel.users["bob"]
+    fingerprint = subprocess.run(["ssh-keygen", "-lf", str(alice.pub)], capture_output=True, text=True,
+                                 check=True).stdout.split()[1]
+    never = "SHA256:" + "A" * 43
+    missing = _answer(panel, bob, ["keys", "rm", never])
+    assert missing[0] == 1
+    assert _answer(panel, bob, ["keys", "rm", fingerprint]) == _as_if(missing, never, fingerprint)
+    assert fingerprint in panel.run(alice, "keys", "ls").stdout
+    assert panel.run(alice, "whoami").returncode == 0
+
+
+def test_bob_cannot_use_alice_image(panel, alice_things, docker_client):
+    """By tag, by full image ID (with and without `sha256:`) and by ID prefix."""
+    _, image = alice_things
+    bob = panel.users["bob"]
+    image_id = docker_client.images.get(image).id
+    digest = image_id.split(":")[1]
+    absent = ("0" if digest[0] != "0" else "1") + "f" * 63
+    refs = {
+        image: f"{panel.namespace}/alice/never:v1",
+        image_id: f"sha256:{absent}",
+        digest: absent,
+        digest[:12]: absent[:12],
+    }
+    for verb in ("run", "create"):
+        for ref, never in refs.items():
+            missing = _answer(panel, bob, [verb, "--name", "borrowed", never])
+            assert missing[0] == 1 and "unknown image" in missing[2], (ref, missing)
+            assert _answer(panel, bob, [verb, "--name", "borrowed", ref]) == _as_if(missing, never, ref), ref
+    assert panel.run(bob, "ps", "-a", "-q").stdout.strip() == ""
+    assert panel.run(panel.users["alice"], "create", "--name", "tool", image).returncode == 0
+    assert panel.run(panel.users["alice"], "rm", "tool").returncode == 0
+
+
+def test_there_is_no_label_flag(panel, docker_client):
+    """Ownership labels are the server's alone: no label flag exists at all."""
+    bob = panel.users["bob"]
+    for flags in (["--label", f"io.{panel.namespace}.owner=alice"], [f"--label=io.{panel.namespace}.owner=alice"],
+                  ["-l", "x=y"], ["--label-file", "/etc/passwd"]):
+        for verb in ("run", "create"):
+            result = panel.run(bob, verb, "--name", "labelled", *flags, TEST_IMAGE)
+            assert result.returncode == 2 and "unrecognized arguments" in result.stderr, (flags, result.stderr)
+    label = f"io.{panel.namespace}.owner"
+    assert docker_client.containers.list(all=True, filters={"label": f"{label}=bob"}) == []
