@@ -52,7 +52,9 @@ setup_docker() {
   fi
   if ! pgrep -x dockerd >/dev/null; then
     log "starting dockerd"
-    nohup dockerd >/var/log/sshpanel-dockerd.log 2>&1 &
+    # Detached (subshell + setsid): dockerd must not stay a child of the shell
+    # that later execs pytest, or a restarted dockerd lingers as a zombie.
+    (setsid nohup dockerd >/var/log/sshpanel-dockerd.log 2>&1 &)
   fi
   for _ in $(seq 1 60); do
     docker_up && return 0

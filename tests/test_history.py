@@ -174,13 +174,23 @@ def test_reconcile_marks_vanished_records_and_reports_unclaimed(tmp_path, docker
         store.close()
 
 
+def _gone(pid: int) -> bool:
+    """True once `pid` has exited: no /proc entry, or a zombie nobody reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def _restart_dockerd() -> None:
-    """Stops dockerd with SIGTERM and starts it again with the same command line."""
-    pid = int(subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True, check=True).stdout.split()[0])
+    """Stops dockerd with SIGTERM and starts it again, detached, with the same command line."""
+    found = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True, check=True).stdout.split()
+    pid = next(int(p) for p in found if not _gone(int(p)))
     with open(f"/proc/{pid}/cmdline", "rb") as handle:
         argv = [part.decode() for part in handle.read().split(b"\0") if part]
     os.kill(pid, 15)
-    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout=60, what="dockerd to stop")
+    wait_for(lambda: _gone(pid), timeout=60, what="dockerd to stop")
     with open("/var/log/sshpanel-dockerd.log", "ab") as log:
         subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
     wait_for(
