@@ -87,9 +87,10 @@ def test_broken_dockerfile_fails_with_log_tail_and_no_tag(panel, docker_client):
 
 def test_missing_dockerfile_and_bad_paths(panel):
     alice = panel.users["alice"]
-    put_folder(panel, "alice", "nodockerfile", {"index.html": "x"})
+    put_folder(panel, "alice", "nodockerfile", {"notes.txt": "x"})
     result = panel.run(alice, "build", "web", "nodockerfile")
-    assert result.returncode == 1 and "Dockerfile is missing" in result.stderr
+    assert result.returncode == 1 and "no template fits" in result.stderr, result.stderr
+    assert "python, static" in result.stderr
     for source in ("../bob", "/etc", "missing"):
         result = panel.run(alice, "build", "web", source)
         assert result.returncode == 1, source

@@ -6,7 +6,10 @@ the panel made or received (never a URL), builds run with
 `network_mode="none"`, memory and CPU limits, `pull=False`, a time limit
 and capped output; `FROM` and `COPY --from` may only name images the user
 may use; an image whose labels claim panel ownership is removed, never
-tagged. A `Dockerfile` is required (templates come later in issue 6).
+tagged. A folder (or tar) without a `Dockerfile`, or a build given
+`--template`, gets a template's Dockerfile injected at the top of the context
+(`sshpanel.backend.templates`), so the user's files cannot replace it; its
+base images pass the same check.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from typing import IO, Callable
 import docker
 import docker.errors
 
+from sshpanel.access.images import dockerfile_bases
 from sshpanel.backend.engine import API_VERSION, translate_errors
 from sshpanel.backend.files import home_dir, resolve_folder
+from sshpanel.backend.templates import Templates, top_files, with_dockerfile
 from sshpanel.backend.workspace import Workspace
 from sshpanel.errors import EngineError, InvalidValue, PanelError, TimedOut
 
@@ -80,12 +85,9 @@ class Builder:
         stored as links, never followed; other special files are skipped).
 
         Raises:
-            InvalidValue, NotFound: See `resolve_folder`; no Dockerfile.
+            InvalidValue, NotFound: See `resolve_folder`.
         """
         root = resolve_folder(home_dir(self.settings, self.workspace.principal.name), folder)
-        dockerfile = root / "Dockerfile"
-        if dockerfile.is_symlink() or not dockerfile.is_file():
-            raise InvalidValue(f"{folder}/Dockerfile is missing: add one (templates are not supported yet)")
         handle = tempfile.TemporaryFile()
         with tarfile.open(fileobj=handle, mode="w") as tar:
             for path, dirs, files in os.walk(root, followlinks=False):
@@ -96,64 +98,67 @@ class Builder:
         handle.seek(0)
         return handle
 
-    def run(self, name: str, context: IO[bytes], on_line: Callable[[str], None]) -> BuildResult:
+    def run(
+        self, name: str, context: IO[bytes], on_line: Callable[[str], None], template: str | None = None
+    ) -> BuildResult:
         """Builds `context` (a tar file) and tags it `ns/user/name:n`.
 
         Args:
             name: The image name (see `repository`).
-            context: A tar file with a `Dockerfile` at its top.
+            context: A tar file, with a `Dockerfile` at its top unless a
+                template is used.
             on_line: Called with each line of build output (from this thread),
                 until `MAX_OUTPUT` bytes.
+            template: A template name (`static`) whose Dockerfile replaces the
+                context's; None: the context's own `Dockerfile`, or when it has
+                none the template detected from its files.
 
         Returns:
             The result; the build is recorded as a `build` event and audited.
 
         Raises:
-            InvalidValue: Bad name, no Dockerfile, a base image the user may
-                not use.
+            InvalidValue: Bad name; no Dockerfile and no template fits; a base
+                image the user may not use.
+            NotFound: No such template.
             PanelError: The build failed (message with the log tail).
         """
         repository = self.repository(name)
         started = time.monotonic()
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        prepared = context
         with self.workspace.audited("build", repository):
             try:
-                self._check_dockerfile(_dockerfile_of(context))
-                image_id = self._build(context, tail, on_line)
+                prepared = self._with_template(context, template, on_line)
+                self._check_dockerfile(_dockerfile_of(prepared))
+                image_id = self._build(prepared, tail, on_line)
                 tag = self._tag(repository, image_id)
             except PanelError as exc:
                 result = BuildResult(False, "", "", time.monotonic() - started, list(tail), exc.message)
                 self._record(name, result)
                 raise
+            finally:
+                if prepared is not context:
+                    prepared.close()
             result = BuildResult(True, tag, image_id, time.monotonic() - started, list(tail), "")
             self._record(name, result)
             return result
 
+    def _with_template(self, context: IO[bytes], template: str | None, on_line: Callable[[str], None]) -> IO[bytes]:
+        """Returns the context itself when it has its own Dockerfile and no
+        template is asked for; otherwise a copy with the template's."""
+        files = top_files(context)
+        if template is None and "Dockerfile" in files:
+            return context
+        templates = Templates(self.workspace)
+        chosen = templates.get(template or templates.detect(files))
+        on_line(f"Using the {chosen.name} template ({chosen.source}, FROM {chosen.base or 'nothing'})")
+        return with_dockerfile(context, chosen.text)
+
     def _check_dockerfile(self, text: str) -> None:
-        """Refuses base images the user may not use (another user's build,
-        a variable, a missing image)."""
-        stages: set[str] = set()
-        logical = re.sub(r"\\\r?\n", " ", text)
-        for line in logical.splitlines():
-            words = line.strip().split()
-            if not words or words[0].startswith("#"):
-                continue
-            keyword = words[0].upper()
-            refs = []
-            if keyword == "FROM":
-                args = [w for w in words[1:] if not w.startswith("--")]
-                if args:
-                    refs.append(args[0])
-                if len(args) >= 3 and args[1].lower() == "as":
-                    stages.add(args[2].lower())
-            elif keyword in ("COPY", "ADD"):
-                refs += [w.split("=", 1)[1] for w in words[1:] if w.startswith("--from=")]
-            for ref in refs:
-                if ref.lower() in stages or ref.isdigit() or ref == "scratch":
-                    continue
-                if "$" in ref:
-                    raise InvalidValue(f"base image {ref!r}: variables are not allowed in FROM / --from")
-                self.workspace._image_id(ref)
+        """Refuses base images the user may not use (see
+        `Workspace.image_id`; variables are refused too)."""
+        for ref in dockerfile_bases(text):
+            self.workspace.image_id(ref)
 
     def _build(self, context: IO[bytes], tail: collections.deque, on_line: Callable[[str], None]) -> str:
         """Runs the engine's build on its own client, closed at the deadline
@@ -256,4 +261,4 @@ def _dockerfile_of(context: IO[bytes]) -> str:
         raise InvalidValue("the build context is not a tar archive") from None
     finally:
         context.seek(0)
-    raise InvalidValue("the build context has no Dockerfile at its top: add one (templates are not supported yet)")
+    raise InvalidValue("the build context has no Dockerfile at its top")

@@ -18,14 +18,15 @@ from sshpanel.access.names import network_name
 from sshpanel.access.policy import create_arguments
 from sshpanel.access.principal import Principal
 from sshpanel.access.quota import Usage, check_quota
-from sshpanel.access.spec import ContainerSpec, check_image_ref
+from sshpanel.access.spec import ContainerSpec
 from sshpanel.backend.engine import Engine, translate_errors
 from sshpanel.backend.events import EngineEvents
+from sshpanel.backend.images import ImagePolicy
 from sshpanel.backend.quotas import check_publish, check_start, limits_of, pids_of, quota_view, update_limits
 from sshpanel.backend.records import QuotaView
 from sshpanel.backend.views import ContainerView, ImageView
 from sshpanel.config import Settings
-from sshpanel.errors import Conflict, EngineError, InvalidValue, NotFound, PanelError
+from sshpanel.errors import Conflict, EngineError, NotFound, PanelError
 from sshpanel.store import Store
 from sshpanel.store.history import record_removal
 
@@ -88,21 +89,23 @@ class Workspace:
         return views
 
     def images(self) -> list[ImageView]:
-        """Lists the images on the engine the user may create containers from.
-
-        Images built by other users (under the panel's namespace) are left out.
+        """Lists the images on the engine the user may create containers from
+        (see `sshpanel.backend.images.ImagePolicy`: the admin's rules, the
+        user's own builds, never other users' builds).
 
         Raises:
             EngineUnavailable: The engine does not answer.
         """
-        with translate_errors():
-            items = self.engine.client.api.images()
-        views = []
-        for item in items:
-            for tag in item.get("RepoTags") or []:
-                if tag != "<none>:<none>" and self._image_allowed(tag):
-                    views.append(ImageView(tag, item["Id"], int(item.get("Size") or 0)))
-        return sorted(views, key=lambda v: v.reference)
+        return ImagePolicy(self).usable()
+
+    def image_id(self, reference: str) -> str:
+        """Resolves an image the user may use to its full ID (never pulled);
+        see `sshpanel.backend.images.ImagePolicy.image_id`.
+
+        Raises:
+            InvalidValue: Not on the engine, or not allowed for this user.
+        """
+        return ImagePolicy(self).image_id(reference)
 
     def inspect(self, ref: str) -> dict:
         """Returns Docker's inspect data of one of the user's containers.
@@ -158,7 +161,7 @@ class Workspace:
             EngineError: Docker refused the create or the start.
         """
         with self.audited("create" if not start else "run", spec.name):
-            image_id = self._image_id(spec.image)
+            image_id = self.image_id(spec.image)
             with self.store.write():
                 if self.store.name_taken(self.principal.user_id, spec.name):
                     raise Conflict(f"you already have a container named {spec.name!r}")
@@ -318,31 +321,6 @@ class Workspace:
                     raise EngineError(f"cannot create your network: {exc.explanation}") from None
                 if exc.status_code != 409:
                     raise
-
-    def _image_allowed(self, reference: str) -> bool:
-        """Images under the panel namespace belong to one user each."""
-        prefix = f"{self.settings.namespace}/"
-        return not reference.startswith(prefix) or reference.startswith(f"{prefix}{self.principal.name}/")
-
-    def _image_id(self, reference: str) -> str:
-        """Resolves an image reference present on the engine (never pulled).
-
-        Raises:
-            InvalidValue: Not present, or another user's image.
-        """
-        check_image_ref(reference)
-        unknown = f"unknown image {reference!r}: it is not on the engine (images are never pulled)"
-        if not self._image_allowed(reference):
-            raise InvalidValue(unknown)
-        try:
-            with translate_errors(unknown):
-                image = self.engine.client.api.inspect_image(reference)
-        except NotFound:
-            raise InvalidValue(unknown) from None
-        tags = image.get("RepoTags") or []
-        if tags and not any(self._image_allowed(tag) for tag in tags):
-            raise InvalidValue(unknown)
-        return image["Id"]
 
     def _view_of(self, name: str) -> ContainerView:
         for view in self.containers(all=True):

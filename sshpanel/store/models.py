@@ -125,4 +125,16 @@ class Script(BaseModel):
         indexes = ((("user", "name"), True),)
 
 
-MODELS: list[type[BaseModel]] = [User, PublicKey, Container, Event, AuditEntry, Script]
+class ImageRule(BaseModel):
+    """An admin's allow or deny pattern on the images users may use (issue 6)."""
+
+    kind = pw.CharField(max_length=8)
+    pattern = pw.CharField(max_length=255)
+    author = pw.CharField(max_length=32, default="")
+    created = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("kind", "pattern"), True),)
+
+
+MODELS: list[type[BaseModel]] = [User, PublicKey, Container, Event, AuditEntry, Script, ImageRule]
