@@ -55,6 +55,9 @@ class Settings:
             (issue 4; one shared collector whatever the number of viewers).
         stats_source: Where samples come from: `auto` (cgroup files when
             visible, else the Docker API), `cgroup` or `api`.
+        deploy_settle: Seconds a deployed container must keep running before
+            the deployment counts as good; one that exits sooner is replaced
+            by the previous container again (issue 6).
     """
 
     listen: str = "0.0.0.0"
@@ -82,6 +85,7 @@ class Settings:
     quota_disk: int = 1 * GIB
     build_memory: int = 1 * GIB
     build_timeout: float = 900.0
+    deploy_settle: float = 5.0
 
     @property
     def database_path(self) -> Path:
@@ -138,6 +142,7 @@ _ENV_FIELDS: dict[str, Callable[[str], object]] = {
     "quota_disk": int,
     "build_memory": int,
     "build_timeout": float,
+    "deploy_settle": float,
 }
 
 

@@ -52,7 +52,7 @@ async def _build(ctx: Context, args: argparse.Namespace) -> int:
     else:
         context = await asyncio.to_thread(builder.context_from_folder, source)
     try:
-        result = await _in_own_thread(builder.run, args.name, context, ctx.out, args.template)
+        result = await in_own_thread(builder.run, args.name, context, ctx.out, args.template)
     except PanelError as exc:
         ctx.err(f"Error: {exc.message}")
         return exc.exit_code
@@ -119,7 +119,7 @@ async def _read_tar(ctx: Context) -> IO[bytes]:
     return handle
 
 
-async def _in_own_thread(function, *args):
+async def in_own_thread(function, *args):
     """Runs a long build in a thread of its own, so that minutes of building
     never hold one of the shared executor's few workers."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sshpanel-build")

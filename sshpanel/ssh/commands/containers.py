@@ -39,7 +39,9 @@ def register(sub) -> dict[str, Handler]:
     ps.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     images = sub.add_parser("images", help="list images you can create containers from")
     images.add_argument("--format", choices=("table", "json"), default="table")
-    _add_create_flags(sub.add_parser("run", help="create and start a container"))
+    run = sub.add_parser("run", help="create and start a container")
+    run.add_argument("-d", "--detach", action="store_true", help="accepted for docker's sake: run always detaches")
+    _add_create_flags(run)
     _add_create_flags(sub.add_parser("create", help="create a container without starting it"))
     for verb in ("start", "stop", "restart"):
         cmd = sub.add_parser(verb, help=f"{verb} one or more containers")
