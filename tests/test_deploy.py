@@ -82,6 +82,7 @@ def test_deploy_replace_roll_back(panel, docker_client):
     alice = panel.users["alice"]
     assert panel.run(alice, "run", "-d", "--name", "sib", TEST_IMAGE, "sleep", "600").returncode == 0
     assert build(panel, alice, "web", site("first page")).returncode == 0
+    assert panel.run(alice, "secret", "set", "web", "TOKEN", "-", input="kept-secret").returncode == 0
     first = panel.run(alice, "deploy", "web", timeout=120)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "web runs" in first.stdout and f"{panel.namespace}/alice/web:1" in first.stdout
@@ -95,6 +96,7 @@ def test_deploy_replace_roll_back(panel, docker_client):
     inspect = json.loads(panel.run(alice, "inspect", "web").stdout)
     inspect = inspect[0] if isinstance(inspect, list) else inspect
     assert inspect["HostConfig"]["Memory"] == 40 * 1024 * 1024
+    assert "TOKEN=kept-secret" in panel.run(alice, "exec", "web", "env").stdout
     assert inspect["Config"]["Image"].endswith("web:2") or "web:2" in panel.run(alice, "ps").stdout
     # A build whose container exits at once is rolled back.
     assert build(panel, alice, "web", site("broken page", '["sh", "-c", "echo boom; exit 3"]')).returncode == 0

@@ -299,6 +299,7 @@ def test_every_verb_is_covered_here():
         "history", "build",
         "image", "template",  # allow-list and templates: no container is created or changed
         "deploy", "rollback",  # the stored spec or default limits only: see tests/test_deploy.py
+        "secret",  # environment values only, checked like -e: see tests/test_secrets.py
     }
 
 

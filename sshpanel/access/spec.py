@@ -84,6 +84,18 @@ def check_image_ref(image: str) -> str:
     return image
 
 
+def check_env_key(key: str) -> str:
+    """Validates an environment variable name (letters, digits, `_`, not
+    starting with a digit, at most 128).
+
+    Raises:
+        InvalidValue: The name is not valid.
+    """
+    if not isinstance(key, str) or not _ENV_KEY.fullmatch(key):
+        raise InvalidValue(f"invalid environment variable name {str(key)[:40]!r}: use letters, digits, '_'")
+    return key
+
+
 def parse_env(item: str) -> tuple[str, str]:
     """Parses `KEY=VALUE` as `docker run -e` does (a bare `KEY` is refused).
 

@@ -24,6 +24,7 @@ from sshpanel.backend.events import EngineEvents
 from sshpanel.backend.images import ImagePolicy
 from sshpanel.backend.quotas import check_publish, check_start, limits_of, pids_of, quota_view, update_limits
 from sshpanel.backend.records import QuotaView
+from sshpanel.backend.secrets import Secrets
 from sshpanel.backend.views import ContainerView, ImageView
 from sshpanel.config import Settings
 from sshpanel.errors import Conflict, EngineError, NotFound, PanelError
@@ -108,14 +109,20 @@ class Workspace:
         return ImagePolicy(self).image_id(reference)
 
     def inspect(self, ref: str) -> dict:
-        """Returns Docker's inspect data of one of the user's containers.
+        """Returns Docker's inspect data of one of the user's containers, the
+        values of its secrets masked.
 
         Raises:
             NotFound: No such container among the user's.
         """
         row = self.resolve(ref)
         with translate_errors(f"no such container: {ref}"):
-            return self.engine.client.api.inspect_container(row.docker_id)
+            data = self.engine.client.api.inspect_container(row.docker_id)
+        return self.secrets().redact(row.name, data)
+
+    def secrets(self) -> Secrets:
+        """Returns the user's environment secrets (`sshpanel.backend.secrets`)."""
+        return Secrets(self.store, self.settings, self.principal.user_id)
 
     def resolve(self, ref: str):
         """Finds one of the user's live containers by short name or ID prefix.
@@ -286,6 +293,7 @@ class Workspace:
         arguments = create_arguments(
             spec, self.principal.name, self.settings.namespace, image_id, pids_limit, self.settings.publish_address
         )
+        arguments["environment"].update(self.secrets().environment(spec.name))
         with translate_errors():
             self._ensure_network()
             arguments["networking_config"] = {

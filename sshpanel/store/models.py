@@ -137,4 +137,18 @@ class ImageRule(BaseModel):
         indexes = ((("kind", "pattern"), True),)
 
 
-MODELS: list[type[BaseModel]] = [User, PublicKey, Container, Event, AuditEntry, Script, ImageRule]
+class Secret(BaseModel):
+    """An environment secret of a user's container name (issue 6): `value`
+    is a Fernet token, never the clear text."""
+
+    user = pw.ForeignKeyField(User, backref="secrets", on_delete="CASCADE")
+    name = pw.CharField(max_length=64)
+    key = pw.CharField(max_length=128)
+    value = pw.TextField()
+    updated = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("user", "name", "key"), True),)
+
+
+MODELS: list[type[BaseModel]] = [User, PublicKey, Container, Event, AuditEntry, Script, ImageRule, Secret]

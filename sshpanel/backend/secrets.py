@@ -1,0 +1,133 @@
+"""Provides `Secrets`, environment secrets of one user's containers,
+encrypted at rest with Fernet (AES-128-CBC + HMAC-SHA256, `cryptography`)
+under a key file in the data directory, injected into the environment when
+a container is created and never shown back (issue 6)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from sshpanel.access.names import check_container_name
+from sshpanel.access.spec import check_env_key
+from sshpanel.config import Settings
+from sshpanel.errors import EngineError, InvalidValue, NotFound
+from sshpanel.store import Store
+from sshpanel.store import secrets as queries
+
+KEY_FILE = "secret.key"
+MAX_VALUE = 32 * 1024
+"""Bytes of a secret's value (UTF-8), as for a plain environment variable."""
+MASK = "********"
+
+
+@dataclass(frozen=True)
+class SecretView:
+    """One secret as the user may see it: its key, never its value.
+
+    Attributes:
+        key: The environment variable name.
+        updated: When the value was last set, naive UTC.
+    """
+
+    key: str
+    updated: dt.datetime
+
+
+def cipher(settings: Settings) -> Fernet:
+    """Returns the panel's Fernet cipher, creating its key file once
+    (`<data dir>/secret.key`, mode 0600, created exclusively so two starting
+    processes cannot write two keys).
+
+    Raises:
+        OSError: The data directory is not writable.
+    """
+    path = Path(settings.data_dir) / KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return Fernet(path.read_bytes().strip())
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(Fernet.generate_key())
+    return Fernet(path.read_bytes().strip())
+
+
+class Secrets:
+    """The secrets of one user's containers. Every method blocks.
+
+    Args:
+        store: The database repository.
+        settings: Server settings (data directory of the key file).
+        user_id: The owning user's database id; secrets belong to a
+            container *name*, so they outlive a container a deploy replaces.
+    """
+
+    def __init__(self, store: Store, settings: Settings, user_id: int) -> None:
+        self.store = store
+        self.settings = settings
+        self.user_id = user_id
+
+    def set(self, name: str, key: str, value: str) -> bool:
+        """Sets the secret `key` of container `name` to `value`.
+
+        Returns:
+            True when it is new, False when it replaced a value.
+
+        Raises:
+            InvalidValue: Bad container name or key, a value with a NUL byte
+                or longer than `MAX_VALUE` bytes.
+        """
+        check_container_name(name)
+        check_env_key(key)
+        if "\x00" in value or len(value.encode()) > MAX_VALUE:
+            raise InvalidValue(f"invalid secret value: no NUL bytes, at most {MAX_VALUE // 1024} KiB")
+        token = cipher(self.settings).encrypt(value.encode()).decode()
+        return queries.put(self.store, self.user_id, name, key, token)
+
+    def keys(self, name: str) -> list[SecretView]:
+        """Lists the keys (never the values) of container `name`'s secrets."""
+        check_container_name(name)
+        return [SecretView(key, updated) for key, _token, updated in queries.listed(self.user_id, name)]
+
+    def remove(self, name: str, key: str) -> None:
+        """Removes one secret.
+
+        Raises:
+            NotFound: Container `name` has no secret `key`.
+        """
+        check_container_name(name)
+        check_env_key(key)
+        if not queries.remove(self.store, self.user_id, name, key):
+            raise NotFound(f"no secret {key} for {name}")
+
+    def environment(self, name: str) -> dict[str, str]:
+        """Returns the decrypted secrets of container `name` (for the create).
+
+        Raises:
+            EngineError: A value does not decrypt (the key file was replaced).
+        """
+        rows = queries.listed(self.user_id, name)
+        if not rows:
+            return {}
+        box = cipher(self.settings)
+        try:
+            return {key: box.decrypt(token.encode()).decode() for key, token, _updated in rows}
+        except InvalidToken:
+            raise EngineError(f"the secrets of {name} cannot be decrypted: was {KEY_FILE} replaced?") from None
+
+    def redact(self, name: str, inspect: dict) -> dict:
+        """Masks the values of container `name`'s secrets in Docker's inspect
+        data (`Config.Env`), in place; returns it."""
+        keys = {key for key, _token, _updated in queries.listed(self.user_id, name)}
+        config = inspect.get("Config") or {}
+        if keys and config.get("Env"):
+            config["Env"] = [
+                f"{item.split('=', 1)[0]}={MASK}" if item.split("=", 1)[0] in keys else item
+                for item in config["Env"]
+            ]
+        return inspect
