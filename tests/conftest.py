@@ -144,12 +144,14 @@ def stop_panel(panel: Panel) -> None:
 
 
 def remove_namespace(client: docker.DockerClient, namespace: str) -> None:
-    """Removes every container and network the test namespace created."""
+    """Removes every container, network and volume the test namespace created."""
     label = f"io.{namespace}.owner"
     for container in client.containers.list(all=True, filters={"label": label}):
         container.remove(force=True)
     for network in client.networks.list(filters={"label": label}):
         network.remove()
+    for volume in client.volumes.list(filters={"label": label}):
+        volume.remove(force=True)
 
 
 @pytest.fixture(scope="module")

@@ -54,6 +54,11 @@ def docker_container_name(namespace: str, user: str, name: str) -> str:
     return f"{namespace}.{user}.{name}"
 
 
+def docker_volume_name(namespace: str, user: str, name: str) -> str:
+    """Returns the engine-wide Docker name of a user's named volume."""
+    return f"{namespace}.{user}.{name}"
+
+
 def network_name(namespace: str, user: str) -> str:
     """Returns the name of a user's own bridge network."""
     return f"{namespace}.{user}"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sshpanel.access.names import docker_container_name, network_name
+from sshpanel.access.names import docker_container_name, docker_volume_name, network_name
 from sshpanel.access.spec import ContainerSpec
 
 DROPPED_CAPABILITIES = ("NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SETPCAP")
@@ -56,7 +56,8 @@ def create_arguments(
         A dict for the Docker SDK; it never contains privileged, devices,
         cap_add, binds, volumes_from, host namespace modes, sysctls,
         cgroup_parent or runtime, and `ports` only when the spec publishes
-        some (their range was checked by the caller).
+        some (their range was checked by the caller); `mounts` only of type
+        `volume`, each the owner's named volume (never a bind).
     """
     restart: dict[str, Any] = {"Name": "" if spec.restart == "no" else spec.restart}
     if spec.restart == "on-failure":
@@ -84,4 +85,10 @@ def create_arguments(
         for mapping in spec.ports:
             ports.setdefault(f"{mapping.container}/{mapping.protocol}", []).append((publish_address, mapping.host))
         arguments["ports"] = ports
+    if spec.volumes:
+        arguments["mounts"] = [
+            {"Type": "volume", "Source": docker_volume_name(namespace, owner, mount.name),
+             "Target": mount.target, "ReadOnly": mount.read_only}
+            for mount in spec.volumes
+        ]
     return arguments

@@ -8,6 +8,7 @@ devices, capabilities, bind mounts and the like cannot be requested.
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -19,6 +20,7 @@ RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _IMAGE_REF = re.compile(r"[a-z0-9][a-z0-9._/-]{0,199}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?")
 _IMAGE_ID = re.compile(r"(sha256:)?[a-f0-9]{12,64}")
+_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
 _PUBLISH = re.compile(r"(\d{1,5}):(\d{1,5})(?:/(tcp|udp))?")
 MAX_ENV = 128
 MAX_ENV_VALUE = 32 * 1024
@@ -41,6 +43,22 @@ class PortMapping:
 
 
 @dataclass(frozen=True)
+class VolumeMount:
+    """One named volume of the user's, as `docker run -v VOLUME:/path[:ro]`.
+
+    Attributes:
+        name: The user's volume name (never a host path: bind mounts are
+            refused, CIS Docker 5.5 / issue 7).
+        target: Absolute path inside the container.
+        read_only: Mounted read-only.
+    """
+
+    name: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     """What a user may configure on a container, validated.
 
@@ -56,6 +74,7 @@ class ContainerSpec:
         restart_retries: Maximum retries for `on-failure` (0 = unlimited).
         ports: Published ports; the host side is checked against the owner's
             port range at create (`sshpanel.access.quota.check_ports`).
+        volumes: The user's named volumes to mount.
     """
 
     name: str
@@ -67,10 +86,27 @@ class ContainerSpec:
     restart: str = "no"
     restart_retries: int = 0
     ports: tuple[PortMapping, ...] = ()
+    volumes: tuple[VolumeMount, ...] = ()
 
     def to_json(self) -> str:
         """Serialises the spec for the database (`Container.spec`)."""
         return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ContainerSpec":
+        """Rebuilds a spec stored by `to_json` (fields a newer panel added
+        take their defaults; unknown keys are ignored).
+
+        Raises:
+            ValueError: The text is not a stored spec.
+        """
+        data = json.loads(text)
+        known = {name: value for name, value in data.items() if name in cls.__dataclass_fields__}
+        known["command"] = tuple(known.get("command") or ())
+        known["env"] = tuple(tuple(pair) for pair in known.get("env") or ())
+        known["ports"] = tuple(PortMapping(**port) for port in known.get("ports") or ())
+        known["volumes"] = tuple(VolumeMount(**mount) for mount in known.get("volumes") or ())
+        return cls(**known)
 
 
 def check_image_ref(image: str) -> str:
@@ -145,6 +181,30 @@ def parse_publish(text: str) -> PortMapping:
     return PortMapping(host, container, match.group(3) or "tcp")
 
 
+def parse_volume(text: str) -> VolumeMount:
+    """Parses `docker run -v VOLUME:/path[:ro|rw]` for a named volume.
+
+    Only the user's named volumes can be mounted: anything that reads as a
+    host path (`/etc`, `./x`, `~/x`, `a/b`) is refused (bind mounts give the
+    container the host's files; CIS Docker 5.5, issue 7).
+
+    Raises:
+        InvalidValue: A host path, a bad volume name or container path.
+    """
+    parts = str(text).split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+        raise InvalidValue(f"invalid volume {str(text)[:60]!r}: use VOLUME:/path[:ro]")
+    name, target = parts[0], parts[1]
+    if name.startswith(("/", ".", "~")) or "/" in name or "\\" in name:
+        raise InvalidValue(f"invalid volume {name[:60]!r}: host paths are not allowed, use a named volume")
+    if not _VOLUME_NAME.fullmatch(name):
+        raise InvalidValue(f"invalid volume name {name[:60]!r}: letters, digits, '_', '.', '-' (at most 63)")
+    if (not target.startswith("/") or target == "/" or posixpath.normpath(target) != target
+            or len(target) > 255 or not target.isprintable()):
+        raise InvalidValue(f"invalid container path {target[:60]!r}: an absolute path without '..', not '/'")
+    return VolumeMount(name, target, len(parts) == 3 and parts[2] == "ro")
+
+
 def make_spec(
     name: str,
     image: str,
@@ -154,6 +214,7 @@ def make_spec(
     env: list[str] | tuple[str, ...] = (),
     restart: str = "no",
     ports: list[str] | tuple[str, ...] = (),
+    volumes: list[str] | tuple[str, ...] = (),
 ) -> ContainerSpec:
     """Builds a validated `ContainerSpec` from user input.
 
@@ -166,6 +227,7 @@ def make_spec(
         env: `KEY=VALUE` strings.
         restart: Restart policy text.
         ports: `HOSTPORT:CONTAINERPORT[/tcp|udp]` strings (`run -p`).
+        volumes: `VOLUME:/path[:ro]` strings (`run -v`), named volumes only.
 
     Raises:
         InvalidValue: Any field is invalid; the message names which.
@@ -186,4 +248,8 @@ def make_spec(
     hosts = [(m.host, m.protocol) for m in mappings]
     if len(set(hosts)) != len(hosts):
         raise InvalidValue("invalid published ports: a host port is given twice")
-    return ContainerSpec(name, image, memory, cpus, command, pairs, policy, retries, mappings)
+    mounts = tuple(parse_volume(item) for item in volumes)
+    targets = [mount.target for mount in mounts]
+    if len(set(targets)) != len(targets):
+        raise InvalidValue("invalid volumes: a container path is given twice")
+    return ContainerSpec(name, image, memory, cpus, command, pairs, policy, retries, mappings, mounts)

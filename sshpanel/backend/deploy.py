@@ -13,7 +13,6 @@ again.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -21,7 +20,7 @@ from typing import Callable
 import docker.errors
 
 from sshpanel.access.names import check_container_name, docker_container_name
-from sshpanel.access.spec import ContainerSpec, PortMapping, make_spec
+from sshpanel.access.spec import ContainerSpec, make_spec
 from sshpanel.backend.builds import Builder
 from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.workspace import Workspace
@@ -153,7 +152,7 @@ class Deployer:
         """Replaces the container `old` by one of image `reference` with the
         same configuration; puts `old` back when the new one fails."""
         workspace, api = self.workspace, self.workspace.engine.client.api
-        spec = dataclasses.replace(_spec_of(old.spec), image=reference)
+        spec = dataclasses.replace(ContainerSpec.from_json(old.spec), image=reference)
         docker_name = docker_container_name(self.settings.namespace, workspace.principal.name, old.name)
         aside_name = f"{docker_name}.replaced-{old.docker_id[:12]}"
         with translate_errors(f"no such container: {old.name}"):
@@ -240,13 +239,3 @@ class Deployer:
             return DeployResult(False, row.name, reference, previous, f"the new container {failure}{back}")
         return DeployResult(True, row.name, reference, previous, f"{row.name} runs {reference}")
 
-
-def _spec_of(text: str) -> ContainerSpec:
-    """Rebuilds a stored spec (`Container.spec`, `ContainerSpec.to_json`)."""
-    data = json.loads(text)
-    fields = {f.name for f in dataclasses.fields(ContainerSpec)}
-    values = {key: value for key, value in data.items() if key in fields}
-    values["command"] = tuple(values.get("command") or ())
-    values["env"] = tuple(tuple(pair) for pair in values.get("env") or ())
-    values["ports"] = tuple(PortMapping(**port) for port in values.get("ports") or ())
-    return ContainerSpec(**values)

@@ -26,6 +26,7 @@ from sshpanel.backend.quotas import check_publish, check_start, limits_of, pids_
 from sshpanel.backend.records import QuotaView
 from sshpanel.backend.secrets import Secrets
 from sshpanel.backend.views import ContainerView, ImageView
+from sshpanel.backend.volumes import Volumes
 from sshpanel.config import Settings
 from sshpanel.errors import Conflict, EngineError, NotFound, PanelError
 from sshpanel.store import Store
@@ -162,6 +163,7 @@ class Workspace:
 
         Raises:
             InvalidValue: Unknown image or an image the user may not use.
+            NotFound: A volume name taken by something not the user's.
             Conflict: The user already has a container with this name.
             QuotaExceeded: Count, memory or CPU quota would be exceeded, or a
                 published host port is outside the user's range.
@@ -169,6 +171,7 @@ class Workspace:
         """
         with self.audited("create" if not start else "run", spec.name):
             image_id = self.image_id(spec.image)
+            Volumes(self).ensure([mount.name for mount in spec.volumes])
             with self.store.write():
                 if self.store.name_taken(self.principal.user_id, spec.name):
                     raise Conflict(f"you already have a container named {spec.name!r}")

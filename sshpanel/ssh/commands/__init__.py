@@ -17,14 +17,14 @@ import asyncssh
 
 from sshpanel.backend.workspace import Workspace
 from sshpanel.errors import PanelError, UsageError
-from sshpanel.ssh.commands import account, admin, build, containers, deploy, images, monitor, secrets, shell
+from sshpanel.ssh.commands import account, admin, build, containers, deploy, images, monitor, secrets, shell, volumes
 from sshpanel.ssh.commands.base import Context, Handler, HelpShown, Parser
 
 if TYPE_CHECKING:
     from sshpanel.ssh.server import PanelServer
 
 MAX_COMMAND_LINE = 64 * 1024
-COMMAND_MODULES = (containers, account, admin, shell, monitor, build, images, deploy, secrets)
+COMMAND_MODULES = (containers, account, admin, shell, monitor, build, images, deploy, secrets, volumes)
 """Every module with a `register(subparsers) -> {verb: handler}`."""
 
 

@@ -27,6 +27,10 @@ def _add_create_flags(parser: argparse.ArgumentParser) -> None:
         "-p", "--publish", action="append", default=[], metavar="HOSTPORT:CONTAINERPORT[/PROTO]",
         help="publish a port (host port inside your range, see `quota`)",
     )
+    parser.add_argument(
+        "-v", "--volume", action="append", default=[], metavar="VOLUME:/PATH[:ro]",
+        help="mount one of your named volumes (created when missing; host paths are refused)",
+    )
     parser.add_argument("image", help="image on the engine (see `images`)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
 
@@ -119,7 +123,7 @@ def _create_or_run(ctx: Context, args: argparse.Namespace) -> int:
     if name is None:
         taken = {view.name for view in ctx.workspace.containers(all=True)}
         name = generate_name(args.image, taken, secrets.token_hex(8))
-    spec = make_spec(name, args.image, memory, cpus, args.command, args.env, args.restart, args.publish)
+    spec = make_spec(name, args.image, memory, cpus, args.command, args.env, args.restart, args.publish, args.volume)
     view = ctx.workspace.create(spec, start=args.verb == "run")
     ctx.out(view.name)
     return 0
