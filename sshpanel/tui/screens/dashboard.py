@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
 from sshpanel.access.spec import ContainerSpec
+from sshpanel.backend.deploy import Deployer
 from sshpanel.backend.records import QuotaView
 from sshpanel.backend.views import ContainerView, ImageView
 from sshpanel.errors import PermissionDenied
@@ -25,6 +26,7 @@ from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.screens.container_actions import SERVICE_ACTIONS, ContainerActions
 from sshpanel.tui.screens.create import CreateContainerModal, NewContainer
 from sshpanel.tui.screens.edit import EditContainerModal
+from sshpanel.tui.screens.files import FilesScreen
 from sshpanel.tui.widgets.container_table import ContainerTable
 from sshpanel.tui.widgets.quota_bar import QuotaBar
 from sshpanel.tui.widgets.stats_panel import ContainerMonitor
@@ -68,6 +70,9 @@ class DashboardScreen(ContainerActions, Screen[None]):
         Binding("l", "open_logs", "Logs", show=False),
         Binding("p", "provision_container", "Provision", show=False),
         Binding("h", "open_history", "History"),
+        Binding("f", "open_files", "Files"),
+        Binding("b", "deploy_container", "Deploy", show=False),
+        Binding("B", "rollback_container", "Rollback", show=False),
         Binding("i", "open_scripts", "Scripts"),
         Binding("a", "open_admin", "Admin"),
         Binding("a", "refuse_admin", show=False),
@@ -250,6 +255,39 @@ class DashboardScreen(ContainerActions, Screen[None]):
         if action in SERVICE_ACTIONS:
             return self.service_action_available(action)
         return True
+
+    def action_open_files(self) -> None:
+        """Opens the file browser of the home directory (builds start there)."""
+        self.app.push_screen(FilesScreen(self.workspace))
+
+    def action_deploy_container(self) -> None:
+        """Asks, then deploys the newest build of the selected container's name."""
+        self._ask_deploy(False)
+
+    def action_rollback_container(self) -> None:
+        """Asks, then deploys the selected container's previous image again."""
+        self._ask_deploy(True)
+
+    def _ask_deploy(self, back: bool) -> None:
+        view = self._selected()
+        if view is None:
+            return
+        what = "the previous image" if back else "the newest build"
+        question = (f"Deploy {what} of {view.name}? The container is replaced (its settings kept); "
+                    "if the new one does not stay up, the current one comes back.")
+        self.app.push_screen(ConfirmModal(question, "Rollback" if back else "Deploy"),
+                             callback=functools.partial(self._deploy_confirmed, view.name, back))
+
+    def _deploy_confirmed(self, name: str, back: bool, confirmed: bool | None) -> None:
+        if confirmed:
+            self.notify(f"Deploying {name}…", markup=False)
+            self._deploy(name, back)
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _deploy(self, name: str, back: bool) -> str:
+        deployer = Deployer(self.workspace)
+        result = in_worker_thread(lambda: deployer.rollback(name) if back else deployer.deploy(name))
+        return result.message if result.ok else f"Deployment failed: {result.message}"
 
     def action_open_admin(self) -> None:
         """Opens the admin area; the gate is holding an `Admin` (admins only)."""

@@ -1,0 +1,58 @@
+"""`Home`, the file browser's view of a home directory: confined like SFTP
+(no `..`, no absolute path, no symlink followed) (issue 6)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from sshpanel.backend.home import Home
+from sshpanel.config import Settings
+from sshpanel.errors import InvalidValue, NotFound
+
+
+@pytest.fixture
+def home(tmp_path) -> Home:
+    home = Home(Settings(data_dir=tmp_path / "data"), "alice")
+    (home.root / "app").mkdir()
+    (home.root / "app" / "main.py").write_text("print(1)\n")
+    (home.root / "notes.txt").write_text("abc")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("keep")
+    os.symlink(outside, home.root / "link")
+    return home
+
+
+def test_lists_folders_first_with_sizes(home):
+    entries = home.list()
+    assert [(e.name, e.is_dir, e.is_link) for e in entries] == [
+        ("app", True, False), ("link", False, True), ("notes.txt", False, False)]
+    assert entries[0].size == 9 and entries[2].size == 3
+    assert [e.path for e in home.list("app")] == ["app/main.py"]
+    assert home.usage() == (12, Settings().quota_disk)
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../outside", "app/../../x", "", "link/precious", "a\0b"])
+def test_delete_never_leaves_the_home(home, tmp_path, path):
+    with pytest.raises((InvalidValue, NotFound)):
+        home.delete(path)
+    assert (tmp_path / "outside" / "precious").read_text() == "keep"
+
+
+def test_listing_never_follows_a_symlink(home):
+    with pytest.raises(InvalidValue):
+        home.list("link")
+    with pytest.raises(InvalidValue):
+        home.list("../")
+
+
+def test_delete_removes_links_files_and_folders(home, tmp_path):
+    home.delete("link")
+    assert (tmp_path / "outside" / "precious").exists() and not os.path.lexists(home.root / "link")
+    home.delete("app")
+    home.delete("notes.txt")
+    assert home.list() == []
+    with pytest.raises(NotFound):
+        home.delete("notes.txt")
