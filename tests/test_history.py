@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import secrets
 import shutil
-import subprocess
-import time
 
 import pytest
 
@@ -20,20 +17,9 @@ from sshpanel.config import Settings
 from sshpanel.store import open_store
 from sshpanel.store.models import Container
 from tests.conftest import TEST_IMAGE
+from tests.engine_restart import RESTART_DOCKERD, restart_dockerd, wait_for
 
-RESTART_DOCKERD = os.environ.get("SSHPANEL_TEST_DOCKERD_RESTART") == "1"
-"""Read at import: the autouse fixture clears SSHPANEL_* variables in tests."""
 EVENT_KEYS = {"Time", "Container", "Kind", "OK", "ExitCode", "Detail"}
-
-
-def wait_for(check, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def events(panel, user, *args: str) -> list[dict]:
@@ -174,30 +160,6 @@ def test_reconcile_marks_vanished_records_and_reports_unclaimed(tmp_path, docker
         store.close()
 
 
-def _gone(pid: int) -> bool:
-    """True once `pid` has exited: no /proc entry, or a zombie nobody reaped yet."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
-
-
-def _restart_dockerd() -> None:
-    """Stops dockerd with SIGTERM and starts it again, detached, with the same command line."""
-    found = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True, check=True).stdout.split()
-    pid = next(int(p) for p in found if not _gone(int(p)))
-    with open(f"/proc/{pid}/cmdline", "rb") as handle:
-        argv = [part.decode() for part in handle.read().split(b"\0") if part]
-    os.kill(pid, 15)
-    wait_for(lambda: _gone(pid), timeout=60, what="dockerd to stop")
-    with open("/var/log/sshpanel-dockerd.log", "ab") as log:
-        subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
-    wait_for(
-        lambda: subprocess.run(["docker", "info"], capture_output=True).returncode == 0, timeout=60, what="dockerd"
-    )
-
-
 @pytest.mark.skipif(not RESTART_DOCKERD, reason="restarts dockerd: set SSHPANEL_TEST_DOCKERD_RESTART=1")
 @pytest.mark.skipif(shutil.which("pgrep") is None, reason="needs pgrep")
 def test_events_recorded_through_a_dockerd_restart(panel, docker_client):
@@ -206,7 +168,7 @@ def test_events_recorded_through_a_dockerd_restart(panel, docker_client):
     assert panel.run(alice, *run).returncode == 0
     assert panel.run(alice, "run", "--name", "doomed", TEST_IMAGE, "sleep", "600").returncode == 0
     before = len(events(panel, alice, "phoenix"))
-    _restart_dockerd()
+    restart_dockerd()
     # The new daemon restarts `phoenix` (restart policy) before the panel is
     # back on the stream; catching up with `since` must record that start once.
     wait_for(lambda: ("start", True, "outside the panel") in kinds(panel, alice, "phoenix"), timeout=60,

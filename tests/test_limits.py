@@ -4,8 +4,12 @@ NIST 800-63B account throttling), as pure counters and through the server."""
 from __future__ import annotations
 
 import asyncio
+import secrets
+import socket
 
 import asyncssh
+
+from tests.conftest import remove_namespace, start_panel, stop_panel
 
 from sshpanel.ssh.limits import LimitSettings, Limits
 
@@ -98,3 +102,24 @@ def test_max_auth_tries_disconnects(panel, tmp_path):
     # A good login from the same address still works afterwards (fewer than
     # the penalty threshold of failures).
     assert panel.run(panel.users["alice"], "whoami").returncode == 0
+
+
+def test_unauthenticated_connection_closed_after_login_grace_time(tmp_path, docker_client):
+    """OpenSSH `LoginGraceTime`: a connection that never authenticates is
+    closed by the server (here after 1 s; default 30 s)."""
+    namespace = f"sptest{secrets.token_hex(3)}"
+    server = start_panel(tmp_path, namespace, extra_env={"SSHPANEL_LOGIN_GRACE_TIME": "1"})
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as raw:
+            assert raw.recv(256).startswith(b"SSH-2.0-")
+            raw.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+            received = b""
+            while True:  # the server's key exchange, then nothing: it hangs up
+                chunk = raw.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+        assert received  # the key exchange offer came, then the close
+    finally:
+        stop_panel(server)
+        remove_namespace(docker_client, namespace)

@@ -3,9 +3,12 @@ OpenSSH `sftp` and `scp` clients (issue 6)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import os
 import subprocess
 
+import asyncssh
 import pytest
 
 from tests.conftest import SSH_BASE, ssh_available, start_panel, stop_panel, remove_namespace
@@ -147,3 +150,32 @@ def test_disk_quota_fails_the_write_cleanly(small_quota_panel, tmp_path):
     # Removing frees space again.
     assert sftp(panel, panel.users["carol"], "rm small\nrm big\nrm big2\nput small\n", tmp_path).returncode in (0, 1)
     assert (home(panel, "carol") / "small").stat().st_size == 60 * 1024
+
+
+def test_sftp_sessions_count_against_the_session_limits(panel):
+    """A connection may hold at most `sessions_per_connection` (10) sessions,
+    SFTP ones included; a closed one frees its place (issue 7)."""
+    alice = panel.users["alice"]
+
+    async def scenario() -> tuple[int, bool]:
+        async with asyncssh.connect("127.0.0.1", panel.port, username="alice", client_keys=[str(alice.key)],
+                                    known_hosts=None, agent_path=None) as conn:
+            clients = []
+            refused = 0
+            for _ in range(11):
+                try:
+                    client = await asyncio.wait_for(conn.start_sftp_client(), 10)
+                    await client.listdir(".")
+                    clients.append(client)
+                except (asyncssh.Error, OSError, asyncio.TimeoutError):
+                    refused += 1
+            for client in clients:
+                client.exit()
+                await client.wait_closed()
+            again = await asyncio.wait_for(conn.start_sftp_client(), 10)
+            await again.listdir(".")
+            again.exit()
+            return refused, True
+
+    refused, reopened = asyncio.run(scenario())
+    assert refused == 1 and reopened

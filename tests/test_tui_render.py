@@ -294,6 +294,27 @@ async def test_panel_error_becomes_notification_and_app_keeps_running(workspace)
 
 
 @async_test
+async def test_engine_down_shows_a_banner_until_a_refresh_succeeds(workspace):
+    app = PanelApp(workspace)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await settle(pilot, lambda: table(app).row_count == 2)
+        dashboard = app.screen
+        banner = dashboard.query_one("#engine-banner")
+        assert not banner.display
+        down = EngineUnavailable("cannot reach the Docker engine")
+        workspace.containers = lambda all=True: (_ for _ in ()).throw(down)  # type: ignore[method-assign]
+        dashboard.refresh_containers()
+        await settle(pilot, lambda: dashboard.has_class("-engine-down"))
+        assert banner.display and "Docker engine unavailable" in str(banner.content)
+        assert app.is_running
+        del workspace.containers
+        dashboard.refresh_containers()
+        await settle(pilot, lambda: not dashboard.has_class("-engine-down"))
+        assert not banner.display and table(app).row_count == 2
+        assert "The Docker engine answers again." in [n.message for n in notifications(app)]
+
+
+@async_test
 async def test_unexpected_error_is_shown_without_details(workspace):
     workspace.fail_with = RuntimeError("secret detail")  # type: ignore[assignment]
     app = PanelApp(workspace)

@@ -20,7 +20,7 @@ import errno
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import asyncssh
 from asyncssh.sftp import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TRUNC, FXF_WRITE
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from sshpanel.ssh.server import PanelServer
 
 REFUSED_LINKS = "symbolic and hard links are not allowed in your home directory"
+REFUSED_SESSION = "sshpanel: too many open sessions; close one and try again"
 
 
 async def open_home_sftp(panel: "PanelServer", chan: asyncssh.SSHServerChannel) -> "HomeSFTPServer":
@@ -47,9 +48,26 @@ async def open_home_sftp(panel: "PanelServer", chan: asyncssh.SSHServerChannel) 
     """
     owner = chan.get_connection().get_owner()
     workspace = panel.workspace(owner.principal)
-    root = await asyncio.to_thread(home_dir, panel.settings, owner.principal.name)
-    used = await asyncio.to_thread(disk_usage, root)
-    return HomeSFTPServer(chan, workspace, str(root), panel.settings.quota_disk, used)
+    limits, name = panel.limits, owner.principal.name
+    if owner.sessions >= limits.settings.sessions_per_connection or not limits.open_session(name):
+        # Counted like every other session (issue 7). Closing the channel
+        # here would end the whole connection (asyncssh's SFTP handler does
+        # not expect it before the init packet): every request fails instead.
+        chan.write_stderr(REFUSED_SESSION.encode() + b"\r\n")
+        return HomeSFTPServer(chan, workspace, "/nonexistent", 0, 0, release=None)
+    owner.sessions += 1
+
+    def release() -> None:
+        owner.sessions -= 1
+        limits.close_session(name)
+
+    try:
+        root = await asyncio.to_thread(home_dir, panel.settings, name)
+        used = await asyncio.to_thread(disk_usage, root)
+    except BaseException:
+        release()
+        raise
+    return HomeSFTPServer(chan, workspace, str(root), panel.settings.quota_disk, used, release=release)
 
 
 class HomeSFTPServer(asyncssh.SFTPServer):
@@ -61,6 +79,9 @@ class HomeSFTPServer(asyncssh.SFTPServer):
         root: The home directory, absolute and symlink-free.
         quota: Most bytes the home directory may hold.
         used: Bytes it holds when the session starts.
+        release: Called once when the session ends (it was counted against
+            the per-connection and per-user session limits); None for a
+            session refused by those limits.
 
     Writes that would take the home directory over `quota` fail with an SFTP
     failure ("disk quota exceeded") before anything is written. Two sessions
@@ -69,9 +90,12 @@ class HomeSFTPServer(asyncssh.SFTPServer):
     """
 
     def __init__(
-        self, chan: asyncssh.SSHServerChannel, workspace: Workspace, root: str, quota: int, used: int
+        self, chan: asyncssh.SSHServerChannel, workspace: Workspace, root: str, quota: int, used: int,
+        release: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(chan, chroot=root.encode())
+        self.release = release
+        """Gives the session back to the limits at exit; None for a refused one."""
         self.workspace = workspace
         self.root = root
         self.home = Path(root)
@@ -82,6 +106,17 @@ class HomeSFTPServer(asyncssh.SFTPServer):
         self.refused = 0
 
     # Paths ---------------------------------------------------------------
+
+    def map_path(self, path: bytes) -> bytes:
+        """Maps a client path below the home directory (asyncssh's chroot);
+        every request of a session refused by the session limits fails.
+
+        Raises:
+            SFTPFailure: This session is over the session limits.
+        """
+        if self.release is None:
+            raise asyncssh.SFTPFailure(REFUSED_SESSION)
+        return super().map_path(path)
 
     def _local(self, path: bytes, final_link_ok: bool = False) -> str:
         """Maps a client path into the home directory and checks it.
@@ -254,6 +289,9 @@ class HomeSFTPServer(asyncssh.SFTPServer):
     async def exit(self) -> None:
         """Writes one audit entry summing up the session (uploads, removals,
         refused requests)."""
+        if self.release is None:
+            return
+        self.release()
         summary = f"{self.uploaded} bytes written, {self.removed} removed, {self.refused} refused"
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._audit, summary)

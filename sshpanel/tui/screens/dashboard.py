@@ -19,7 +19,7 @@ from sshpanel.access.spec import ContainerSpec
 from sshpanel.backend.deploy import Deployer
 from sshpanel.backend.records import QuotaView
 from sshpanel.backend.views import ContainerView, ImageView
-from sshpanel.errors import PermissionDenied
+from sshpanel.errors import EngineUnavailable, PermissionDenied
 from sshpanel.tui.screens.admin import admin_area
 from sshpanel.tui.screens.calls import in_worker_thread
 from sshpanel.tui.screens.confirm import ConfirmModal
@@ -99,6 +99,7 @@ class DashboardScreen(ContainerActions, Screen[None]):
     def compose(self) -> ComposeResult:
         """Builds the header, the table, an empty-state hint and the key footer."""
         yield Header()
+        yield Static("", id="engine-banner", markup=False)
         yield QuotaBar(id="quota-bar")
         yield ContainerTable(id="container-table")
         yield Static("No containers yet. Press c to create one.", id="empty-hint", markup=False)
@@ -160,6 +161,9 @@ class DashboardScreen(ContainerActions, Screen[None]):
     def _show_containers(self, loaded: tuple[list[ContainerView], QuotaView]) -> None:
         views, quota = loaded
         self._last_refresh_error = None
+        if self.has_class("-engine-down"):
+            self.set_class(False, "-engine-down")
+            self.notify("The Docker engine answers again.", markup=False)
         self.table.show_containers(views)
         self.query_one(QuotaBar).show_quota(quota)
         self.set_class(not views, "-empty")
@@ -342,6 +346,12 @@ class DashboardScreen(ContainerActions, Screen[None]):
 
     def _refresh_finished(self, state: WorkerState, error: BaseException | None) -> None:
         self._refresh_worker = None
+        if isinstance(error, EngineUnavailable):
+            self.set_class(True, "-engine-down")
+            self.query_one("#engine-banner", Static).update(
+                f"Docker engine unavailable: {error.message} — retrying every {REFRESH_INTERVAL:g} s; "
+                "your session stays open."
+            )
         if state is WorkerState.ERROR and error is not None:
             # The periodic refresh would repeat the same error every few seconds.
             message = str(error)
