@@ -349,7 +349,9 @@ def parse_since(text: str, now: float | None = None) -> float:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.timestamp()
+    # A float holds an epoch time to ~0.24 µs: one microsecond earlier keeps
+    # the line stamped exactly `text` (as `logs -t` prints it) included.
+    return moment.timestamp() - 1e-6
 
 
 def find_matches(text: str, query: str, ignore_case: bool = True) -> list[tuple[int, int]]:

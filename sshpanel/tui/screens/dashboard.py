@@ -70,7 +70,7 @@ class DashboardScreen(ContainerActions, Screen[None]):
         Binding("l", "open_logs", "Logs", show=False),
         Binding("p", "provision_container", "Provision", show=False),
         Binding("h", "open_history", "History"),
-        Binding("f", "open_files", "Files"),
+        Binding("f", "open_files", "Files", show=False),
         Binding("b", "deploy_container", "Deploy", show=False),
         Binding("B", "rollback_container", "Rollback", show=False),
         Binding("i", "open_scripts", "Scripts"),
