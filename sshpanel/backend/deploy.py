@@ -159,7 +159,12 @@ class Deployer:
             was_running = bool(api.inspect_container(old.docker_id)["State"].get("Running"))
             step(f"stopping the old container ({old.image})")
             api.stop(old.docker_id, timeout=10)
-            api.rename(old.docker_id, aside_name)
+            try:
+                api.rename(old.docker_id, aside_name)
+            except docker.errors.APIError:
+                if was_running:
+                    api.start(old.docker_id)
+                raise
         deployments.set_aside(workspace.store, old.id)
         step(f"creating {old.name} from {reference}")
         try:
