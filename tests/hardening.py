@@ -75,8 +75,12 @@ def assert_hardened(
     assert not host.get("DeviceRequests")
     assert not host.get("DeviceCgroupRules")
     assert not host.get("Binds")
-    assert not host.get("Mounts")
-    assert attrs.get("Mounts") == []
+    for mount in host.get("Mounts") or []:  # only the owner's named volumes (run -v VOLUME:/path)
+        assert mount["Type"] == "volume" and mount["Source"].startswith(f"{namespace}.{owner}."), mount
+        assert not mount.get("BindOptions") and not (mount.get("VolumeOptions") or {}).get("DriverConfig"), mount
+    for mount in attrs.get("Mounts") or []:
+        assert mount["Type"] == "volume" and mount["Driver"] == "local", mount
+        assert mount["Name"].startswith(f"{namespace}.{owner}."), mount
     assert not host.get("VolumesFrom")
     assert not host.get("VolumeDriver")
     assert host["NetworkMode"] == f"{namespace}.{owner}"

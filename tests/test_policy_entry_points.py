@@ -392,13 +392,15 @@ def test_tui_form_offers_only_the_typed_spec(panel, docker_client, defaults):
         "memory": "32m",
         "cpus": "0.2",
         "restart": "on-failure",
+        "volumes": "formdata:/data",
     }))
     assert ids == {"create-name", "create-image", "create-command", "create-env", "create-memory", "create-cpus",
-                   "create-restart"}
+                   "create-restart", "create-volumes"}
     assert result is not None
     spec = result.spec
     assert spec.command == ("sh", "-c", "sleep 600", *hostile.split())
     assert spec.env == (("LD_PRELOAD", "/tmp/x.so"), ("DOCKER_OPTS", "--privileged"))
+    assert [(m.name, m.target, m.read_only) for m in spec.volumes] == [("formdata", "/data", False)]
 
     settings = load_settings({"data_dir": panel.data_dir, "namespace": panel.namespace})
     store = open_store(settings)

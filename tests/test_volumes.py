@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from sshpanel.errors import InvalidValue
+from sshpanel.tui.screens.create import spec_from_form
 from tests.conftest import TEST_IMAGE, remove_namespace, ssh_available, start_panel, stop_panel
 
 pytestmark = pytest.mark.skipif(not ssh_available(), reason="needs OpenSSH")
@@ -109,3 +111,9 @@ def test_volumes_count_in_the_disk_quota(small_quota):
     again = panel.run(carol, "run", "--name", "again", "-v", "big:/big", TEST_IMAGE, "true")
     assert again.returncode == 1 and "disk quota" in again.stderr
     assert "more" not in panel.run(carol, "volume", "ls").stdout
+
+
+@pytest.mark.parametrize("text", ["/:/host", "/var/run/docker.sock:/s", "./x:/y", "data:/data,../up:/z"])
+def test_the_create_form_refuses_host_paths(text):
+    with pytest.raises(InvalidValue, match="host paths are not allowed"):
+        spec_from_form("web", TEST_IMAGE, "", "", "64m", "0.5", "no", volumes=text)

@@ -28,6 +28,7 @@ def spec_from_form(
     memory: str,
     cpus: str,
     restart: str,
+    volumes: str = "",
 ) -> ContainerSpec:
     """Turns the form's text into a validated spec.
 
@@ -39,6 +40,8 @@ def spec_from_form(
         memory: Memory limit (`256m`, `1g`, `256MiB`).
         cpus: CPU limit (`0.5`).
         restart: Restart policy.
+        volumes: `VOLUME:/path[:ro]` items of the user's named volumes,
+            separated by spaces or commas (`run -v`); host paths are refused.
 
     Returns:
         The spec.
@@ -61,6 +64,7 @@ def spec_from_form(
         command=argv,
         env=variables,
         restart=restart,
+        volumes=volumes.replace(",", " ").split(),
     )
 
 
@@ -132,6 +136,8 @@ class CreateContainerModal(ModalScreen[NewContainer | None]):
                 ))
             yield self._row("Memory", Input(format_bytes(self.default_memory), id="create-memory", compact=True))
             yield self._row("CPUs", Input(f"{self.default_cpus:g}", id="create-cpus", compact=True))
+            yield self._row("Volumes", Input(placeholder="optional, e.g. data:/data", id="create-volumes",
+                                             compact=True))
             restart = Select(
                 [(policy, policy) for policy in RESTART_POLICIES],
                 value="no",
@@ -180,6 +186,7 @@ class CreateContainerModal(ModalScreen[NewContainer | None]):
                 memory=self.query_one("#create-memory", Input).value,
                 cpus=self.query_one("#create-cpus", Input).value,
                 restart=restart if isinstance(restart, str) else "no",
+                volumes=self.query_one("#create-volumes", Input).value,
             )
         except InvalidValue as exc:
             self._show_error(exc.message)
