@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+from rich.text import Text
 from textual.widgets import Static
 
 from sshpanel.access.spec import ContainerSpec
@@ -121,7 +122,13 @@ class ContainerActions(BackendCalls):
 
     def _show_last_record(self, entry: HistoryEntry | None) -> None:
         self._last_record_error = None
-        self.query_one("#last-record", Static).update(last_record_text(entry))  # type: ignore[attr-defined]
+        line = self.query_one("#last-record", Static)  # type: ignore[attr-defined]
+        text = last_record_text(entry)
+        shown = line.content
+        # An update re-lays out the screen: only when the line changed (issue 8, idle CPU).
+        if not isinstance(shown, Text) or (shown.plain, shown.style, shown.spans) != (
+                text.plain, text.style, text.spans):
+            line.update(text)
 
     def _last_record_failed(self, error: Exception) -> None:
         """Shows a failure once, not at every refresh while it lasts."""

@@ -111,7 +111,10 @@ class ContainerTable(DataTable):
         if list(rows) == list(self._views):
             for key, cells in rows.items():
                 for (_, column), cell in zip(COLUMNS, cells):
-                    self.update_cell(key, column, cell, update_width=True)
+                    # Every update re-renders the table: skip unchanged cells (issue 8, idle CPU).
+                    old = self.get_cell(key, column)
+                    if (old.plain, old.style, old.spans) != (cell.plain, cell.style, cell.spans):
+                        self.update_cell(key, column, cell, update_width=True)
         else:
             selected = self.selected_container
             self.clear()

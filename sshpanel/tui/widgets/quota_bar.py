@@ -63,8 +63,11 @@ class QuotaBar(Widget):
         """Shows new figures.
 
         Args:
-            quota: The user's quotas and usage.
+            quota: The user's quotas and usage; equal figures repaint nothing
+                (issue 8, idle CPU).
         """
+        if quota == self.quota:
+            return
         self.quota = quota
         self.refresh()
 
