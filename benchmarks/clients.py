@@ -29,6 +29,8 @@ SIZE = (120, 40)
 REFUSED = asyncssh.DISC_TOO_MANY_CONNECTIONS
 WINDOW = 1 << 20
 """Bytes of output kept while looking for a needle."""
+RECENT = 1 << 18
+"""Bytes of the latest output every session keeps (`TuiClient.recent`)."""
 
 
 def source(index: int) -> str:
@@ -59,9 +61,14 @@ class TuiClient:
         self.process = process
         self.received = 0
         """Bytes of output so far."""
-        self._needle: bytes | None = None
+        self._waits: list[tuple[bytes, asyncio.Future[float]]] = []
         self._window = bytearray()
-        self._hit: asyncio.Future[float] | None = None
+        self._tracked: tuple[bytes, ...] = ()
+        self._tail = b""
+        self.last_seen: bytes | None = None
+        """Of the `track`ed texts, the one that arrived last."""
+        self.recent = bytearray()
+        """The latest output (at most `RECENT` bytes)."""
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
@@ -87,31 +94,54 @@ class TuiClient:
 
     def expect(self, needle: bytes) -> asyncio.Future[float]:
         """Starts looking for `needle` in the output from now on."""
-        self._needle = needle
+        return self.expect_all(needle)[0]
+
+    def expect_all(self, *needles: bytes) -> list[asyncio.Future[float]]:
+        """Starts looking for each of `needles` in the output from now on
+        (replacing earlier looks); each future gets its arrival time."""
         self._window.clear()
-        self._hit = asyncio.get_running_loop().create_future()
-        return self._hit
+        loop = asyncio.get_running_loop()
+        self._waits = [(needle, loop.create_future()) for needle in needles]
+        return [future for _, future in self._waits]
+
+    def track(self, *texts: bytes) -> None:
+        """Keeps `last_seen` up to date: which of `texts` arrived last."""
+        self._tracked = texts
+
+    def _note_tracked(self, chunk: bytes) -> None:
+        data = self._tail + chunk
+        positions = {text: data.rfind(text) for text in self._tracked}
+        latest = max(positions, key=lambda text: positions[text])
+        if positions[latest] >= 0:
+            self.last_seen = latest
+        self._tail = data[-max(len(text) for text in self._tracked):]
 
     async def _read(self) -> None:
         try:
             while chunk := await self.process.stdout.read(65536):
                 now = time.perf_counter()
                 self.received += len(chunk)
-                needle = self._needle
-                if needle is None:
+                self.recent += chunk
+                if len(self.recent) > RECENT:
+                    del self.recent[:-RECENT]
+                if self._tracked:
+                    self._note_tracked(chunk)
+                if not self._waits:
                     continue
                 self._window += chunk
-                if needle in self._window:
-                    self._needle = None
+                for needle, future in self._waits:
+                    if not future.done() and needle in self._window:
+                        future.set_result(now)
+                self._waits = [(n, f) for n, f in self._waits if not f.done()]
+                if not self._waits:
                     self._window.clear()
-                    if self._hit is not None and not self._hit.done():
-                        self._hit.set_result(now)
                 elif len(self._window) > WINDOW:
-                    del self._window[: -len(needle)]
+                    del self._window[: -max(len(n) for n, _ in self._waits)]
         except (asyncssh.Error, OSError):
             pass
-        if self._hit is not None and not self._hit.done():
-            self._hit.set_exception(EOFError("the session ended"))
+        for _, future in self._waits:
+            if not future.done():
+                future.set_exception(EOFError("the session ended"))
 
     def send(self, text: str) -> None:
         """Types `text` (escape sequences included)."""

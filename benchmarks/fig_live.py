@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 
 import psutil
 
@@ -23,6 +25,9 @@ NAMES = ("alpha1", "bravo2")
 """The containers of every user; the dashboard lists them by name."""
 DOWN, UP = "\x1b[B", "\x1b[A"
 KEY_TIMEOUT = 5.0
+"""Seconds a keystroke may wait for its answer before it counts as a timeout."""
+KEYS_BUDGET = 180.0
+"""Seconds one series of keystrokes may take at most."""
 
 
 class Holder:
@@ -72,23 +77,73 @@ def selected(name: str) -> bytes:
     return f"{name} · running".encode()
 
 
-async def keystrokes(client: TuiClient, count: int) -> tuple[list[float], int]:
-    """Alternates Down and Up on the container table; returns each latency
-    (key sent → the newly selected container's title arrived) and timeouts."""
-    latencies, timeouts = [], 0
-    for index in range(count):
-        key, name = (DOWN, NAMES[1]) if index % 2 == 0 else (UP, NAMES[0])
-        arrived = client.expect(selected(name))
+@dataclass
+class Presses:
+    """Latencies of a series of keystrokes, seconds.
+
+    Attributes:
+        first: Key sent → the first screen update it caused arrived (the
+            table row of the newly selected container, drawn highlighted).
+        panel: Key sent → the stats panel shows the newly selected
+            container (its title), the last part of the answer.
+        timeouts: Presses without an answer within `KEY_TIMEOUT`; they
+            count as `KEY_TIMEOUT` in both lists (a lower bound).
+    """
+
+    first: list[float] = field(default_factory=list)
+    panel: list[float] = field(default_factory=list)
+    timeouts: int = 0
+
+
+def highlighted(client: TuiClient) -> tuple[bytes, bytes]:
+    """How the table draws the cursor's row, learnt from the screen: the
+    text around a container's name in it, as (prefix, suffix). The cursor's
+    style covers the cell's padding too, which rows without the cursor
+    draw apart from the name; so, with the 5-s refresh redrawing every row,
+    only the cursor's arrival on a row matches.
+
+    Raises:
+        RuntimeError: The screen shows no row with the cursor.
+    """
+    names = b"|".join(re.escape(name.encode()) for name in NAMES)
+    match = re.search(rb"(\x1b\[[0-9;]*m )(?:" + names + rb")( \x1b\[0m)", bytes(client.recent))
+    if match is None:
+        raise RuntimeError("cannot find the table's cursor in the output")
+    return match.group(1), match.group(2)
+
+
+async def keystrokes(client: TuiClient, count: int, budget: float) -> Presses:
+    """Moves the table's cursor to the other container (Down or Up) `count`
+    times or for `budget` seconds, 30-100 ms after each answer.
+
+    The key follows the selection last seen on the screen, so a late
+    answer never leaves the benchmark pressing a key that changes nothing.
+    Neither a stats round (it repaints the panel with the *old* selection)
+    nor the 5-s refresh (it repaints the rows as they are) is mistaken for
+    the answer.
+    """
+    presses = Presses()
+    prefix, suffix = highlighted(client)
+    rows = [prefix + name.encode() + suffix for name in NAMES]
+    titles = [selected(name) for name in NAMES]
+    client.track(*titles)
+    deadline = time.perf_counter() + budget
+    for _ in range(count):
+        if time.perf_counter() > deadline:
+            break
+        target = 1 if client.last_seen != titles[1] else 0
+        first, panel = client.expect_all(rows[target], titles[target])
         start = time.perf_counter()
-        client.send(key)
+        client.send(DOWN if target == 1 else UP)
         try:
-            latencies.append(await asyncio.wait_for(arrived, KEY_TIMEOUT) - start)
+            presses.panel.append(await asyncio.wait_for(panel, KEY_TIMEOUT) - start)
+            presses.first.append((first.result() if first.done() else presses.panel[-1] + start) - start)
         except asyncio.TimeoutError:
-            timeouts += 1
-            if index % 2 == 0:  # resynchronise on the first row
-                client.send(UP)
+            presses.timeouts += 1
+            presses.panel.append(KEY_TIMEOUT)
+            presses.first.append(first.result() - start if first.done() else KEY_TIMEOUT)
         await asyncio.sleep(random.uniform(0.03, 0.1))
-    return latencies, timeouts
+    return presses
 
 
 AGED = 65.0
@@ -149,25 +204,37 @@ async def live(bench: Bench, quick: bool, idle: bool = True, keys: bool = True) 
             try:
                 await asyncio.wait_for(client.expect(selected(NAMES[0])), 30)
                 await asyncio.wait_for(client.expect(b"CPU "), 30)  # the first stats round arrived
-                alone, alone_timeouts = await keystrokes(client, presses)
+                alone = await keystrokes(client, presses, KEYS_BUDGET)
                 holder = Holder(bench, panel.port, users, SESSIONS - 1)
                 await holder.ready()
                 await asyncio.sleep(5.0)
                 cpu_task = asyncio.create_task(cpu_over(panel, seconds))
-                loaded, timeouts = await keystrokes(client, presses)
+                loaded = await keystrokes(client, presses, KEYS_BUDGET)
                 live_cpu, live_daemons = await cpu_task
             finally:
                 await client.close()
-            p50, p99, base99 = percentile(loaded, 50), percentile(loaded, 99), percentile(alone, 99)
-            result.rows.append(Row("5 keystroke p99, 100 live sessions",
-                                   f"{p99 * 1000:.0f} ms (p50 {p50 * 1000:.0f} ms)", "≤ 30 ms",
-                                   f"1 session p99 {base99 * 1000:.0f} ms", f"{p99 / base99:.1f}",
-                                   verdict(p99 <= 0.030 and not timeouts)))
+
+            def p(values: list[float], pct: float) -> str:
+                return f"{percentile(values, pct) * 1000:.0f} ms"
+
+            first99, panel99 = percentile(loaded.first, 99), percentile(loaded.panel, 99)
+            result.rows.append(Row("5 keystroke p99 (first update), 100 live",
+                                   f"{p(loaded.first, 99)} (p50 {p(loaded.first, 50)})", "≤ 30 ms",
+                                   f"1 session p99 {p(alone.first, 99)}",
+                                   f"{first99 / percentile(alone.first, 99):.1f}",
+                                   verdict(first99 <= 0.030 and not loaded.timeouts)))
+            result.rows.append(Row("5 keystroke p99 (stats panel), 100 live",
+                                   f"{p(loaded.panel, 99)} (p50 {p(loaded.panel, 50)})", "≤ 30 ms",
+                                   f"1 session p99 {p(alone.panel, 99)}",
+                                   f"{panel99 / percentile(alone.panel, 99):.1f}",
+                                   verdict(panel99 <= 0.030 and not loaded.timeouts)))
             result.details.append(
-                f"5: {presses} presses each (Down/Up on the table, 30-100 ms apart); 1 session p50 "
-                f"{percentile(alone, 50) * 1000:.0f} ms; timeouts ({KEY_TIMEOUT:.0f} s) {timeouts} loaded, "
-                f"{alone_timeouts} alone; panel CPU meanwhile {live_cpu:.0f} % of a core "
-                f"(dockerd + containerd {live_daemons:.0f} %), 20 running containers sampled every 2 s")
+                f"5: {len(alone.first)} / {len(loaded.first)} presses (Down/Up on the table, 30-100 ms apart); "
+                f"first update = the new row drawn highlighted, stats panel = its title shows the new container "
+                f"(a second frame); 1 session p50 {p(alone.first, 50)} / {p(alone.panel, 50)}; timeouts "
+                f"({KEY_TIMEOUT:.0f} s) {loaded.timeouts} loaded, {alone.timeouts} alone; panel CPU meanwhile "
+                f"{live_cpu:.0f} % of a core (dockerd + containerd {live_daemons:.0f} %), 20 running containers "
+                f"sampled every 2 s")
     finally:
         if holder is not None:
             holder.close()

@@ -12,7 +12,7 @@ import time
 import asyncssh
 import psutil
 
-from clients import TuiClient, connect, exec_once, login_framed, open_many
+from clients import TuiClient, exec_once, login_framed, open_many
 from harness import Bench, PanelProcess, Result, Row, median, percentile, spare_port, verdict
 
 MIB = 1024 * 1024
@@ -191,9 +191,11 @@ async def memory(bench: Bench, quick: bool) -> Result:
         await run_cycles(0, 20)
         _, base = await settled()
         step = cycles // 5
+        trend = []
         for first in range(0, cycles, step):
             await run_cycles(first, step)
             probe, rss = await settled()
+            trend.append(rss)
             checkpoints.append(f"{first + step}: {rss / MIB:.1f} MiB, {probe['apps']} apps")
         apps_after, rss_after = probe["apps"], rss
         clients = await open_many(panel.port, [(u, bench.keys[u]) for u in users], 0, concurrency=8)
@@ -210,7 +212,8 @@ async def memory(bench: Bench, quick: bool) -> Result:
          Row(f"3 RSS after {cycles} cycles", f"{rss_after / MIB:.1f} MiB, {apps_after} apps alive",
              "baseline ± 10 %, 0 apps", f"after warm-up {base / MIB:.1f} MiB", f"{ratio:.2f}",
              verdict(abs(ratio - 1) <= 0.10 and apps_after == 0))],
-        [f"3: RSS (after gc) by cycles: {'; '.join(checkpoints)}",
+        [f"3: RSS (after gc) by cycles: {'; '.join(checkpoints)}; growth over the last {cycles - step} cycles "
+         f"{(trend[-1] - trend[0]) / MIB:+.1f} MiB ({(trend[-1] / trend[0] - 1) * 100:+.1f} %)",
          f"3: 100 open: {rss_open / MIB:.1f} MiB, {probe_open['apps']} apps, {probe_open['tasks']} tasks, "
          f"{probe_open['threads']} threads; all closed again: {rss_closed / MIB:.1f} MiB, "
          f"{probe_closed['apps']} apps, {probe_closed['tasks']} tasks"],
