@@ -176,3 +176,28 @@ def test_stats_refreshes_live_in_a_terminal_until_q(panel, busy):
     finally:
         process.kill()
         process.wait()
+
+
+def test_empty_rounds_reach_a_viewer_once_and_gone_viewers_never(panel, busy):
+    settings = Settings(namespace=panel.namespace, stats_source="api", stats_interval=0.3)
+    collector = StatsCollector(Engine(settings), settings)
+    busy_rounds: list = []
+    empty_rounds: list = []
+    gone_rounds: list = []
+    stop_busy = collector.subscribe(busy_rounds.append, "alice")
+    stop_empty = collector.subscribe(empty_rounds.append, "nobody-here")
+    stop_gone = collector.subscribe(gone_rounds.append, "alice")
+    try:
+        wait_for(lambda: len(gone_rounds) >= 2, what="rounds of the viewer that leaves")
+        stop_gone()
+        left_with = len(gone_rounds)
+        seen = len(busy_rounds)
+        wait_for(lambda: len(busy_rounds) >= seen + 4, what="more rounds")
+        assert len(gone_rounds) == left_with  # never called after it left
+        assert all(busy.id in r.stats for r in busy_rounds[-3:])
+        # Nothing runs for that owner: the empty round came once, not every round.
+        assert len(empty_rounds) == 1 and not empty_rounds[0].stats and empty_rounds[0].error is None
+    finally:
+        stop_busy()
+        stop_empty()
+        collector.stop()

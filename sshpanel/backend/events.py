@@ -31,6 +31,9 @@ Subscriber = Callable[[str, str, str], None]
 WATCHED_ACTIONS = frozenset(
     {"create", "start", "stop", "die", "kill", "oom", "restart", "destroy", "pause", "unpause", "rename", "update"}
 )
+DISCONNECTED = "disconnected"
+"""The action published (with no owner or container) when the listener loses
+the engine."""
 SEEN_KEYS = 1024
 """Event keys remembered to skip the ones Docker replays after a reconnect."""
 
@@ -167,6 +170,6 @@ class EngineEvents:
                 pass
             self.connected.clear()
             self.reconnects += 1
-            self.publish("", "", "disconnected")
+            self.publish("", "", DISCONNECTED)
             self._stop.wait(delay)
             delay = min(delay * 2, 5.0)

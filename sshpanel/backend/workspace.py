@@ -20,7 +20,7 @@ from sshpanel.access.principal import Principal
 from sshpanel.access.quota import Usage, check_quota
 from sshpanel.access.spec import ContainerSpec
 from sshpanel.backend.engine import Engine, translate_errors
-from sshpanel.backend.events import EngineEvents
+from sshpanel.backend.events import DISCONNECTED, EngineEvents
 from sshpanel.backend.images import ImagePolicy
 from sshpanel.backend.quotas import check_publish, check_start, limits_of, pids_of, quota_view, update_limits
 from sshpanel.backend.records import QuotaView
@@ -256,7 +256,8 @@ class Workspace:
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Calls `callback()` (from another thread) whenever one of the user's
-        containers changes state in Docker.
+        containers changes state in Docker, and when the events listener
+        loses the engine (so that viewers notice at once, without polling).
 
         Returns:
             A function that stops the calls; call it when the viewer goes away.
@@ -264,7 +265,8 @@ class Workspace:
         if self.events is None:
             return lambda: None
         owner = self.principal.name
-        return self.events.subscribe(lambda who, _id, _action: who == owner and callback())
+        return self.events.subscribe(
+            lambda who, _id, action: (who == owner or action == DISCONNECTED) and callback())
 
     # Internals -----------------------------------------------------------
 

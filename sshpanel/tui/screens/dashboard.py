@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from textual import work
@@ -38,14 +37,15 @@ if TYPE_CHECKING:
     from sshpanel.tui.services import PanelServices
 
 REFRESH_INTERVAL = 5.0
-"""Seconds between fallback refreshes while the engine is down or the last
-refresh failed (Docker events drive the rest)."""
+"""Seconds between retries while the engine is down or the last refresh
+failed."""
 
-QUIET_REFRESH = 15.0
-"""Seconds between fallback refreshes while all is well: Docker events bring
-every change, this only renews the relative times ("Up 3 minutes") and
-notices an engine that went away. 100 idle sessions refreshing every 5 s
-cost 13 % of a core (issue 8, benchmarks/RESULTS.md)."""
+QUIET_REFRESH = 60.0
+"""Seconds between refreshes while all is well. Docker events bring every
+change (and the listener's loss of the engine); this only renews relative
+times ("Up 3 minutes", which Docker words in whole minutes past the first)
+and quotas an admin changed. A poll every 5 s by each of 100 idle sessions
+cost 13 % of a core, every 15 s 5-9 % (issue 8, benchmarks/RESULTS.md)."""
 
 EVENT_DEBOUNCE = 0.2
 """Seconds to wait after a Docker event so that a burst causes one refresh."""
@@ -103,8 +103,7 @@ class DashboardScreen(ContainerActions, Screen[None]):
         self._refresh_worker: Worker[tuple[list[ContainerView], QuotaView]] | None = None
         self._refresh_again = False
         self._last_refresh_error: str | None = None
-        self._loaded_at = 0.0
-        """`time.monotonic()` of the last successful refresh."""
+        self._next_refresh: Timer | None = None
 
     def compose(self) -> ComposeResult:
         """Builds the header, the table, an empty-state hint and the key footer."""
@@ -125,7 +124,6 @@ class DashboardScreen(ContainerActions, Screen[None]):
         self.sub_title = f"{principal.name} ({principal.role})"
         # watch() only registers a callback (no I/O), so it may run on the loop.
         self._unwatch = self.workspace.watch(self._on_engine_event)
-        self.set_interval(REFRESH_INTERVAL, self._fallback_refresh)
         self.refresh_containers()
 
     def on_unmount(self) -> None:
@@ -150,13 +148,6 @@ class DashboardScreen(ContainerActions, Screen[None]):
         if self._debounce is None:
             self._debounce = self.set_timer(EVENT_DEBOUNCE, self._debounced_refresh)
 
-    def _fallback_refresh(self) -> None:
-        """Every `REFRESH_INTERVAL` while the engine is down or the last refresh
-        failed, else every `QUIET_REFRESH`."""
-        failing = self._last_refresh_error is not None or self.has_class("-engine-down")
-        if failing or time.monotonic() - self._loaded_at >= QUIET_REFRESH:
-            self.refresh_containers()
-
     def _debounced_refresh(self) -> None:
         self._debounce = None
         self.refresh_containers()
@@ -178,7 +169,6 @@ class DashboardScreen(ContainerActions, Screen[None]):
     def _show_containers(self, loaded: tuple[list[ContainerView], QuotaView]) -> None:
         views, quota = loaded
         self._last_refresh_error = None
-        self._loaded_at = time.monotonic()
         if self.has_class("-engine-down"):
             self.set_class(False, "-engine-down")
             self.notify("The Docker engine answers again.", markup=False)
@@ -363,7 +353,16 @@ class DashboardScreen(ContainerActions, Screen[None]):
                 handler(worker.result)
 
     def _refresh_finished(self, state: WorkerState, error: BaseException | None) -> None:
+        """Notes the outcome and plans the next refresh: `REFRESH_INTERVAL`
+        after a failure, `QUIET_REFRESH` after a success (one timer, reset by
+        every refresh, so an idle session has one wake-up a minute)."""
         self._refresh_worker = None
+        if self._next_refresh is not None:
+            self._next_refresh.stop()
+        if state is WorkerState.CANCELLED:  # the screen is going away
+            return
+        failed = state is WorkerState.ERROR
+        self._next_refresh = self.set_timer(REFRESH_INTERVAL if failed else QUIET_REFRESH, self.refresh_containers)
         if isinstance(error, EngineUnavailable):
             self.set_class(True, "-engine-down")
             self.query_one("#engine-banner", Static).update(

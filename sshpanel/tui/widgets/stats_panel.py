@@ -104,20 +104,10 @@ class StatsWatcher(Widget):
         self.post_message(self.RoundArrived(stats_round))
 
     def on_stats_watcher_round_arrived(self, message: RoundArrived) -> None:
-        """Keeps the new samples (containers that stopped are dropped) and redraws.
-
-        A round that brings nothing new (no samples before or now, the same
-        error or none) repaints nothing: the collector calls every subscriber
-        every round, and idle panels repainting was most of the idle CPU with
-        100 sessions (issue 8).
-        """
+        """Keeps the new samples (containers that stopped are dropped) and
+        redraws (the collector passes on an empty round only once: issue 8)."""
         stats_round = message.stats_round
         self.rounds += 1
-        before, now = self.error, stats_round.error
-        same_error = (before is None and now is None) or (
-            before is not None and now is not None and before.message == now.message)
-        if not stats_round.stats and not self._samples and same_error:
-            return
         self.error = stats_round.error
         for gone in set(self._samples) - set(stats_round.stats):
             del self._samples[gone]
