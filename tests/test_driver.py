@@ -30,6 +30,7 @@ from sshpanel.ssh.driver import (
     isolate_strip_render_cache,
     neutralise_stdout_redirect,
     run_tui,
+    share_parsed_stylesheets,
 )
 
 KITTY_CTRL_A = "\x1b[97;5u"
@@ -130,6 +131,37 @@ def test_render_caches_respect_each_console_colour_system():
     assert Strip.render_style(style, "x", ColorSystem.STANDARD) != Strip.render_style(
         style, "x", ColorSystem.TRUECOLOR
     )
+
+
+class ThemedApp(App[None]):
+    """An app with CSS of its own that uses a theme variable."""
+
+    CSS = "#themed { background: $primary; }"
+
+    def compose(self) -> ComposeResult:
+        yield Static("x", id="themed")
+
+
+async def _background_and_rules(theme: str) -> tuple[object, list[object]]:
+    app = ThemedApp()
+    app.theme = theme
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        background = app.query_one("#themed").styles.background
+        rules = list(app.stylesheet.rules)
+    return background, rules
+
+
+def test_parsed_stylesheets_are_shared_per_theme_and_hold_no_app():
+    share_parsed_stylesheets()
+    share_parsed_stylesheets()  # idempotent
+    first, first_rules = asyncio.run(_background_and_rules("textual-dark"))
+    second, second_rules = asyncio.run(_background_and_rules("textual-dark"))
+    light, light_rules = asyncio.run(_background_and_rules("textual-light"))
+    assert first == second and all(a is b for a, b in zip(first_rules, second_rules, strict=True))  # reused
+    assert light != first and not {id(r) for r in light_rules} & {id(r) for r in first_rules}  # never shared
+    gc.collect()
+    assert not [obj for obj in gc.get_objects() if isinstance(obj, ThemedApp)]
 
 
 # run_tui over a stand-in channel --------------------------------------------

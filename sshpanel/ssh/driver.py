@@ -29,6 +29,7 @@ from sshpanel.ssh.driver_patches import (
     color_system_for_term,
     isolate_strip_render_cache,
     neutralise_stdout_redirect,
+    share_parsed_stylesheets,
 )
 
 if TYPE_CHECKING:
@@ -371,6 +372,7 @@ async def run_tui(
     """
     neutralise_stdout_redirect()
     isolate_strip_render_cache()
+    share_parsed_stylesheets()
     apply_color_system(app, color_system_for_term(process.get_terminal_type()))
     session = _Session(process, app, idle_timeout)
     app.driver_class = functools.partial(SSHDriver, session=session)  # type: ignore[assignment]

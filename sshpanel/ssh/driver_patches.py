@@ -1,7 +1,8 @@
 """Provides the process-wide fixes Textual needs when many apps share one
 process (PITFALLS.md, "Textual in many sessions in one process"): the
 per-session colour system, no stdout/stderr redirect, render caches that
-respect the colour system, and a key parser whose cache dies with it.
+respect the colour system, a key parser whose cache dies with it, and
+parsed stylesheets shared between apps.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from rich.color import ColorSystem
 from rich.console import COLOR_SYSTEMS
 from textual import events
 from textual._xterm_parser import XTermParser
+from textual.cache import LRUCache
+from textual.css.model import RuleSet
+from textual.css.stylesheet import Stylesheet
 from textual.strip import Strip
 
 if TYPE_CHECKING:
@@ -23,6 +27,9 @@ if TYPE_CHECKING:
 
 EXTENDED_KEY_CACHE_SIZE = 256
 """Entries in each parser's own cache of parsed key sequences."""
+PARSED_CSS_CACHE_SIZE = 512
+"""Parsed CSS sources kept for all apps (one per source text, location and
+theme; the dashboard and its screens have about 80)."""
 
 _TRUECOLOR_TERMS = frozenset(
     {"xterm-kitty", "alacritty", "wezterm", "foot", "foot-extra", "ghostty", "xterm-ghostty", "contour", "iterm2"}
@@ -136,3 +143,52 @@ class SessionParser(XTermParser):
                 cache.pop(next(iter(cache)))
             cache[sequence] = self._parse_extended_key_uncached(sequence)
         return cache[sequence]
+
+
+_ORIGINAL_PARSE_RULES = Stylesheet._parse_rules
+_PARSED_CSS: LRUCache[tuple[Any, ...], list[RuleSet]] = LRUCache(PARSED_CSS_CACHE_SIZE)
+"""Rule sets by source and theme, shared by every app of the process; they
+hold no reference to an app or a widget."""
+
+
+def _variables_key(stylesheet: Stylesheet) -> tuple[tuple[str, str], ...]:
+    """The stylesheet's CSS variables (its theme) as a hashable key, computed
+    once per variables mapping (Textual replaces the mapping, never edits it)."""
+    memo = stylesheet.__dict__.get("_sshpanel_variables_key")
+    if memo is None or memo[0] is not stylesheet._variables:
+        memo = (stylesheet._variables, tuple(sorted(stylesheet._variables.items())))
+        stylesheet.__dict__["_sshpanel_variables_key"] = memo
+    return memo[1]
+
+
+def _parse_rules_shared(
+    self: Stylesheet,
+    css: str,
+    read_from: Any,
+    is_default_rules: bool = False,
+    tie_breaker: int = 0,
+    scope: str = "",
+) -> list[RuleSet]:
+    """`Stylesheet._parse_rules` with a process-wide cache: the key is
+    Textual's own per-stylesheet key plus the theme's variables, the only
+    other input of the parse."""
+    key = (css, read_from, is_default_rules, tie_breaker, scope, _variables_key(self))
+    rules = _PARSED_CSS.get(key)
+    if rules is None:
+        rules = _ORIGINAL_PARSE_RULES(self, css, read_from, is_default_rules, tie_breaker, scope)
+        _PARSED_CSS[key] = rules
+    return rules
+
+
+def share_parsed_stylesheets() -> None:
+    """Parses each CSS source once per process and theme instead of once per
+    app (idempotent).
+
+    Textual parses the app's stylesheet and every widget's `DEFAULT_CSS` again
+    for each app: 14 % of a login's CPU with the profiler (issue 8,
+    benchmarks/RESULTS.md). Textual itself reuses parsed rule sets across
+    re-parses of one stylesheet (`Stylesheet._parse_cache`), so rule sets are
+    not changed after parsing; sharing them between apps with the same theme
+    is the same reuse one level up.
+    """
+    Stylesheet._parse_rules = _parse_rules_shared  # type: ignore[method-assign]
