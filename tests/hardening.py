@@ -4,6 +4,8 @@ policy, docker-bench and TUI-form tests."""
 
 from __future__ import annotations
 
+import re
+
 import docker
 
 from sshpanel.access.policy import DROPPED_CAPABILITIES
@@ -56,6 +58,7 @@ def assert_hardened(
     defaults: dict,
     publish_address: str = "127.0.0.1",
     port_range: tuple[int, int] | None = None,
+    image_volumes: tuple[str, ...] = (),
 ) -> None:
     """Asserts every policy guarantee on one container's inspect data.
 
@@ -66,6 +69,8 @@ def assert_hardened(
         defaults: `engine_defaults(...)`, for the namespace modes.
         publish_address: The only host address a published port may bind.
         port_range: The owner's host port range (None: nothing published).
+        image_volumes: Paths the image declares with `VOLUME`: the engine
+            mounts an anonymous local volume there (no driver options).
     """
     host = attrs["HostConfig"]
     assert host["Privileged"] is False
@@ -80,7 +85,8 @@ def assert_hardened(
         assert not mount.get("BindOptions") and not (mount.get("VolumeOptions") or {}).get("DriverConfig"), mount
     for mount in attrs.get("Mounts") or []:
         assert mount["Type"] == "volume" and mount["Driver"] == "local", mount
-        assert mount["Name"].startswith(f"{namespace}.{owner}."), mount
+        anonymous = mount["Destination"] in image_volumes and re.fullmatch("[0-9a-f]{64}", mount["Name"])
+        assert anonymous or mount["Name"].startswith(f"{namespace}.{owner}."), mount
     assert not host.get("VolumesFrom")
     assert not host.get("VolumeDriver")
     assert host["NetworkMode"] == f"{namespace}.{owner}"
