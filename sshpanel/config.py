@@ -43,6 +43,10 @@ class Settings:
         login_grace_time: Seconds an unauthenticated connection may stay.
         max_auth_tries: Authentication attempts per connection (OpenSSH
             `MaxAuthTries`).
+        max_sessions_per_connection: Session channels one connection may
+            hold open (OpenSSH `MaxSessions`, 10), started or not.
+        max_sessions_per_user: Session channels one user may hold open
+            across all their connections.
         idle_timeout: Seconds without keyboard input after which a dashboard
             session is closed (0 = never); screen updates do not count.
         provision_timeout: Seconds a provisioning script may run before it is
@@ -58,6 +62,10 @@ class Settings:
         deploy_settle: Seconds a deployed container must keep running before
             the deployment counts as good; one that exits sooner is replaced
             by the previous container again (issue 6).
+        build_network: Network of a build's `RUN` steps: `none` (default) or
+            `bridge` (Docker's default bridge, needed by the python
+            template's `pip install`); never `host` (issue 6 "no host
+            network"), checked at load by `build_network`.
     """
 
     listen: str = "0.0.0.0"
@@ -76,6 +84,8 @@ class Settings:
     publish_address: str = "127.0.0.1"
     login_grace_time: float = 30.0
     max_auth_tries: int = 6
+    max_sessions_per_connection: int = 10
+    max_sessions_per_user: int = 20
     provision_timeout: float = 600.0
     idle_timeout: float = 3600.0
     initial_admin_keys: tuple[str, ...] = field(default_factory=tuple)
@@ -86,6 +96,7 @@ class Settings:
     build_memory: int = 1 * GIB
     build_timeout: float = 900.0
     deploy_settle: float = 5.0
+    build_network: str = "none"
 
     @property
     def database_path(self) -> Path:
@@ -117,6 +128,21 @@ def boolean(text: str) -> bool:
     raise ValueError(text)
 
 
+BUILD_NETWORKS = ("none", "bridge")
+"""The values of `SSHPANEL_BUILD_NETWORK`: never `host` (issue 6)."""
+
+
+def build_network(text: str) -> str:
+    """Parses `SSHPANEL_BUILD_NETWORK`: `none` or `bridge`.
+
+    Raises:
+        ValueError: Any other text (`host`, a network name, `container:...`).
+    """
+    if text not in BUILD_NETWORKS:
+        raise ValueError(text)
+    return text
+
+
 _ENV_FIELDS: dict[str, Callable[[str], object]] = {
     "listen": str,
     "port": int,
@@ -134,6 +160,8 @@ _ENV_FIELDS: dict[str, Callable[[str], object]] = {
     "publish_address": str,
     "login_grace_time": float,
     "max_auth_tries": int,
+    "max_sessions_per_connection": int,
+    "max_sessions_per_user": int,
     "provision_timeout": float,
     "idle_timeout": float,
     "password_auth": boolean,
@@ -143,6 +171,7 @@ _ENV_FIELDS: dict[str, Callable[[str], object]] = {
     "build_memory": int,
     "build_timeout": float,
     "deploy_settle": float,
+    "build_network": build_network,
 }
 
 

@@ -1,14 +1,31 @@
-"""What the SSH transport refuses (issue 7): remote forwarding, X11 and
-agent forwarding, unknown subsystems, and client environment variables
-reaching containers."""
+"""What the SSH transport refuses (issue 7): local, dynamic, Unix socket
+and remote forwarding, X11 and agent forwarding, unknown subsystems, and
+client environment variables outside the allow-list."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import secrets
 import subprocess
+import time
 
-from tests.conftest import TEST_IMAGE
+import asyncssh
+import pytest
+
+from sshpanel.backend.accounts import Accounts
+from sshpanel.config import load_settings
+from sshpanel.ssh.server import PanelServer
+from tests.conftest import SSH_BASE, TEST_IMAGE, remove_namespace
+
+HOSTILE_ENV = "SetEnv=LD_PRELOAD=/tmp/evil.so SSHPANEL_X=1 LANG=C.UTF-8"
+"""What a client sends: two variables outside the allow-list, one inside."""
+
+
+def _connect(panel, user) -> asyncssh.SSHClientConnection:
+    return asyncssh.connect("127.0.0.1", panel.port, username=user.name, client_keys=[str(user.key)],
+                            known_hosts=None, agent_path=None)
 
 
 def test_remote_forwarding_is_refused(panel):
@@ -27,18 +44,102 @@ def test_unknown_subsystem_gets_a_message(panel):
     assert "unknown subsystem" in result.stderr
 
 
+def _hostile(panel, user, command: str, *options: str, input: str | None = None) -> subprocess.CompletedProcess:
+    """Runs `command` with the hostile environment sent along."""
+    return subprocess.run([*panel.ssh_args(user, "-o", HOSTILE_ENV, *options), "--", command],
+                          capture_output=True, text=True, timeout=60, input=input)
+
+
+def _leaks(output: str) -> bool:
+    return "LD_PRELOAD" in output or "SSHPANEL_X" in output or "evil.so" in output
+
+
 def test_client_environment_never_reaches_a_container(panel):
+    """Through `exec`, `exec -it`, `shell`, `provision` and `run`: the
+    container's environment never holds what the client sent."""
     alice = panel.users["alice"]
     assert panel.run(alice, "run", "--name", "envprobe", TEST_IMAGE, "sleep", "600").returncode == 0
     try:
-        result = subprocess.run(
-            [*panel.ssh_args(alice, "-o", "SetEnv=LD_PRELOAD=/tmp/evil.so SSHPANEL_X=1"), "exec envprobe env"],
-            capture_output=True, text=True, timeout=30,
-        )
-        assert result.returncode == 0, result.stderr
-        assert "LD_PRELOAD" not in result.stdout and "SSHPANEL_X" not in result.stdout
+        plain = _hostile(panel, alice, "exec envprobe env")
+        assert plain.returncode == 0, plain.stderr
+        assert "PATH=" in plain.stdout and not _leaks(plain.stdout)
+        tty = _hostile(panel, alice, "exec -it envprobe env", "-tt")
+        assert "PATH=" in tty.stdout and not _leaks(tty.stdout)
+        shell = _hostile(panel, alice, "shell envprobe", "-tt", input="env; exit\n")
+        assert "PATH=" in shell.stdout and not _leaks(shell.stdout)
+        provision = _hostile(panel, alice, "provision envprobe -", input="env\n")
+        assert provision.returncode == 0, provision.stderr
+        assert "PATH=" in provision.stdout and not _leaks(provision.stdout)
+        run = _hostile(panel, alice, f"run --name envrun {TEST_IMAGE} env")
+        assert run.returncode == 0, run.stderr
+        deadline = time.monotonic() + 30
+        logs = panel.run(alice, "logs", "envrun")
+        while "PATH=" not in logs.stdout and time.monotonic() < deadline:
+            time.sleep(0.2)
+            logs = panel.run(alice, "logs", "envrun")
+        assert "PATH=" in logs.stdout and not _leaks(logs.stdout)
     finally:
-        panel.run(alice, "rm", "-f", "envprobe")
+        panel.run(alice, "rm", "-f", "envprobe", "envrun")
+
+
+def test_session_environment_holds_only_allowed_names(tmp_path, docker_client, monkeypatch):
+    """The server's own view of a session's environment (what any code could
+    read) holds only `TERM`, `LANG` and `LC_*`, from OpenSSH and asyncssh
+    clients alike."""
+    namespace = f"sptest{secrets.token_hex(3)}"
+    settings = load_settings({"listen": "127.0.0.1", "port": 0, "data_dir": tmp_path / "data",
+                              "host_keys_dir": tmp_path / "hk", "namespace": namespace})
+    key_file = tmp_path / "carol"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key_file)], check=True)
+    seen: list[dict[str, str]] = []
+
+    from sshpanel.ssh import session
+
+    original = session.handle_process
+
+    async def recording(panel, process):
+        seen.append(dict(process.env))
+        await original(panel, process)
+
+    monkeypatch.setattr(session, "handle_process", recording)
+
+    async def scenario() -> None:
+        server = PanelServer(settings)
+        await server.start()
+        try:
+            accounts = Accounts(server.store, settings)
+            await asyncio.to_thread(accounts.add_user, "carol", [key_file.with_suffix(".pub").read_text()])
+            openssh = await asyncio.to_thread(
+                subprocess.run,
+                [*SSH_BASE, "-i", str(key_file), "-p", str(server.port), "-o", HOSTILE_ENV + " LC_TIME=C",
+                 "carol@127.0.0.1", "whoami"],
+                capture_output=True, text=True, timeout=30,
+            )
+            assert openssh.returncode == 0, openssh.stderr
+            async with asyncssh.connect("127.0.0.1", server.port, username="carol", client_keys=[str(key_file)],
+                                        known_hosts=None, agent_path=None) as conn:
+                result = await conn.run("whoami", env={"LD_PRELOAD": "/tmp/evil.so", "PATH": "/tmp",
+                                                       "LANG": "C.UTF-8", "LC_ALL": "C"})
+                assert result.exit_status == 0
+        finally:
+            await server.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        remove_namespace(docker_client, namespace)
+    assert seen == [{"LANG": "C.UTF-8", "LC_TIME": "C"}, {"LANG": "C.UTF-8", "LC_ALL": "C"}]
+
+
+@pytest.mark.parametrize("name, allowed", [
+    (b"TERM", True), (b"LANG", True), (b"LC_ALL", True), (b"LC_MESSAGES", True),
+    (b"LD_PRELOAD", False), (b"PATH", False), (b"LANGUAGE", False), (b"LC_", False),
+    (b"lc_all", False), (b"TERM\n", False), (b"\xff", False),
+])
+def test_environment_allow_list(name, allowed):
+    from sshpanel.ssh.session_channel import env_allowed
+
+    assert env_allowed(name) is allowed
 
 
 def test_x11_forwarding_is_refused(panel):

@@ -4,14 +4,17 @@ connections, `PerSourcePenalties` after repeated failures, per-account
 throttling, and per-user session counts.
 
 All state is per server instance (no module globals) and touched only on the
-event loop thread.
+event loop thread. Tables keyed by what a client chooses (its address, the
+login name it types) are bounded: an entry is forgotten once its refusal
+window has ended and it has been quiet for a while, and past
+`LimitSettings.max_tracked` entries the least recently active one goes.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -36,6 +39,8 @@ class LimitSettings:
         account_lock_seconds: How long a throttled account refuses logins.
         sessions_per_user: Concurrent SSH sessions (channels) one user may hold.
         sessions_per_connection: Sessions (channels) one connection may open.
+        max_tracked: Most addresses, and most login names, whose failures
+            are remembered at once.
     """
 
     startups: tuple[int, int, int] = (10, 30, 100)
@@ -47,6 +52,82 @@ class LimitSettings:
     account_lock_seconds: float = 900.0
     sessions_per_user: int = 20
     sessions_per_connection: int = 10
+    max_tracked: int = 10_000
+
+
+@dataclass
+class Streak:
+    """Failures of one address or one account.
+
+    Attributes:
+        failures: Failures counted (since the last success or lock).
+        last: Clock time of the last failure, seconds.
+        until: Clock time until which logins are refused; 0 = not refused.
+    """
+
+    failures: int = 0
+    last: float = 0.0
+    until: float = 0.0
+
+
+class StreakTable:
+    """Failure streaks keyed by an attacker-chosen text, bounded in size.
+
+    An entry is forgotten when its refusal window has ended and no failure
+    came for `quiet_seconds` (its count then starts again from zero); past
+    `capacity` entries, the least recently failed one is dropped.
+
+    Args:
+        capacity: Most entries kept (at least 1).
+        quiet_seconds: Quiet time after which an entry is forgotten.
+        clock: Monotonic clock in seconds.
+    """
+
+    def __init__(self, capacity: int, quiet_seconds: float, clock: Callable[[], float]) -> None:
+        self.capacity = max(1, capacity)
+        self.quiet_seconds = quiet_seconds
+        self.clock = clock
+        self._entries: OrderedDict[str, Streak] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _expired(self, streak: Streak, now: float) -> bool:
+        return now >= streak.until and now - streak.last >= self.quiet_seconds
+
+    def get(self, key: str) -> Streak | None:
+        """Returns the live streak of `key`, or None (forgetting an expired one)."""
+        streak = self._entries.get(key)
+        if streak is not None and self._expired(streak, self.clock()):
+            del self._entries[key]
+            return None
+        return streak
+
+    def fail(self, key: str) -> Streak:
+        """Counts one failure of `key` and returns its streak (to set `until`)."""
+        now = self.clock()
+        streak = self.get(key)
+        if streak is None:
+            self._make_room(now)
+            streak = self._entries[key] = Streak()
+        else:
+            self._entries.move_to_end(key)
+        streak.failures += 1
+        streak.last = now
+        return streak
+
+    def forget(self, key: str) -> None:
+        """Drops `key`'s streak (a success)."""
+        self._entries.pop(key, None)
+
+    def _make_room(self, now: float) -> None:
+        """Drops expired entries from the least recent end, then the least
+        recent ones while the table is full."""
+        while self._entries:
+            oldest = next(iter(self._entries.values()))
+            if not self._expired(oldest, now) and len(self._entries) < self.capacity:
+                return
+            self._entries.popitem(last=False)
 
 
 @dataclass
@@ -64,11 +145,29 @@ class Limits:
     chance: Callable[[], float] = random.random
     unauthenticated: int = 0
     _per_source: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    _source_failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    _source_blocked_until: dict[str, float] = field(default_factory=dict)
-    _account_failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    _account_locked_until: dict[str, float] = field(default_factory=dict)
     _user_sessions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def __post_init__(self) -> None:
+        limits = self.settings
+        self.sources = StreakTable(limits.max_tracked, limits.penalty_max_seconds, self.clock)
+        """Failures per source address (`PerSourcePenalties`)."""
+        self.accounts = StreakTable(limits.max_tracked, limits.account_lock_seconds, self.clock)
+        """Failures per login name (NIST SP 800-63B throttling)."""
+
+    def refusal_probability(self, unauthenticated: int) -> float:
+        """OpenSSH `MaxStartups start:rate:full`: the chance that a new
+        connection is refused while `unauthenticated` others are pending.
+
+        Returns:
+            0.0 below `start`, `rate` % at `start` rising linearly to 1.0 at
+            `full`, 1.0 from `full` on.
+        """
+        start, rate, full = self.settings.startups
+        if unauthenticated >= full:
+            return 1.0
+        if unauthenticated < start:
+            return 0.0
+        return (rate + (100 - rate) * (unauthenticated - start) / max(1, full - start)) / 100
 
     def admit(self, source: str) -> str | None:
         """Decides whether a new connection from `source` (an IP) may proceed.
@@ -77,18 +176,14 @@ class Limits:
             None to admit (the connection is then counted as unauthenticated
             until `authenticated` or `released`), else the refusal reason.
         """
-        until = self._source_blocked_until.get(source)
-        if until is not None and self.clock() < until:
+        streak = self.sources.get(source)
+        if streak is not None and self.clock() < streak.until:
             return "too many authentication failures from your address; try again later"
         if self._per_source[source] >= self.settings.per_source_unauthenticated:
             return "too many unauthenticated connections from your address"
-        start, rate, full = self.settings.startups
-        if self.unauthenticated >= full:
+        probability = self.refusal_probability(self.unauthenticated)
+        if probability >= 1.0 or (probability > 0.0 and self.chance() < probability):
             return "too many unauthenticated connections"
-        if self.unauthenticated >= start:
-            probability = (rate + (100 - rate) * (self.unauthenticated - start) / max(1, full - start)) / 100
-            if self.chance() < probability:
-                return "too many unauthenticated connections"
         self.unauthenticated += 1
         self._per_source[source] += 1
         return None
@@ -97,8 +192,8 @@ class Limits:
         """An admitted connection authenticated: it no longer counts as
         unauthenticated, and the account's failure streak ends."""
         self._release(source)
-        self._account_failures.pop(account, None)
-        self._source_failures.pop(source, None)
+        self.accounts.forget(account)
+        self.sources.forget(source)
 
     def released(self, source: str) -> None:
         """An admitted connection closed before authenticating."""
@@ -113,25 +208,21 @@ class Limits:
 
     def account_locked(self, account: str) -> bool:
         """True while `account` is throttled after too many failures."""
-        until = self._account_locked_until.get(account)
-        if until is None:
-            return False
-        if self.clock() >= until:
-            del self._account_locked_until[account]
-            return False
-        return True
+        streak = self.accounts.get(account)
+        return streak is not None and self.clock() < streak.until
 
     def failed(self, source: str, account: str) -> None:
         """Counts one authentication failure against the address and the account."""
-        self._source_failures[source] += 1
-        excess = self._source_failures[source] - self.settings.penalty_after
+        now = self.clock()
+        source_streak = self.sources.fail(source)
+        excess = source_streak.failures - self.settings.penalty_after
         if excess >= 0:
-            window = min(self.settings.penalty_seconds * 2**excess, self.settings.penalty_max_seconds)
-            self._source_blocked_until[source] = self.clock() + window
-        self._account_failures[account] += 1
-        if self._account_failures[account] >= self.settings.account_max_failures:
-            self._account_locked_until[account] = self.clock() + self.settings.account_lock_seconds
-            self._account_failures[account] = 0
+            window = min(self.settings.penalty_seconds * 2 ** min(excess, 64), self.settings.penalty_max_seconds)
+            source_streak.until = now + window
+        account_streak = self.accounts.fail(account)
+        if account_streak.failures >= self.settings.account_max_failures:
+            account_streak.until = now + self.settings.account_lock_seconds
+            account_streak.failures = 0
 
     def open_session(self, user: str) -> bool:
         """Counts a new session of `user`; False when over the per-user limit."""

@@ -20,13 +20,17 @@ from sshpanel.backend.workspace import Workspace
 from sshpanel.config import Settings
 from sshpanel.ssh.algorithms import server_algorithms
 from sshpanel.ssh.hostkeys import host_key_fingerprint, load_or_create_host_key
-from sshpanel.ssh.limits import Limits
+from sshpanel.errors import ConfigError
+from sshpanel.ssh.limits import Limits, LimitSettings
+from sshpanel.ssh.session_channel import ENCODING, ERRORS, LINE_EDITOR, AllowListChannel, SlotProcess
 from sshpanel.store import Store, open_store
 
 log = logging.getLogger("sshpanel.ssh")
 
 KEEPALIVE_INTERVAL = 15.0
 KEEPALIVE_COUNT_MAX = 4
+NO_FORWARDING = "port forwarding is disabled on this server"
+TOO_MANY_SESSIONS = "sshpanel: too many open sessions; close one and try again"
 
 
 class PanelServer:
@@ -40,6 +44,9 @@ class PanelServer:
     """
 
     def __init__(self, settings: Settings) -> None:
+        """Raises:
+            ConfigError: A session limit below 1.
+        """
         self.settings = settings
         self.store: Store | None = None
         self.engine = Engine(settings)
@@ -49,7 +56,7 @@ class PanelServer:
         self.port = 0
         self._server: asyncssh.SSHAcceptor | None = None
         self.connections: set[PanelSSHServer] = set()
-        self.limits = Limits()
+        self.limits = Limits(session_limits(settings))
         self.passwords: Passwords | None = None
         # Bounds the executor threads password checks hold, so a burst of
         # attempts cannot starve the Docker calls of every session.
@@ -63,10 +70,6 @@ class PanelServer:
             EngineUnavailable: The Docker engine does not answer.
             OSError: The port cannot be bound (e.g. in use).
         """
-        from sshpanel.ssh.session import handle_process
-        from sshpanel.ssh.channel_codec import prepare_channel
-        from sshpanel.ssh.sftp import open_home_sftp
-
         self.store = await asyncio.to_thread(open_store, self.settings)
         self.accounts = Accounts(self.store, self.settings)
         self.passwords = Passwords(self.store)
@@ -90,27 +93,21 @@ class PanelServer:
             "%s host key %s", "created" if created else "loaded", host_key_fingerprint(key)
         )
 
-        def process_factory(process: asyncssh.SSHServerProcess) -> Awaitable[None]:
-            # Called before asyncssh decodes the channel's first input (it
-            # resumes reading right after this returns): the codec is set here.
-            prepare_channel(process)
-            return handle_process(self, process)
-
+        # Session channels are opened by `PanelSSHServer.session_requested`
+        # (environment allow-list, session limits); legacy scp (`scp -O`)
+        # stays off there: OpenSSH 9 runs scp over SFTP, the one confined
+        # path (issue 6).
         self._server = await asyncssh.create_server(
             lambda: PanelSSHServer(self),
             self.settings.listen,
             self.settings.port,
             server_host_keys=[key],
-            process_factory=process_factory,
-            encoding="utf-8",
-            errors="replace",
-            line_editor=False,
+            encoding=ENCODING,
+            errors=ERRORS,
+            line_editor=LINE_EDITOR,
             agent_forwarding=False,
             x11_forwarding=False,
-            # Legacy scp (`scp -O`) stays off: OpenSSH 9 runs scp over SFTP,
-            # and the SFTP server below is the one confined path (issue 6).
             allow_scp=False,
-            sftp_factory=lambda chan: open_home_sftp(self, chan),
             login_timeout=self.settings.login_grace_time,
             keepalive_interval=KEEPALIVE_INTERVAL,
             keepalive_count_max=KEEPALIVE_COUNT_MAX,
@@ -120,6 +117,25 @@ class PanelServer:
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.port
         log.info("listening on %s:%d", self.settings.listen, self.port)
+
+    def open_process(self, process: asyncssh.SSHServerProcess) -> Awaitable[None]:
+        """The process factory of session channels: exec, shell and unknown
+        subsystems (`session.handle_process`).
+
+        asyncssh calls it before decoding the channel's first input (it
+        resumes reading right after this returns), so the codec is set here.
+        """
+        from sshpanel.ssh.channel_codec import prepare_channel
+        from sshpanel.ssh.session import handle_process
+
+        prepare_channel(process)
+        return handle_process(self, process)
+
+    def open_sftp(self, chan: asyncssh.SSHServerChannel) -> Awaitable[object]:
+        """The SFTP factory of session channels (`sftp.open_home_sftp`)."""
+        from sshpanel.ssh.sftp import open_home_sftp
+
+        return open_home_sftp(self, chan)
 
     def workspace(self, principal: Principal) -> Workspace:
         """Returns the Workspace of an authenticated principal."""
@@ -150,6 +166,21 @@ class PanelServer:
         self.events.stop()
         await asyncio.to_thread(self.stats.stop)
         await asyncio.to_thread(self.engine.close)
+
+
+def session_limits(settings: Settings) -> LimitSettings:
+    """The limit numbers of `settings` (issue 7: sessions per connection and
+    per user, as OpenSSH `MaxSessions`; the rest OpenSSH's defaults).
+
+    Raises:
+        ConfigError: A session limit below 1.
+    """
+    for var, value in (("SSHPANEL_MAX_SESSIONS_PER_CONNECTION", settings.max_sessions_per_connection),
+                       ("SSHPANEL_MAX_SESSIONS_PER_USER", settings.max_sessions_per_user)):
+        if value < 1:
+            raise ConfigError(f"{var}={value} must be at least 1")
+    return LimitSettings(sessions_per_connection=settings.max_sessions_per_connection,
+                         sessions_per_user=settings.max_sessions_per_user)
 
 
 class PanelSSHServer(asyncssh.SSHServer):
@@ -193,6 +224,56 @@ class PanelSSHServer(asyncssh.SSHServer):
         """Disconnects the client with a reason."""
         if self.conn is not None:
             self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, reason)
+
+    def session_requested(self) -> tuple[AllowListChannel, SlotProcess]:
+        """Opens a session channel holding one place in the per-connection and
+        per-user session limits until it closes, started or not.
+
+        Raises:
+            asyncssh.ChannelOpenError: Not authenticated, or over a limit
+                (the client sees "administratively prohibited" and why).
+        """
+        principal, limits, conn = self.principal, self.panel.limits, self.conn
+        if principal is None or conn is None:
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "not authenticated")
+        if self.sessions >= limits.settings.sessions_per_connection or not limits.open_session(principal.name):
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, TOO_MANY_SESSIONS)
+        self.sessions += 1
+
+        def release() -> None:
+            self.sessions -= 1
+            limits.close_session(principal.name)
+
+        return AllowListChannel(conn), SlotProcess(self.panel.open_process, self.panel.open_sftp, release)
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
+        """Refuses `direct-tcpip` (`ssh -L`, `ssh -D`): nothing is forwarded.
+
+        Raises:
+            asyncssh.ChannelOpenError: Always, "administratively prohibited".
+        """
+        log.info("refused tcp forwarding to %r port %d source=%s", dest_host[:64], dest_port, self.source)
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, NO_FORWARDING)
+
+    def unix_connection_requested(self, dest_path: str) -> bool:
+        """Refuses `direct-streamlocal` (`ssh -L PORT:/path/to.sock`), which
+        would otherwise reach e.g. the Docker socket.
+
+        Raises:
+            asyncssh.ChannelOpenError: Always, "administratively prohibited".
+        """
+        log.info("refused unix socket forwarding to %r source=%s", dest_path[:64], self.source)
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, NO_FORWARDING)
+
+    def server_requested(self, listen_host: str, listen_port: int) -> bool:
+        """Refuses `tcpip-forward` (`ssh -R`)."""
+        log.info("refused remote forwarding of %r port %d source=%s", listen_host[:64], listen_port, self.source)
+        return False
+
+    def unix_server_requested(self, listen_path: str) -> bool:
+        """Refuses `streamlocal-forward` (`ssh -R /path/to.sock:...`)."""
+        log.info("refused remote unix socket forwarding of %r source=%s", listen_path[:64], self.source)
+        return False
 
     def begin_auth(self, username: str) -> bool:
         return True

@@ -83,12 +83,8 @@ async def handle_process(panel: "PanelServer", process: asyncssh.SSHServerProces
     if principal is None:
         process.exit(1)
         return
-    limits = panel.limits
-    if server.sessions >= limits.settings.sessions_per_connection or not limits.open_session(principal.name):
-        process.stderr.write("sshpanel: too many open sessions; close one and try again\r\n")
-        process.exit(1)
-        return
-    server.sessions += 1
+    # The channel already holds its place in the session limits, from open
+    # to close (`session_channel.SlotProcess`).
     workspace = panel.workspace(principal)
     started = time.monotonic()
     kind = "tui" if process.command is None else "exec"
@@ -116,8 +112,6 @@ async def handle_process(panel: "PanelServer", process: asyncssh.SSHServerProces
             pass
         status = 1
     finally:
-        server.sessions -= 1
-        limits.close_session(principal.name)
         log.info(
             "session end user=%s kind=%s status=%d seconds=%.1f",
             principal.name, kind, status, time.monotonic() - started,
