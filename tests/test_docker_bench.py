@@ -1,19 +1,29 @@
 """docker-bench-security's container runtime checks (CIS Docker Benchmark
 v1.6 section 5, `tests/5_container_runtime.sh`) written as tests against
-containers the panel created. Each test is one check, named by its number;
+containers the panel created through each entry point (`run`, the TUI
+create form's `Workspace.create`, `deploy`, `run -v` of named volumes). Each test is one check, named by its number;
 a check the panel does not apply by design is an expected failure with the
 reason (the table is in SECURITY.md)."""
 
 from __future__ import annotations
 
+import json
 import secrets
+import shlex
 import socket
 
 import pytest
 
 from sshpanel.access.policy import DROPPED_CAPABILITIES
+from sshpanel.access.principal import Principal
+from sshpanel.backend.engine import Engine
+from sshpanel.backend.workspace import Workspace
+from sshpanel.config import load_settings
+from sshpanel.store import open_store
+from sshpanel.tui.screens.create import spec_from_form
 from tests.conftest import TEST_IMAGE
 from tests.hardening import EXPECTED_CAP_MASK, capability_mask
+from tests.test_policy_deploy_build import build
 
 STOPPABLE = ["sh", "-c", "trap 'exit 0' TERM; while sleep 1; do :; done"]
 SENSITIVE_DIRS = ("/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr")
@@ -46,21 +56,76 @@ def port_low(panel) -> int:
     return low
 
 
-@pytest.fixture(scope="module")
-def containers(panel, docker_client, port_low) -> list[dict]:
-    """`docker inspect` of running panel containers: one with defaults, one
-    publishing two ports, one with the CIS-recommended restart policy."""
-    alice = panel.users["alice"]
+def _run_from_the_command_line(panel, port_low) -> list[str]:
+    """`run` with defaults, publishing two ports, and with the
+    CIS-recommended restart policy."""
     runs = {
         "plain": [],
         "published": ["-p", f"{port_low}:80", "-p", f"{port_low + 1}:53/udp"],
         "retrying": ["--restart", "on-failure:5", "-m", "32m", "--cpus", "0.1"],
     }
     for name, flags in runs.items():
-        result = panel.run(alice, "run", "--name", name, *flags, TEST_IMAGE, *STOPPABLE)
+        result = panel.run(panel.users["alice"], "run", "--name", name, *flags, TEST_IMAGE, *STOPPABLE)
         assert result.returncode == 0, result.stderr
-    yield [docker_client.api.inspect_container(f"{panel.namespace}.alice.{name}") for name in runs]
-    panel.run(alice, "rm", "-f", *runs)
+    return list(runs)
+
+
+def _create_from_the_tui_form(panel, port_low) -> list[str]:
+    """The `Workspace.create` call the TUI create form makes with its spec
+    (as `tests/test_policy_entry_points.py::test_tui_form_offers_only_the_typed_spec`)."""
+    settings = load_settings({"data_dir": panel.data_dir, "namespace": panel.namespace})
+    store = open_store(settings)
+    engine = Engine(settings)
+    try:
+        user = store.user_by_name("alice")
+        workspace = Workspace(Principal(user.id, "alice", user.role, "SHA256:bench", "tui-form"), store, engine, settings)
+        spec = spec_from_form("form", TEST_IMAGE, shlex.join(STOPPABLE), "A=1", "32m", "0.2", "no", "formdata:/data")
+        workspace.create(spec, start=True)
+    finally:
+        engine.close()
+        store.close()
+    return ["form"]
+
+
+def _deploy_a_build(panel, port_low) -> list[str]:
+    """`deploy` of alice's own build."""
+    alice = panel.users["alice"]
+    built = build(panel, alice, "site", f"FROM {TEST_IMAGE}\nCMD {json.dumps(STOPPABLE)}\n")
+    assert built.returncode == 0, built.stdout + built.stderr
+    deployed = panel.run(alice, "deploy", "site", timeout=120)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    return ["site"]
+
+
+def _run_with_a_named_volume(panel, port_low) -> list[str]:
+    """`run -v VOLUME:/path`, one read-write and one read-only."""
+    result = panel.run(panel.users["alice"], "run", "--name", "stateful", "-v", "data:/data", "-v", "conf:/conf:ro",
+                       TEST_IMAGE, *STOPPABLE)
+    assert result.returncode == 0, result.stderr
+    return ["stateful"]
+
+
+ENTRY_POINTS = {
+    "run": _run_from_the_command_line,
+    "tui-form": _create_from_the_tui_form,
+    "deploy": _deploy_a_build,
+    "volume": _run_with_a_named_volume,
+}
+"""Every way a container comes to exist, each making running containers of
+alice's and returning their names; every check runs on each."""
+
+
+@pytest.fixture(scope="module", params=list(ENTRY_POINTS))
+def containers(request, panel, docker_client, port_low) -> list[dict]:
+    """`docker inspect` of running panel containers made through one entry point."""
+    names = ENTRY_POINTS[request.param](panel, port_low)
+    yield [docker_client.api.inspect_container(f"{panel.namespace}.alice.{name}") for name in names]
+    alice = panel.users["alice"]
+    panel.run(alice, "rm", "-f", *names)
+    for volume in ("data", "conf", "formdata"):
+        panel.run(alice, "volume", "rm", volume)
+    for image in docker_client.images.list(name=f"{panel.namespace}/alice/site"):
+        docker_client.images.remove(image.id, force=True)
 
 
 def _in_container(docker_client, attrs: dict, *argv: str) -> str:
@@ -100,11 +165,15 @@ def test_5_4_not_privileged(containers):
     assert [attrs["Name"] for attrs in containers if attrs["HostConfig"]["Privileged"]] == []
 
 
-def test_5_5_no_sensitive_host_directories_mounted(containers):
+def test_5_5_no_sensitive_host_directories_mounted(containers, panel, docker_client):
+    volumes = f"{docker_client.info()['DockerRootDir']}/volumes/"
     for attrs in containers:
         sources = {mount.get("Source") for mount in attrs["Mounts"]}
         assert not sources & set(SENSITIVE_DIRS)
-        assert attrs["Mounts"] == [] and not attrs["HostConfig"]["Binds"]
+        assert not attrs["HostConfig"]["Binds"]
+        for mount in attrs["Mounts"]:  # only the owner's named volumes, in the engine's data root
+            assert mount["Type"] == "volume" and mount["Name"].startswith(f"{panel.namespace}.alice."), mount
+            assert mount["Source"] == f"{volumes}{mount['Name']}/_data", mount
 
 
 def test_5_6_no_sshd_in_containers(containers, docker_client):
@@ -152,7 +221,7 @@ def test_5_12_root_filesystem_read_only(containers):
 
 def test_5_13_ports_bound_to_the_publish_address(containers, docker_client):
     published = [attrs for attrs in containers if attrs["HostConfig"]["PortBindings"]]
-    assert published
+    assert published or all(not attrs["NetworkSettings"]["Ports"] for attrs in containers)
     for attrs in published:
         ports = docker_client.api.port(attrs["Id"], 80) + docker_client.api.port(attrs["Id"], "53/udp")
         assert ports and {port["HostIp"] for port in ports} == {"127.0.0.1"}
