@@ -28,13 +28,104 @@ def _connect(panel, user) -> asyncssh.SSHClientConnection:
                             known_hosts=None, agent_path=None)
 
 
+def _forwarding(panel, attempt) -> tuple[BaseException | None, str]:
+    """Runs `attempt(conn)` on an authenticated connection of alice, then
+    proves the connection is still logged in (so a refusal is the server's
+    answer to the forwarding, not a failed login).
+
+    Returns:
+        The exception `attempt` raised (None if none) and `whoami`'s output.
+    """
+
+    async def scenario() -> tuple[BaseException | None, str]:
+        async with _connect(panel, panel.users["alice"]) as conn:
+            try:
+                await asyncio.wait_for(attempt(conn), 20)
+                error = None
+            except (asyncssh.Error, asyncssh.ChannelListenError, OSError) as exc:
+                error = exc
+            return error, (await conn.run("whoami")).stdout
+
+    return asyncio.run(scenario())
+
+
+def _assert_prohibited(error: BaseException | None, whoami: str) -> None:
+    assert isinstance(error, asyncssh.ChannelOpenError), error
+    assert error.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
+    assert "port forwarding is disabled" in error.reason
+    assert whoami.startswith("alice")
+
+
+def test_local_forwarding_is_refused(panel):
+    """`ssh -L`: a `direct-tcpip` channel to a port that does listen (the
+    panel's own) is refused by the server."""
+    _assert_prohibited(*_forwarding(panel, lambda conn: conn.open_connection("127.0.0.1", panel.port)))
+
+
+def test_local_forwarding_listener_gets_nothing_through(panel):
+    """`ssh -L` as OpenSSH does it: the client's local listener accepts, the
+    server refuses the channel, the local connection is closed unanswered."""
+
+    async def attempt(conn):
+        listener = await conn.forward_local_port("127.0.0.1", 0, "127.0.0.1", panel.port)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", listener.get_port())
+            received = await reader.read()
+            writer.close()
+        finally:
+            listener.close()
+        raise asyncssh.ChannelOpenError(0, f"received {received!r}")
+
+    error, whoami = _forwarding(panel, attempt)
+    assert str(error) == "received b''" and whoami.startswith("alice")
+    assert "refused tcp forwarding to '127.0.0.1'" in panel.log()
+
+
+def test_dynamic_forwarding_is_refused(panel):
+    """`ssh -D`: the SOCKS request becomes a `direct-tcpip` channel to the
+    panel's own port, which the server refuses. The client's SOCKS side
+    answers before the channel opens (asyncssh and OpenSSH both do), so the
+    proof is that the target's SSH banner never comes through."""
+
+    async def attempt(conn):
+        listener = await conn.forward_socks("127.0.0.1", 0)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", listener.get_port())
+            writer.write(b"\x05\x01\x00")
+            assert await reader.readexactly(2) == b"\x05\x00"
+            writer.write(b"\x05\x01\x00\x01\x7f\x00\x00\x01" + panel.port.to_bytes(2, "big"))
+            reply = await reader.read()
+            writer.close()
+        finally:
+            listener.close()
+        raise asyncssh.ChannelOpenError(0, "banner came through" if b"SSH-2.0" in reply else "nothing came through")
+
+    error, whoami = _forwarding(panel, attempt)
+    assert str(error) == "nothing came through" and whoami.startswith("alice")
+    assert f"refused tcp forwarding to '127.0.0.1' port {panel.port}" in panel.log()
+
+
+def test_unix_socket_forwarding_is_refused(panel):
+    """`ssh -L PORT:/var/run/docker.sock`: `direct-streamlocal` is refused
+    (it would hand out the Docker socket, root on the host)."""
+    _assert_prohibited(*_forwarding(panel, lambda conn: conn.open_unix_connection("/var/run/docker.sock")))
+
+
 def test_remote_forwarding_is_refused(panel):
+    """`ssh -R`, TCP and Unix socket: the server answers the global request
+    with a failure."""
+    error, whoami = _forwarding(panel, lambda conn: conn.forward_remote_port("127.0.0.1", 0, "127.0.0.1", 22))
+    assert isinstance(error, asyncssh.ChannelListenError) and whoami.startswith("alice")
+    error, whoami = _forwarding(panel, lambda conn: conn.forward_remote_path("/tmp/sshpanel-r.sock", "/tmp/x"))
+    assert isinstance(error, asyncssh.ChannelListenError) and whoami.startswith("alice")
+    assert "refused remote forwarding of '127.0.0.1'" in panel.log()
     alice = panel.users["alice"]
     result = subprocess.run(
-        [*panel.ssh_args(alice, "-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:22"), "whoami"],
-        capture_output=True, text=True, timeout=30,
+        [*panel.ssh_args(alice, "-v", "-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:22"), "whoami"],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 255
+    assert "Authenticated to" in result.stderr and "remote port forwarding failed" in result.stderr.lower()
 
 
 def test_unknown_subsystem_gets_a_message(panel):
