@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import asyncio
 
+import contextlib
 import os
+import shutil
 import subprocess
+import threading
+import time
 
 import asyncssh
 import pytest
 
-from tests.conftest import SSH_BASE, ssh_available, start_panel, stop_panel, remove_namespace
+from tests.conftest import SSH_BASE, TEST_IMAGE, ssh_available, start_panel, stop_panel, remove_namespace
 
 pytestmark = pytest.mark.skipif(not ssh_available(), reason="needs OpenSSH")
 
 CLIENT_OPTIONS = [arg for arg in SSH_BASE[1:] if arg != "-q"]
+RACE_ROUNDS = 40
+"""Rounds of requests while the host flips folders and links (each round
+sends every request once)."""
 
 
 def sftp(panel, user, batch: str, tmp_path) -> subprocess.CompletedProcess:
@@ -152,6 +159,34 @@ def test_disk_quota_fails_the_write_cleanly(small_quota_panel, tmp_path):
     assert (home(panel, "carol") / "small").stat().st_size == 60 * 1024
 
 
+def test_disk_quota_boundary_counts_the_volumes_too(small_quota_panel, tmp_path):
+    """Filling the quota exactly is allowed, one byte more is not; bytes in
+    the user's volumes count against the same quota as SFTP uploads."""
+    panel = small_quota_panel
+    dave = panel.add_user("dave")
+    quota = 100 * 1024
+    (tmp_path / "exact").write_bytes(b"e" * quota)
+    (tmp_path / "one").write_bytes(b"1")
+    assert sftp(panel, dave, "put exact\n", tmp_path).returncode == 0
+    over = sftp(panel, dave, "put one\n", tmp_path)
+    assert over.returncode != 0 and "failure" in over.stderr.lower(), over.stderr
+    assert not (home(panel, "dave") / "one").exists() or (home(panel, "dave") / "one").stat().st_size == 0
+    assert sftp(panel, dave, "rm exact\n-rm one\n", tmp_path).returncode == 0
+    fill = panel.run(dave, "run", "--name", "fill", "-v", "stuff:/stuff", TEST_IMAGE,
+                     "sh", "-c", "head -c 61440 /dev/zero > /stuff/blob")
+    assert fill.returncode == 0, fill.stderr
+    deadline = time.monotonic() + 20
+    while "Exited" not in panel.run(dave, "ps", "-a").stdout:
+        assert time.monotonic() < deadline, "the filling container did not finish"
+        time.sleep(0.2)
+    (tmp_path / "fifty").write_bytes(b"f" * 50 * 1024)
+    (tmp_path / "thirty").write_bytes(b"t" * 30 * 1024)
+    refused = sftp(panel, dave, "put fifty\n", tmp_path)
+    assert refused.returncode != 0 and "failure" in refused.stderr.lower(), refused.stderr
+    assert sftp(panel, dave, "put thirty\n", tmp_path).returncode == 0
+    assert (home(panel, "dave") / "thirty").stat().st_size == 30 * 1024
+
+
 def test_sftp_sessions_count_against_the_session_limits(panel):
     """A connection may hold at most `sessions_per_connection` (10) sessions,
     SFTP ones included; a closed one frees its place (issue 7)."""
@@ -179,3 +214,119 @@ def test_sftp_sessions_count_against_the_session_limits(panel):
 
     refused, reopened = asyncio.run(scenario())
     assert refused == 1 and reopened
+
+
+def _snapshot(folder) -> dict:
+    """(mode, size, mtime) of everything under `folder`, by relative path."""
+    return {str(path.relative_to(folder)): (path.lstat().st_mode, path.lstat().st_size, path.lstat().st_mtime_ns)
+            for path in [folder, *folder.rglob("*")]}
+
+
+def _flip(root, outside, stop: threading.Event) -> None:
+    """Swaps `root/work` between its real folder and a symlink to `outside`,
+    and `root/single` between its real file and a symlink to a file outside,
+    as fast as it can until `stop` is set (the host side of a race)."""
+    while not stop.is_set():
+        with contextlib.suppress(OSError):
+            os.rename(root / "work", root / "work.real")
+            os.symlink(outside, root / "work")
+            os.unlink(root / "work")
+            os.rename(root / "work.real", root / "work")
+        with contextlib.suppress(OSError):
+            os.symlink(outside / "precious", root / "single.tmp")
+            os.replace(root / "single.tmp", root / "single")
+            os.link(root / "single.keep", root / "single.tmp")
+            os.replace(root / "single.tmp", root / "single")
+
+
+def test_symlink_swapped_in_during_a_session_is_never_followed_regression(panel, tmp_path):
+    """Within one SFTP session, a folder and a file the client has just
+    looked at are swapped on the host for symlinks to a folder and a file
+    outside the home: first between two requests, then over and over while
+    requests run (so a check by name and the use that follows it see
+    different things). Every request through them fails or acts inside the
+    home, and nothing outside changes."""
+    alice = panel.users["alice"]
+    root = home(panel, "alice")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("keep")
+    os.utime(outside / "precious", (1_000_000, 1_000_000))
+    (outside / "precious").chmod(0o640)
+    before = _snapshot(outside)
+    (root / "work").mkdir(parents=True)
+    (root / "work" / "precious").write_text("mine")
+    (root / "single").write_text("mine")
+    (root / "mover").write_text("mine")
+
+    def requests(sftp) -> dict:
+        return {
+            "chmod dir": lambda: sftp.chmod("work/precious", 0o777),
+            "truncate dir": lambda: sftp.truncate("work/precious", 0),
+            "utime dir": lambda: sftp.utime("work/precious", (2_000_000, 2_000_000)),
+            "chmod file": lambda: sftp.chmod("single", 0o777),
+            "truncate file": lambda: sftp.truncate("single", 0),
+            "utime file": lambda: sftp.utime("single", (2_000_000, 2_000_000)),
+            "stat file": lambda: sftp.stat("single"),
+            "mkdir": lambda: sftp.mkdir("work/planted"),
+            "remove": lambda: sftp.remove("work/precious"),
+            "rmdir": lambda: sftp.rmdir("work"),
+            "rename out": lambda: sftp.rename("work/precious", "stolen"),
+            "rename in": lambda: sftp.rename("mover", "work/moved"),
+            "posix rename in": lambda: sftp.posix_rename("mover", "work/moved"),
+            "listdir": lambda: sftp.listdir("work"),
+            "write file": lambda: sftp.open("single", "w"),
+        }
+
+    async def attempt(sftp) -> list[str]:
+        """Runs every request once; returns those that succeeded."""
+        succeeded = []
+        for what, request in requests(sftp).items():
+            try:
+                await request()
+            except (asyncssh.SFTPError, OSError):
+                continue
+            succeeded.append(what)
+        return succeeded
+
+    async def scenario() -> list[str]:
+        async with asyncssh.connect("127.0.0.1", panel.port, username="alice", client_keys=[str(alice.key)],
+                                    known_hosts=None, agent_path=None) as conn:
+            async with conn.start_sftp_client() as sftp:
+                assert await sftp.listdir("work")
+                await sftp.stat("single")
+                # The swap, between two requests of the same session.
+                os.rename(root / "work", root / "work.real")
+                os.symlink(outside, root / "work")
+                os.rename(root / "single", root / "single.keep")
+                os.symlink(outside / "precious", root / "single")
+                succeeded = await attempt(sftp)
+                # Then the race: the host flips both while requests run.
+                os.unlink(root / "work")
+                os.rename(root / "work.real", root / "work")
+                stop = threading.Event()
+                flipper = threading.Thread(target=_flip, args=(root, outside, stop))
+                flipper.start()
+                try:
+                    for _ in range(RACE_ROUNDS):
+                        for what, request in requests(sftp).items():
+                            with contextlib.suppress(asyncssh.SFTPError, OSError):
+                                await request()
+                        if _snapshot(outside) != before:
+                            break
+                finally:
+                    stop.set()
+                    flipper.join()
+                return succeeded
+
+    succeeded = asyncio.run(scenario())
+    assert _snapshot(outside) == before
+    assert (outside / "precious").read_text() == "keep"
+    # Between requests, every request through a swapped-in link failed.
+    assert succeeded == [], succeeded
+    for name in ("work", "single", "single.tmp", "single.keep", "stolen", "mover", "work.real"):
+        path = root / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.unlink(path)

@@ -1,12 +1,18 @@
 """Provides the users' home directories (`<data_dir>/homes/<user>/`, what SFTP
-serves and `build` reads): where they are, how much they hold, and the
-resolution of a user-given path that never leaves them (issue 6)."""
+serves and `build` reads): where they are, how much they hold, the
+resolution of a user-given path that never leaves them, and the
+descriptor-relative walk beneath them that no symlink race can redirect
+(issue 6)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import posixpath
+import stat
 from pathlib import Path
+from typing import Iterator
 
 from sshpanel.config import Settings
 from sshpanel.errors import InvalidValue, NotFound
@@ -76,3 +82,56 @@ def resolve_folder(root: Path, text: str) -> Path:
     if not os.path.isdir(local):
         raise NotFound(f"no such folder in your home directory: {text}")
     return Path(local)
+
+
+FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+"""How `parent_beneath` opens each folder: never through a symlink."""
+
+
+@contextlib.contextmanager
+def parent_beneath(root: str, parts: list[str]) -> Iterator[tuple[int, str]]:
+    """Opens the folder holding a path below `root` one component at a time
+    from `root`'s own descriptor, never following a symlink, so a link
+    planted anywhere on the way at any moment is refused rather than
+    followed (the `openat` walk of OpenBSD's and Linux's `RESOLVE_BENEATH`).
+
+    Args:
+        root: The absolute, symlink-free folder everything stays beneath.
+        parts: The path's components below `root` (no `..`, no empty ones);
+            [] for `root` itself.
+
+    Yields:
+        (descriptor of the folder holding the last component, the last
+        component's name); `(root's descriptor, ".")` for `root` itself.
+        The descriptor is closed when the block ends: use it only with
+        `dir_fd=` calls on the name, never following a final symlink.
+
+    Raises:
+        OSError: ELOOP when a folder on the way is a symlink, ENOENT or
+            ENOTDIR when it is missing or not a folder.
+    """
+    dir_fd = os.open(root, FOLDER_FLAGS)
+    try:
+        for part in parts[:-1]:
+            next_fd = open_folder(dir_fd, part)
+            os.close(dir_fd)
+            dir_fd = next_fd
+        yield dir_fd, parts[-1] if parts else "."
+    finally:
+        os.close(dir_fd)
+
+
+def open_folder(dir_fd: int, name: str) -> int:
+    """Opens the folder `name` of the folder `dir_fd`, never through a
+    symlink; returns its descriptor (the caller closes it).
+
+    Raises:
+        OSError: ELOOP when `name` is a symlink, ENOTDIR when it is another
+            kind of file, ENOENT when it is missing.
+    """
+    try:
+        return os.open(name, FOLDER_FLAGS, dir_fd=dir_fd)
+    except NotADirectoryError:
+        if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            raise OSError(errno.ELOOP, "is a symbolic link", name) from None
+        raise

@@ -123,13 +123,29 @@ class Volumes:
         for name in names:
             self.create(name)
 
+    def size(self) -> int:
+        """Returns the bytes the user's volumes hold (sizes the engine does
+        not know count 0).
+
+        Raises:
+            EngineUnavailable: The engine does not answer.
+        """
+        return sum(max(view.size, 0) for view in self.ls())
+
     def used(self) -> int:
         """Returns the bytes the user holds: home directory plus volumes."""
-        home = disk_usage(home_dir(self.settings, self.workspace.principal.name))
-        return home + sum(max(view.size, 0) for view in self.ls())
+        return disk_usage(home_dir(self.settings, self.workspace.principal.name)) + self.size()
 
     def check_quota(self) -> None:
-        """Raises QuotaExceeded when the user holds the disk quota or more."""
+        """Raises QuotaExceeded unless the user has room left under the disk
+        quota for a volume to be created or mounted.
+
+        A volume adds no bytes when it is made, but everything a container
+        then writes into it counts: so at least one byte must be free
+        (holding exactly the quota, the user is full), the same boundary as
+        an SFTP write, which may fill the quota exactly and not one byte
+        more (`sshpanel.ssh.sftp`).
+        """
         used, quota = self.used(), self.settings.quota_disk
         if used >= quota:
             raise QuotaExceeded(f"disk quota reached: your files and volumes hold {used} of {quota} bytes")

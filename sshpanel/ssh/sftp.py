@@ -5,11 +5,14 @@ per-user disk quota (issue 6).
 Confinement has two layers. asyncssh's `chroot` maps every client path
 under the home directory (it normalises `..` and absolute paths), but it
 follows symlinks that already exist inside the root (its own docstring says
-so). So on top of it: every mapped path is checked with `os.path.realpath`
-to lie inside the home with no symlink on the way, files are opened one
-component at a time with `O_NOFOLLOW` from the home's descriptor (a symlink
-planted between the check and the open is not followed), and symlink,
-hard link and readlink requests are refused.
+so). So on top of it, no request uses a path by name: each one opens the
+folder holding its target one component at a time with `O_NOFOLLOW` from
+the home's descriptor and acts on the name relative to that descriptor
+(`openat`, `mkdirat`, `unlinkat`, `renameat`, `fstatat` without following),
+and changes attributes through a descriptor of the target opened with
+`O_NOFOLLOW`. A symlink planted at any moment, even between two requests
+or during one, is refused, never followed. Symlink, hard link and readlink
+requests are refused.
 """
 
 from __future__ import annotations
@@ -19,20 +22,25 @@ import contextlib
 import errno
 import os
 import stat
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import asyncssh
 from asyncssh.sftp import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TRUNC, FXF_WRITE
 
-from sshpanel.backend.files import disk_usage, home_dir, inside
+from sshpanel.backend.files import disk_usage, home_dir, open_folder, parent_beneath
+from sshpanel.backend.volumes import Volumes
 from sshpanel.backend.workspace import Workspace
+from sshpanel.errors import PanelError
 
 if TYPE_CHECKING:
     from sshpanel.ssh.server import PanelServer
 
 REFUSED_LINKS = "symbolic and hard links are not allowed in your home directory"
 REFUSED_SESSION = "sshpanel: too many open sessions; close one and try again"
+VOLUMES_TTL = 60.0
+"""Seconds an SFTP session reuses the engine's figure of the user's volumes."""
 
 
 async def open_home_sftp(panel: "PanelServer", chan: asyncssh.SSHServerChannel) -> "HomeSFTPServer":
@@ -54,7 +62,7 @@ async def open_home_sftp(panel: "PanelServer", chan: asyncssh.SSHServerChannel) 
         # here would end the whole connection (asyncssh's SFTP handler does
         # not expect it before the init packet): every request fails instead.
         chan.write_stderr(REFUSED_SESSION.encode() + b"\r\n")
-        return HomeSFTPServer(chan, workspace, "/nonexistent", 0, 0, release=None)
+        return HomeSFTPServer(chan, workspace, "/nonexistent", 0, release=None)
     owner.sessions += 1
 
     def release() -> None:
@@ -63,11 +71,13 @@ async def open_home_sftp(panel: "PanelServer", chan: asyncssh.SSHServerChannel) 
 
     try:
         root = await asyncio.to_thread(home_dir, panel.settings, name)
-        used = await asyncio.to_thread(disk_usage, root)
+        server = HomeSFTPServer(chan, workspace, str(root), panel.settings.quota_disk, release=release,
+                                volumes_size=Volumes(workspace).size)
+        await server.refresh_usage()
     except BaseException:
         release()
         raise
-    return HomeSFTPServer(chan, workspace, str(root), panel.settings.quota_disk, used, release=release)
+    return server
 
 
 class HomeSFTPServer(asyncssh.SFTPServer):
@@ -77,21 +87,24 @@ class HomeSFTPServer(asyncssh.SFTPServer):
         chan: The session's channel.
         workspace: The user's Workspace (audit log).
         root: The home directory, absolute and symlink-free.
-        quota: Most bytes the home directory may hold.
-        used: Bytes it holds when the session starts.
+        quota: Most bytes the home directory and the user's volumes may
+            hold together (`Settings.quota_disk`).
         release: Called once when the session ends (it was counted against
             the per-connection and per-user session limits); None for a
             session refused by those limits.
+        volumes_size: Returns the bytes the user's volumes hold (blocks:
+            the engine's disk usage); None to count the home only.
 
-    Writes that would take the home directory over `quota` fail with an SFTP
-    failure ("disk quota exceeded") before anything is written. Two sessions
-    of one user writing at the same time each count from the usage they saw
-    at their last open for writing.
+    Writes and truncates that would take the home directory plus the
+    volumes over `quota` fail with an SFTP failure ("disk quota exceeded")
+    before anything is written; reaching exactly `quota` is allowed. Two
+    sessions of one user writing at the same time each count from the usage
+    they saw at their last open for writing.
     """
 
     def __init__(
-        self, chan: asyncssh.SSHServerChannel, workspace: Workspace, root: str, quota: int, used: int,
-        release: Callable[[], None] | None = None,
+        self, chan: asyncssh.SSHServerChannel, workspace: Workspace, root: str, quota: int,
+        release: Callable[[], None] | None = None, volumes_size: Callable[[], int] | None = None,
     ) -> None:
         super().__init__(chan, chroot=root.encode())
         self.release = release
@@ -100,7 +113,12 @@ class HomeSFTPServer(asyncssh.SFTPServer):
         self.root = root
         self.home = Path(root)
         self.quota = quota
-        self.used = used
+        self.used = 0
+        """Bytes held (home plus volumes) as of the last open for writing."""
+        self.volumes_size = volumes_size
+        self.volumes_bytes = 0
+        self.volumes_at: float | None = None
+        """When `volumes_bytes` was read (monotonic seconds); None: never."""
         self.uploaded = 0
         self.removed = 0
         self.refused = 0
@@ -118,52 +136,48 @@ class HomeSFTPServer(asyncssh.SFTPServer):
             raise asyncssh.SFTPFailure(REFUSED_SESSION)
         return super().map_path(path)
 
-    def _local(self, path: bytes, final_link_ok: bool = False) -> str:
-        """Maps a client path into the home directory and checks it.
+    @contextlib.contextmanager
+    def _at(self, path: bytes) -> Iterator[tuple[int, str]]:
+        """Opens the folder holding a client path beneath the home directory
+        (`sshpanel.backend.files.parent_beneath`): every request acts on the
+        name relative to that descriptor, so nothing checked by name can be
+        swapped for a symlink before it is used.
 
-        Args:
-            path: The client's path (absolute, relative, with `..`).
-            final_link_ok: Accept a symlink as the last component (remove,
-                lstat, listing), never followed.
+        Yields:
+            (folder descriptor, name in it); (home descriptor, ".") for the
+            home directory itself.
 
         Raises:
-            SFTPPermissionDenied: The path leaves the home directory or goes
-                through a symlink.
+            SFTPPermissionDenied: A symlink on the way or as the last
+                component, whenever it appeared.
         """
         local = os.path.normpath(os.fsdecode(self.map_path(path)))
-        checked = os.path.dirname(local) if final_link_ok and local != self.root else local
-        if not inside(self.home, checked):
-            self.refused += 1
-            raise asyncssh.SFTPPermissionDenied("path leaves your home directory or goes through a link")
-        return local
-
-    def _open_beneath(self, local: str, flags: int, mode: int) -> int:
-        """Opens `local` walking from the root with `O_NOFOLLOW` at each step.
-
-        Returns:
-            The file descriptor.
-
-        Raises:
-            OSError: ELOOP when a component is a symlink (even one planted
-                after `_local` checked the path), or any other open error.
-        """
-        parts = os.path.relpath(local, self.root).split(os.sep)
-        if parts == ["."]:
-            raise IsADirectoryError(errno.EISDIR, "is a directory")
-        dir_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        relative = os.path.relpath(local, self.root)
+        if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+            raise self._refuse("path leaves your home directory")
         try:
-            for part in parts[:-1]:
-                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
-                os.close(dir_fd)
-                dir_fd = next_fd
-            return os.open(parts[-1], flags | os.O_NOFOLLOW, mode, dir_fd=dir_fd)
-        finally:
-            os.close(dir_fd)
+            with parent_beneath(self.root, [] if relative == os.curdir else relative.split(os.sep)) as found:
+                yield found
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._refuse("path goes through a link") from None
+            raise
+
+    def _refuse(self, reason: str) -> asyncssh.SFTPPermissionDenied:
+        """Counts a refused request; returns the error to raise."""
+        self.refused += 1
+        return asyncssh.SFTPPermissionDenied(reason)
+
+    def _no_link(self, dir_fd: int, name: str) -> os.stat_result:
+        """Returns the `lstat` of `name`, refusing a symlink."""
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISLNK(info.st_mode):
+            raise self._refuse("path is a link")
+        return info
 
     # Files ---------------------------------------------------------------
 
     async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs):
-        local = self._local(path)
         flags = os.O_RDONLY
         if pflags & FXF_WRITE:
             flags = os.O_RDWR if pflags & FXF_READ else os.O_WRONLY
@@ -172,29 +186,43 @@ class HomeSFTPServer(asyncssh.SFTPServer):
             if pflags & bit:
                 flags |= os_bit
         mode = 0o600 if attrs.permissions is None else attrs.permissions & 0o777
-        try:
-            fd = self._open_beneath(local, flags, mode)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                self.refused += 1
-                raise asyncssh.SFTPPermissionDenied("path goes through a link") from None
-            raise
+        with self._at(path) as (dir_fd, name):
+            fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise asyncssh.SFTPFailure("not a regular file")
         if pflags & FXF_WRITE:
-            self.used = await asyncio.to_thread(disk_usage, self.home)
+            await self.refresh_usage()
         return os.fdopen(fd, "r+b" if flags & os.O_RDWR else ("wb" if pflags & FXF_WRITE else "rb"), buffering=0)
 
     def open56(self, path: bytes, desired_access: int, flags: int, attrs: asyncssh.SFTPAttrs):
         raise asyncssh.SFTPOpUnsupported("SFTP version 3 only")
 
+    async def refresh_usage(self) -> None:
+        """Sets `used`: the home directory's bytes now, plus the volumes' as
+        the engine last said (asked at most every `VOLUMES_TTL` seconds: its
+        disk-usage scan walks every volume of the host; when the engine does
+        not answer, the last figure, 0 at first, is used)."""
+        home = await asyncio.to_thread(disk_usage, self.home)
+        if self.volumes_size is not None and (self.volumes_at is None
+                                              or time.monotonic() - self.volumes_at >= VOLUMES_TTL):
+            with contextlib.suppress(PanelError):
+                self.volumes_bytes = await asyncio.to_thread(self.volumes_size)
+                self.volumes_at = time.monotonic()
+        self.used = home + self.volumes_bytes
+
+    def _check_room(self, growth: int) -> None:
+        """Raises SFTPFailure when `growth` more bytes take the user over the
+        disk quota (holding exactly the quota is allowed)."""
+        if growth > 0 and self.used + growth > self.quota:
+            self.refused += 1
+            raise asyncssh.SFTPFailure(
+                f"disk quota exceeded ({self.quota} bytes for your home directory and volumes together)")
+
     def write(self, file_obj, offset: int, data: bytes) -> int:
         size = os.fstat(file_obj.fileno()).st_size
         growth = max(0, offset + len(data) - size)
-        if self.used + growth > self.quota:
-            self.refused += 1
-            raise asyncssh.SFTPFailure(f"disk quota exceeded ({self.quota} bytes for your home directory)")
+        self._check_room(growth)
         file_obj.seek(offset)
         written = file_obj.write(data)
         self.used += growth
@@ -202,70 +230,95 @@ class HomeSFTPServer(asyncssh.SFTPServer):
         return written
 
     def lstat(self, path: bytes):
-        return os.lstat(self._local(path, final_link_ok=True))
+        with self._at(path) as (dir_fd, name):
+            return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
 
     def stat(self, path: bytes):
-        return os.lstat(self._local(path))
+        with self._at(path) as (dir_fd, name):
+            return self._no_link(dir_fd, name)
 
     def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        self._setstat(self._local(path), attrs)
+        with self._at(path) as (dir_fd, name):
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise self._refuse("path is a link")
+            self._setstat(fd, attrs)
+        finally:
+            os.close(fd)
 
-    def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        self._setstat(self._local(path), attrs)
+    lsetstat = setstat
 
     def fsetstat(self, file_obj, attrs: asyncssh.SFTPAttrs) -> None:
         self._setstat(file_obj.fileno(), attrs)
 
-    def _setstat(self, target, attrs: asyncssh.SFTPAttrs) -> None:
+    def _setstat(self, fd: int, attrs: asyncssh.SFTPAttrs) -> None:
         """Applies permission bits (no setuid/setgid/sticky), times and a
-        shrinking size; owner changes and growing truncates are refused."""
+        size within the quota to the file behind `fd` (never a symlink);
+        owner changes are refused.
+
+        The changes go through `/proc/self/fd/N`, the inode `fd` holds (how
+        glibc's `fchmodat` does it): an `O_PATH` descriptor cannot be
+        `fchmod`ed, and a file's mode need not allow opening it."""
         if attrs.uid is not None or attrs.gid is not None:
             raise asyncssh.SFTPPermissionDenied("changing the owner is not allowed")
+        held = f"/proc/self/fd/{fd}"
         if attrs.size is not None:
-            current = os.stat(target, follow_symlinks=False).st_size if isinstance(target, str) else os.fstat(target).st_size
-            if attrs.size > current and self.used + attrs.size - current > self.quota:
-                raise asyncssh.SFTPFailure(f"disk quota exceeded ({self.quota} bytes for your home directory)")
-            os.truncate(target, attrs.size)
-            self.used += attrs.size - current
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise asyncssh.SFTPFailure("not a regular file")
+            self._check_room(attrs.size - info.st_size)
+            os.truncate(held, attrs.size)
+            self.used = max(0, self.used + attrs.size - info.st_size)
         if attrs.permissions is not None:
-            os.chmod(target, attrs.permissions & 0o777)
+            os.chmod(held, attrs.permissions & 0o777)
         if attrs.atime is not None and attrs.mtime is not None:
-            os.utime(target, (attrs.atime, attrs.mtime))
+            os.utime(held, (attrs.atime, attrs.mtime))
 
     # Directory entries ---------------------------------------------------
 
     def remove(self, path: bytes) -> None:
-        local = self._local(path, final_link_ok=True)
-        size = os.lstat(local).st_size
-        os.remove(local)
-        self.used = max(0, self.used - size)
+        with self._at(path) as (dir_fd, name):
+            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            os.unlink(name, dir_fd=dir_fd)
+        if stat.S_ISREG(info.st_mode):
+            self.used = max(0, self.used - info.st_size)
         self.removed += 1
 
     def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         mode = 0o700 if attrs.permissions is None else attrs.permissions & 0o777
-        os.mkdir(self._local(path), mode)
+        with self._at(path) as (dir_fd, name):
+            os.mkdir(name, mode, dir_fd=dir_fd)
 
     def rmdir(self, path: bytes) -> None:
-        local = self._local(path)
-        if local == self.root:
-            raise asyncssh.SFTPPermissionDenied("cannot remove your home directory")
-        os.rmdir(local)
+        with self._at(path) as (dir_fd, name):
+            if name == os.curdir:
+                raise asyncssh.SFTPPermissionDenied("cannot remove your home directory")
+            os.rmdir(name, dir_fd=dir_fd)
         self.removed += 1
 
     def rename(self, oldpath: bytes, newpath: bytes) -> None:
-        old, new = self._local(oldpath, final_link_ok=True), self._local(newpath)
-        if os.path.exists(new):
-            raise asyncssh.SFTPFailure("target exists")
-        os.rename(old, new)
+        self._rename(oldpath, newpath, replace=False)
 
     def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
-        old, new = self._local(oldpath, final_link_ok=True), self._local(newpath)
-        if old == self.root or new == self.root:
-            raise asyncssh.SFTPPermissionDenied("cannot replace your home directory")
-        os.replace(old, new)
+        self._rename(oldpath, newpath, replace=True)
+
+    def _rename(self, oldpath: bytes, newpath: bytes, replace: bool) -> None:
+        """Renames within the home directory, both folders held by
+        descriptor; without `replace`, an existing target is refused."""
+        with self._at(oldpath) as (old_fd, old), self._at(newpath) as (new_fd, new):
+            if os.curdir in (old, new):
+                raise asyncssh.SFTPPermissionDenied("cannot move or replace your home directory")
+            if not replace:
+                with contextlib.suppress(FileNotFoundError):
+                    os.stat(new, dir_fd=new_fd, follow_symlinks=False)
+                    raise asyncssh.SFTPFailure("target exists")
+            os.replace(old, new, src_dir_fd=old_fd, dst_dir_fd=new_fd)
 
     def realpath(self, path: bytes) -> bytes:
-        return self.reverse_map_path(os.fsencode(self._local(path)))
+        with self._at(path) as (dir_fd, name), contextlib.suppress(FileNotFoundError):
+            self._no_link(dir_fd, name)
+        return self.reverse_map_path(os.fsencode(os.path.normpath(os.fsdecode(self.map_path(path)))))
 
     def readlink(self, path: bytes) -> bytes:
         raise asyncssh.SFTPPermissionDenied(REFUSED_LINKS)
@@ -282,9 +335,25 @@ class HomeSFTPServer(asyncssh.SFTPServer):
         raise asyncssh.SFTPOpUnsupported("statvfs is not supported")
 
     async def scandir(self, path: bytes):
-        self._local(path)
-        async for entry in super().scandir(path):
+        for entry in self._listing(path):
             yield entry
+
+    def _listing(self, path: bytes) -> list[asyncssh.SFTPName]:
+        """The entries of a folder (`.` and `..` first, both with the
+        folder's own attributes), read from a descriptor opened beneath the
+        home; entries are `lstat`ed, never followed."""
+        with self._at(path) as (dir_fd, name):
+            fd = open_folder(dir_fd, name)
+        try:
+            here = asyncssh.SFTPAttrs.from_local(os.fstat(fd))
+            names = [asyncssh.SFTPName(b".", attrs=here), asyncssh.SFTPName(b"..", attrs=here)]
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    names.append(asyncssh.SFTPName(
+                        os.fsencode(entry.name), attrs=asyncssh.SFTPAttrs.from_local(entry.stat(follow_symlinks=False))))
+            return names
+        finally:
+            os.close(fd)
 
     async def exit(self) -> None:
         """Writes one audit entry summing up the session (uploads, removals,
