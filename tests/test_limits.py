@@ -6,12 +6,18 @@ from __future__ import annotations
 import asyncio
 import secrets
 import socket
+import subprocess
 
 import asyncssh
+import pytest
+from asyncssh.channel import SSHClientChannel
 
 from tests.conftest import remove_namespace, start_panel, stop_panel
 
+from sshpanel.config import load_settings
+from sshpanel.errors import ConfigError
 from sshpanel.ssh.limits import LimitSettings, Limits
+from sshpanel.ssh.server import PanelServer
 
 
 class Clock:
@@ -123,3 +129,76 @@ def test_unauthenticated_connection_closed_after_login_grace_time(tmp_path, dock
     finally:
         stop_panel(server)
         remove_namespace(docker_client, namespace)
+
+
+async def _bare_session(conn: asyncssh.SSHClientConnection) -> SSHClientChannel:
+    """Opens a session channel and sends nothing on it (no shell, exec or
+    subsystem). asyncssh's client API always sends one, so this uses its
+    channel class directly.
+
+    Raises:
+        asyncssh.ChannelOpenError: The server refused the channel.
+    """
+    chan = SSHClientChannel(conn, asyncio.get_running_loop(), "strict", None, "strict", 2**21, 32768)
+    await chan._open(b"session")
+    chan._session = asyncssh.SSHClientSession()
+    chan._session.connection_made(chan)
+    return chan
+
+
+def test_session_limits_are_settings_and_count_unstarted_channels(tmp_path, docker_client):
+    """`SSHPANEL_MAX_SESSIONS_PER_CONNECTION=2`, `..._PER_USER=3`, across
+    real connections; channels that never start a shell, exec or subsystem
+    hold their place like any other; another user is not affected."""
+    namespace = f"sptest{secrets.token_hex(3)}"
+    server = start_panel(tmp_path, namespace, extra_env={"SSHPANEL_MAX_SESSIONS_PER_CONNECTION": "2",
+                                                         "SSHPANEL_MAX_SESSIONS_PER_USER": "3"})
+    try:
+        alice, bob = server.add_user("alice"), server.add_user("bob")
+
+        def connect(user):
+            return asyncssh.connect("127.0.0.1", server.port, username=user.name, client_keys=[str(user.key)],
+                                    known_hosts=None, agent_path=None)
+
+        async def refused(opening) -> str:
+            with pytest.raises(asyncssh.ChannelOpenError) as caught:
+                await opening
+            assert caught.value.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
+            return caught.value.reason
+
+        async def scenario() -> None:
+            async with connect(alice) as first, connect(alice) as second:
+                held = [await _bare_session(first), await _bare_session(first)]
+                assert "too many open sessions" in await refused(_bare_session(first))  # per connection
+                held.append(await _bare_session(second))
+                assert "too many open sessions" in await refused(second.run("whoami"))  # per user
+                loud = [{"LogLevel=ERROR": "LogLevel=INFO"}.get(arg, arg)  # show the channel failure
+                        for arg in server.ssh_args(alice) if arg != "-q"]
+                openssh = await asyncio.to_thread(subprocess.run, [*loud, "whoami"], capture_output=True,
+                                                  text=True, timeout=30, stdin=subprocess.DEVNULL)
+                assert openssh.returncode == 255
+                assert "too many open sessions" in openssh.stderr
+                async with connect(bob) as other:
+                    assert (await other.run("whoami")).stdout.startswith("bob")
+                held.pop(0).close()
+                deadline = asyncio.get_running_loop().time() + 20
+                while True:  # the server sees the close soon after
+                    try:
+                        result = await second.run("whoami")
+                        break
+                    except asyncssh.ChannelOpenError:
+                        assert asyncio.get_running_loop().time() < deadline
+                        await asyncio.sleep(0.05)
+                assert result.stdout.startswith("alice")
+
+        asyncio.run(scenario())
+    finally:
+        stop_panel(server)
+        remove_namespace(docker_client, namespace)
+
+
+def test_bad_session_limit_settings_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="SSHPANEL_MAX_SESSIONS_PER_USER=0"):
+        PanelServer(load_settings({"max_sessions_per_user": 0, "data_dir": tmp_path}))
+    with pytest.raises(ConfigError, match="SSHPANEL_MAX_SESSIONS_PER_CONNECTION='abc'"):
+        load_settings(environ={"SSHPANEL_MAX_SESSIONS_PER_CONNECTION": "abc"})
