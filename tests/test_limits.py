@@ -7,6 +7,7 @@ import asyncio
 import secrets
 import socket
 import subprocess
+import time
 
 import asyncssh
 import pytest
@@ -202,3 +203,79 @@ def test_bad_session_limit_settings_are_refused(tmp_path):
         PanelServer(load_settings({"max_sessions_per_user": 0, "data_dir": tmp_path}))
     with pytest.raises(ConfigError, match="SSHPANEL_MAX_SESSIONS_PER_CONNECTION='abc'"):
         load_settings(environ={"SSHPANEL_MAX_SESSIONS_PER_CONNECTION": "abc"})
+
+
+def test_default_max_startups_curve():
+    """OpenSSH's `MaxStartups 10:30:100` with the real defaults: none refused
+    below 10 pending, 30 % at 10, rising linearly, all from 100."""
+    limits = Limits()
+    assert limits.settings.startups == (10, 30, 100)
+    assert [limits.refusal_probability(n) for n in (0, 9)] == [0.0, 0.0]
+    assert limits.refusal_probability(10) == pytest.approx(0.30)
+    assert limits.refusal_probability(55) == pytest.approx(0.65)
+    assert limits.refusal_probability(99) == pytest.approx(0.30 + 0.70 * 89 / 90)
+    assert limits.refusal_probability(100) == limits.refusal_probability(500) == 1.0
+    draws = iter([0.29, 0.31])
+    limits.chance = lambda: next(draws)
+    for n in range(10):
+        assert limits.admit(f"10.0.0.{n}") is None
+    assert limits.admit("10.0.1.1") == "too many unauthenticated connections"  # 0.29 < 30 %
+    assert limits.admit("10.0.1.2") is None  # 0.31 >= 30 %
+    assert limits.unauthenticated == 11
+    limits.chance = lambda: 0.999
+    while limits.unauthenticated < 100:
+        assert limits.refusal_probability(limits.unauthenticated) < 0.999
+        assert limits.admit(f"10.1.{limits.unauthenticated}.1") is None
+    assert limits.admit("10.2.0.1") == "too many unauthenticated connections"
+
+
+def test_failure_tables_are_bounded_and_forget_quiet_entries():
+    """Addresses and login names are the attacker's choice: the tables stay
+    at `max_tracked` entries, keep a live penalty through a flood of new
+    names, and forget entries whose penalty ended and that went quiet."""
+    clock = Clock()
+    limits = Limits(LimitSettings(max_tracked=50, penalty_after=3, penalty_seconds=5, account_max_failures=5,
+                                  account_lock_seconds=60), clock=clock)
+    for _ in range(5):
+        limits.failed("6.6.6.6", "alice")
+    for n in range(5000):
+        limits.failed(f"10.{n // 250}.{n % 250}.1", f"user{n}")
+        assert len(limits.sources) <= 50 and len(limits.accounts) <= 50
+    assert limits.admit("6.6.6.6") is not None  # its penalty survived the flood
+    assert limits.account_locked("alice")
+    clock.now += 601  # every penalty ended, every entry quiet for longer than its window
+    limits.failed("1.1.1.1", "bob")
+    assert len(limits.sources) == 1 and len(limits.accounts) == 1
+    assert limits.admit("6.6.6.6") is None and not limits.account_locked("alice")
+
+
+def test_unauthenticated_flood_is_refused_then_admitted_again(panel):
+    """Through the real server: raw TCP connections that never finish the
+    handshake fill the per-source cap (10); the next connection is refused
+    with the reason, and admitted again once they close."""
+    alice = panel.users["alice"]
+    holders = [socket.create_connection(("127.0.0.1", panel.port), timeout=10) for _ in range(10)]
+
+    async def login() -> str:
+        async with asyncssh.connect("127.0.0.1", panel.port, username="alice", client_keys=[str(alice.key)],
+                                    known_hosts=None, agent_path=None) as conn:
+            return (await conn.run("whoami")).stdout
+
+    try:
+        for holder in holders:  # each is accepted: the server's banner comes
+            assert holder.recv(64).startswith(b"SSH-2.0-")
+        with pytest.raises(asyncssh.DisconnectError) as refused:
+            asyncio.run(login())
+        assert refused.value.code == asyncssh.DISC_TOO_MANY_CONNECTIONS
+        assert refused.value.reason.startswith("too many unauthenticated connections from your address")
+    finally:
+        for holder in holders:
+            holder.close()
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert asyncio.run(login()).startswith("alice")
+            break
+        except asyncssh.DisconnectError:
+            assert time.monotonic() < deadline, "still refused after the holders closed"
+            time.sleep(0.05)

@@ -75,7 +75,8 @@ class StreakTable:
 
     An entry is forgotten when its refusal window has ended and no failure
     came for `quiet_seconds` (its count then starts again from zero); past
-    `capacity` entries, the least recently failed one is dropped.
+    `capacity` entries, the least recently failed one that is not refusing
+    logins is dropped, so a flood of new names cannot lift a penalty.
 
     Args:
         capacity: Most entries kept (at least 1).
@@ -121,13 +122,18 @@ class StreakTable:
         self._entries.pop(key, None)
 
     def _make_room(self, now: float) -> None:
-        """Drops expired entries from the least recent end, then the least
-        recent ones while the table is full."""
-        while self._entries:
-            oldest = next(iter(self._entries.values()))
-            if not self._expired(oldest, now) and len(self._entries) < self.capacity:
-                return
+        """Drops expired entries from the least recent end; when the table is
+        still full, drops the least recent entry not refusing logins (or, if
+        every one is, the least recent)."""
+        while self._entries and self._expired(next(iter(self._entries.values())), now):
             self._entries.popitem(last=False)
+        if len(self._entries) < self.capacity:
+            return
+        victim = next((key for key, streak in self._entries.items() if now >= streak.until), None)
+        if victim is None:
+            self._entries.popitem(last=False)
+        else:
+            del self._entries[victim]
 
 
 @dataclass
