@@ -10,9 +10,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Header
+from textual.widgets import Header
 
 from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from sshpanel.backend.admin import Admin
@@ -77,7 +78,7 @@ class AdminSectionScreen(BackendCalls, Screen[None]):
         yield SectionBar([section.LABEL for section in self.sections], self.sections.index(type(self)),
                          id="section-bar")
         yield from self.compose_section()
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def compose_section(self) -> ComposeResult:
         """The section's own widgets (between the section bar and the footer)."""

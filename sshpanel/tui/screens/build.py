@@ -13,12 +13,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
+from textual.widgets import Header, ProgressBar, RichLog, Static
 
 from sshpanel.backend.builds import BuildResult, Builder
 from sshpanel.backend.deploy import Deployer, DeployResult
 from sshpanel.errors import PanelError
 from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from sshpanel.backend.workspace import Workspace
@@ -79,7 +80,7 @@ class BuildScreen(BackendCalls, Screen[None]):
         yield ProgressBar(total=None, show_eta=False, id="build-progress")
         yield Static("", id="build-step", markup=False)
         yield RichLog(max_lines=LOG_LINES, id="build-log", wrap=False, markup=False)
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         """Starts the build."""

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Header
 
 from sshpanel.backend.samples import ContainerStats
 from sshpanel.backend.views import ContainerView
 from sshpanel.tui.screens.container_actions import SERVICE_ACTIONS, ContainerActions
 from sshpanel.tui.widgets.container_graphs import ContainerGraphs, history_span
+from sshpanel.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from sshpanel.tui.services import PanelServices
@@ -49,7 +50,7 @@ class ContainerStatsScreen(ContainerActions, Screen[None]):
         yield Header()
         yield ContainerGraphs(self.services.stats, self.view.id, history_span(self.services.stats),
                               id="container-graphs")
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         """Names the container and fetches the samples already kept."""

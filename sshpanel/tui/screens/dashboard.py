@@ -12,7 +12,7 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerState
 
 from sshpanel.access.spec import ContainerSpec
@@ -30,6 +30,7 @@ from sshpanel.tui.screens.files import FilesScreen
 from sshpanel.tui.widgets.container_table import ContainerTable
 from sshpanel.tui.widgets.quota_bar import QuotaBar
 from sshpanel.tui.widgets.stats_panel import ContainerMonitor
+from sshpanel.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from sshpanel.backend.admin import Admin
@@ -115,7 +116,7 @@ class DashboardScreen(ContainerActions, Screen[None]):
         if self.services is not None:
             yield ContainerMonitor(self.services.stats, id="container-monitor")
             yield Static("", id="last-record", markup=False)
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter(show_command_palette=False)
 
     def on_mount(self) -> None:
         """Shows who is logged in, follows Docker events and loads the table."""
@@ -174,7 +175,8 @@ class DashboardScreen(ContainerActions, Screen[None]):
             self.notify("The Docker engine answers again.", markup=False)
         self.table.show_containers(views)
         self.query_one(QuotaBar).show_quota(quota)
-        self.set_class(not views, "-empty")
+        for widget in self.query("#container-table, #empty-hint, #container-monitor"):
+            widget.set_class(not views, "-empty")
         self.selection_changed()
         self.refresh_last_record()
 

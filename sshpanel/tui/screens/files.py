@@ -12,13 +12,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from sshpanel.access.units import format_bytes
 from sshpanel.backend.home import FileEntry, Home
 from sshpanel.tui.screens.build import BuildScreen
 from sshpanel.tui.screens.calls import BackendCalls
 from sshpanel.tui.screens.confirm import ConfirmModal
+from sshpanel.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from sshpanel.backend.workspace import Workspace
@@ -62,7 +63,7 @@ class FilesScreen(BackendCalls, Screen[None]):
         yield Header()
         yield Static("", id="files-status", markup=False)
         yield DataTable(id="files-table", cursor_type="row", zebra_stripes=True)
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         """Sets the columns and loads the home directory."""

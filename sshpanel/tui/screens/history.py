@@ -10,12 +10,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from sshpanel.backend.history import DailyCount, HistoryEntry
 from sshpanel.tui.screens.calls import BackendCalls
 from sshpanel.tui.widgets.history_views import DailyChart, HistoryTable, outcome_text
 from sshpanel.tui.widgets.log_view import printable
+from sshpanel.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from sshpanel.backend.history import WorkspaceHistory
@@ -55,7 +56,7 @@ class HistoryScreen(BackendCalls, Screen[None]):
         yield DailyChart(id="daily-chart")
         yield HistoryTable(id="history-table")
         yield Static("", id="history-detail", markup=False)
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         """Loads the history."""

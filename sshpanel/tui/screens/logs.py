@@ -12,11 +12,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from sshpanel.backend.logs import LogFollower
 from sshpanel.tui.screens.calls import BackendCalls
 from sshpanel.tui.widgets.log_view import LogView
+from sshpanel.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from sshpanel.backend.logs import WorkspaceLogs
@@ -78,7 +79,7 @@ class LogScreen(BackendCalls, Screen[None]):
         yield Static("", id="log-status", markup=False)
         yield LogView(MAX_LINES, id="log-view")
         yield Input(placeholder="search (Enter keeps it, Esc clears it)", id="log-search", compact=True)
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     @property
     def view(self) -> LogView:

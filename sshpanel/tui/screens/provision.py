@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Header, OptionList, Static
+from textual.widgets import Header, OptionList, Static
 from textual.widgets.option_list import Option
 
 from sshpanel.access.units import format_bytes
@@ -22,6 +22,7 @@ from sshpanel.errors import PanelError, TimedOut
 from sshpanel.tui.screens.calls import BackendCalls
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.widgets.output_log import OutputInbox, OutputLog
+from sshpanel.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from sshpanel.backend.provision import Provisioner
@@ -107,7 +108,7 @@ class ProvisionScreen(BackendCalls, Screen[None]):
         yield Header()
         yield Static("", id="provision-status", markup=False)
         yield OutputLog(LOG_LINES, id="provision-log")
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         """Starts the run."""

@@ -10,12 +10,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Label, Static, TextArea
+from textual.widgets import Header, Input, Label, Static, TextArea
 
 from sshpanel.backend.provision import ScriptView
 from sshpanel.errors import PanelError
 from sshpanel.tui.screens.calls import BackendCalls
 from sshpanel.tui.screens.confirm import ConfirmModal
+from sshpanel.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from sshpanel.backend.provision import Provisioner
@@ -76,7 +77,7 @@ class ScriptEditorScreen(BackendCalls, Screen[str | None]):
             yield Input(self.original_name, placeholder="e.g. install-nginx", id="script-name", compact=True)
         yield code_view(self.original_body, id="script-body")
         yield Static("", id="script-error", classes="form-error", markup=False)
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         """Focuses the name of a new script, the text of an existing one."""

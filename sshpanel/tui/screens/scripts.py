@@ -12,7 +12,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static, TextArea
+from textual.widgets import DataTable, Header, Static, TextArea
 
 from sshpanel.access.units import format_bytes
 from sshpanel.backend.provision import ScriptView
@@ -20,6 +20,7 @@ from sshpanel.tui.screens.calls import BackendCalls
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.screens.script_editor import ScriptEditorScreen, code_view
 from sshpanel.tui.widgets.container_table import format_age
+from sshpanel.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from sshpanel.backend.provision import Provisioner
@@ -55,7 +56,7 @@ class ScriptsScreen(BackendCalls, Screen[None]):
         yield table
         yield Static("No scripts yet. Press n to write one.", id="script-hint", markup=False)
         yield code_view("", id="script-preview", read_only=True)
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         """Adds the columns and loads the scripts."""
