@@ -4,13 +4,18 @@ GHSA-pchf-49fh-w34r regression), host key persistence."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import subprocess
 
 import asyncssh
 import pytest
 
-from tests.conftest import SSH_BASE, start_panel, stop_panel
+from sshpanel.backend.accounts import Accounts
+from sshpanel.config import load_settings
+from sshpanel.ssh.limits import LimitSettings, Limits
+from sshpanel.ssh.server import PanelServer
+from tests.conftest import SSH_BASE, remove_namespace, start_panel, stop_panel
 
 
 def test_identity_binding_regression(panel, tmp_path):
@@ -97,3 +102,74 @@ def test_host_key_persists_across_restarts(tmp_path, docker_client):
 
 def test_database_file_is_private(panel):
     assert (panel.data_dir / "sshpanel.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_locked_account_takes_the_same_lookup_path(tmp_path, docker_client):
+    """A throttled account is refused only after the same key lookup (and,
+    with passwords on, the same bcrypt check) as any other refusal, so its
+    answer does not tell that it exists and is locked. The path is checked
+    (the store and password calls made), never the wall clock."""
+    namespace = f"sptest{secrets.token_hex(3)}"
+    settings = load_settings({"listen": "127.0.0.1", "port": 0, "data_dir": tmp_path / "data", "password_auth": True,
+                              "host_keys_dir": tmp_path / "hk", "namespace": namespace})
+    good, stranger = asyncssh.generate_private_key("ssh-ed25519"), asyncssh.generate_private_key("ssh-ed25519")
+    clock = [1000.0]
+    calls: list[tuple[str, str]] = []
+
+    async def attempt(server, login: str, **auth) -> str:
+        calls.clear()
+        try:
+            async with asyncssh.connect("127.0.0.1", server.port, username=login, known_hosts=None, agent_path=None,
+                                        **auth) as conn:
+                return (await conn.run("whoami")).stdout
+        except asyncssh.PermissionDenied:
+            return "refused"
+
+    async def scenario() -> dict[str, tuple[str, list]]:
+        server = PanelServer(settings)
+        server.limits = Limits(LimitSettings(account_max_failures=3, account_lock_seconds=60), clock=lambda: clock[0])
+        await server.start()
+        store, passwords = server.store, server.passwords
+        lookup, check = store.key_of_user, passwords.authenticate
+
+        def spy_lookup(user, fingerprint):
+            calls.append(("key_of_user", user))
+            return lookup(user, fingerprint)
+
+        def spy_check(user, password, source):
+            calls.append(("password", user))
+            return check(user, password, source)
+
+        store.key_of_user, passwords.authenticate = spy_lookup, spy_check
+        try:
+            accounts = Accounts(store, settings)
+            await asyncio.to_thread(accounts.add_user, "dave", [good.export_public_key().decode()])
+            keys = {"client_keys": [good], "preferred_auth": "publickey"}
+            results = {"open": (await attempt(server, "dave", **keys), list(calls))}
+            for _ in range(3):
+                await attempt(server, "dave", client_keys=[stranger], preferred_auth="publickey")
+            assert server.limits.account_locked("dave")
+            results["locked"] = (await attempt(server, "dave", **keys), list(calls))
+            results["unknown"] = (await attempt(server, "nobody", **keys), list(calls))
+            password = {"password": "wrong", "client_keys": None, "preferred_auth": "password"}
+            results["locked password"] = (await attempt(server, "dave", **password), list(calls))
+            results["unknown password"] = (await attempt(server, "nobody", **password), list(calls))
+            clock[0] += 61
+            results["unlocked"] = (await attempt(server, "dave", **keys), list(calls))
+            return results
+        finally:
+            await server.stop()
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        remove_namespace(docker_client, namespace)
+    assert results["open"][0].startswith("dave") and results["unlocked"][0].startswith("dave")
+    assert results["locked"][0] == results["unknown"][0] == "refused"
+    # The locked account looks its key up exactly like an unknown name
+    # (and like the open account did before it signed).
+    assert results["locked"][1] == [("key_of_user", "dave")] * len(results["unknown"][1])
+    assert results["unknown"][1] == [("key_of_user", "nobody")] * len(results["unknown"][1])
+    assert results["locked"][1] and len(results["locked"][1]) <= len(results["open"][1])
+    assert results["locked password"] == ("refused", [("password", "dave")])
+    assert results["unknown password"] == ("refused", [("password", "nobody")])

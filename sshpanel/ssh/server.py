@@ -295,27 +295,27 @@ class PanelSSHServer(asyncssh.SSHServer):
         last accepted candidate when authentication completes is the signing
         key, and no key of another user is ever accepted (soft-serve
         GHSA-pchf-49fh-w34r, Go CVE-2024-45337).
+
+        A throttled account goes through the same key lookup and is refused
+        after it, so its answer takes no less time than any other refusal
+        and does not tell that the account exists and is locked.
         """
         accounts = self.panel.accounts
         assert accounts is not None
-        if self.panel.limits.account_locked(username):
-            principal = None
-        else:
-            principal = await asyncio.to_thread(
-                accounts.authenticate_key, username, key.public_data, self.source
-            )
-        return self._settle(username, principal)
+        principal = await asyncio.to_thread(accounts.authenticate_key, username, key.public_data, self.source)
+        return self._settle(username, None if self.panel.limits.account_locked(username) else principal)
 
     async def validate_password(self, username: str, password: str) -> bool:
         """Checks a password (only offered when `Settings.password_auth` is on)
-        with bcrypt in a worker thread, at most `BCRYPT_SLOTS` at a time."""
+        with bcrypt in a worker thread, at most `BCRYPT_SLOTS` at a time; a
+        throttled account is checked too, then refused."""
         passwords = self.panel.passwords
         principal = None
         if self.panel.settings.password_auth and passwords is not None:
-            if not self.panel.limits.account_locked(username):
-                async with self.panel.password_slots:
-                    principal = await asyncio.to_thread(passwords.authenticate, username, password, self.source)
-        return self._settle(username, principal)
+            # A throttled account pays the same bcrypt check (see above).
+            async with self.panel.password_slots:
+                principal = await asyncio.to_thread(passwords.authenticate, username, password, self.source)
+        return self._settle(username, None if self.panel.limits.account_locked(username) else principal)
 
     def _settle(self, username: str, principal: Principal | None) -> bool:
         """Records the outcome of one authentication attempt; True on success."""
