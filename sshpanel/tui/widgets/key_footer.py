@@ -16,40 +16,18 @@ class KeyFooter(Footer):
     it would show change.
 
     Textual's footer recomposes all its keys at every change of the screen's
-    bindings signal (each focus change, each screen resume), and the compact
-    style is a class set on every key after it was styled, so each key is
-    styled twice. At a login that was a fifth of the first frame's CPU
-    (issue 8, benchmarks/RESULTS.md). Here the compact layout is this
-    widget's own CSS (the same spacing as `Footer(compact=True)`), and a
-    recompose happens only when the shown keys, their descriptions or
-    their enabled state differ.
+    bindings signal (each focus change, each screen resume), and every key
+    is styled again when its compact class arrives; at a login that was a
+    fifth of the first frame's CPU (issue 8, benchmarks/RESULTS.md). Here a
+    recompose happens only when the shown keys, their descriptions or their
+    enabled state differ.
 
     Args:
         **kwargs: Passed on to `textual.widgets.Footer` (not `compact`).
     """
 
-    DEFAULT_CSS = """
-    KeyFooter {
-        FooterLabel {
-            margin: 0;
-        }
-        FooterKey {
-            margin-right: 1;
-            .footer-key--key {
-                padding: 0;
-            }
-            .footer-key--description {
-                padding: 0 0 0 1;
-            }
-        }
-        FooterKey.-grouped {
-            margin: 0 1;
-        }
-    }
-    """
-
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(compact=False, **kwargs)
+        super().__init__(compact=True, **kwargs)
         self._shown: tuple[tuple[str, str, bool, str], ...] | None = None
 
     def bindings_changed(self, screen: Screen[Any]) -> None:
