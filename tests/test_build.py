@@ -81,8 +81,10 @@ def test_broken_dockerfile_fails_with_log_tail_and_no_tag(panel, docker_client):
     assert "RUN exit 3" in result.stdout
     assert "Error:" in result.stderr and "returned a non-zero code: 3" in result.stderr
     assert tags(docker_client, f"{panel.namespace}/alice/broken") == []
-    failed = [e for e in history(panel, alice) if e.get("Kind", e.get("kind")) == "build"]
-    assert failed, history(panel, alice)
+    [failed] = [e for e in history(panel, alice) if e["Kind"] == "build" and e["Detail"].startswith("broken ")]
+    assert failed["OK"] is False
+    assert "returned a non-zero code: 3" in failed["Detail"].splitlines()[0]
+    assert "Step 2/2 : RUN exit 3" in failed["Detail"].splitlines()[1:]
 
 
 def test_missing_dockerfile_and_bad_paths(panel):

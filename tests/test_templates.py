@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 import subprocess
 import tarfile
 import time
 
 import pytest
 
-from tests.conftest import TEST_IMAGE, ssh_available
+from tests.conftest import ROOT, SSH_BASE, TEST_IMAGE, ssh_available
 from tests.test_build import put_folder, tags
 
 pytestmark = pytest.mark.skipif(not ssh_available(), reason="needs OpenSSH")
@@ -137,3 +138,72 @@ def test_admin_adds_checks_and_removes_a_template(panel, admin, docker_client):
     assert panel.run(admin, "template", "show", "files").returncode == 1
     builtin = panel.run(admin, "template", "rm", "static")
     assert builtin.returncode == 1 and "built-in" in builtin.stderr
+
+
+def fake_python_base(docker_client, tag: str) -> None:
+    """Builds `tag` from the test image with stand-ins for `python` (prints
+    the script it is given, so it fails when the file is unreadable) and
+    `pip` (prints its arguments): no real Python base exists on this engine."""
+    scripts = {"python": '#!/bin/sh\necho "python runs $1"\nexec cat "$1"\n', "pip": '#!/bin/sh\necho "pip $*"\n'}
+    files = {"Dockerfile": f"FROM {TEST_IMAGE}\nCOPY python pip /bin/\n", **scripts}
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            info.mode = 0o755
+            tar.addfile(info, io.BytesIO(text.encode()))
+    data.seek(0)
+    docker_client.images.build(fileobj=data, custom_context=True, tag=tag, rm=True)
+
+
+def test_python_template_builds_and_runs_an_app_py_of_mode_0600(panel, admin, docker_client):
+    base = f"{panel.namespace}-pybase:3.11-slim"
+    fake_python_base(docker_client, base)
+    shipped = (ROOT / "sshpanel" / "templates" / "python.Dockerfile").read_text()
+    assert "FROM python:3.11-slim\n" in shipped
+    alice = panel.users["alice"]
+    try:
+        override = panel.run(admin, "template", "set", "python", "-", input=shipped.replace("FROM python:3.11-slim", f"FROM {base}"))
+        assert override.returncode == 0, override.stderr
+        put_folder(panel, "alice", "pyapp", {"app.py": "print('hello from app.py')\n", "requirements.txt": "requests\n"})
+        for name in ("app.py", "requirements.txt"):
+            (panel.data_dir / "homes" / "alice" / "pyapp" / name).chmod(0o600)
+        result = panel.run(alice, "build", "pyapp", timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Using the python template" in result.stdout
+        assert "pip install --no-cache-dir -r requirements.txt" in result.stdout
+        image = f"{panel.namespace}/alice/pyapp:1"
+        assert docker_client.images.get(image).attrs["Config"]["User"] == "65534:65534"
+        assert panel.run(alice, "run", "--name", "pyapp", image).returncode == 0
+        logs = wait_for(lambda: (lambda out: out if "hello from app.py" in out else "")(panel.run(alice, "logs", "pyapp").stdout))
+        assert "python runs app.py" in logs and "print('hello from app.py')" in logs, panel.run(alice, "logs", "pyapp")
+    finally:
+        panel.run(alice, "rm", "-f", "pyapp")
+        panel.run(admin, "template", "rm", "python")
+        docker_client.images.remove(base, noprune=False)
+
+
+def test_static_folder_uploaded_with_scp_is_built_deployed_and_served_to_a_sibling(panel, docker_client, tmp_path):
+    """The issue's own scenario: `scp -r` a folder holding only `index.html`,
+    `build` (static template detected), `deploy`, then `wget` from another
+    container of the same user on the user's network."""
+    alice = panel.users["alice"]
+    page = f"<h1>page {secrets.token_hex(4)}</h1>"
+    (tmp_path / "homepage").mkdir()
+    (tmp_path / "homepage" / "index.html").write_text(page + "\n")
+    upload = subprocess.run(["scp", *SSH_BASE[1:], "-i", str(alice.key), "-P", str(panel.port), "-r", "homepage",
+                             "alice@127.0.0.1:"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert upload.returncode == 0, upload.stderr
+    try:
+        built = panel.run(alice, "build", "homepage", timeout=300)
+        assert built.returncode == 0, built.stdout + built.stderr
+        assert "Using the static template" in built.stdout
+        deployed = panel.run(alice, "deploy", "homepage", timeout=120)
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        assert panel.run(alice, "run", "-d", "--name", "visitor", TEST_IMAGE, "sleep", "600").returncode == 0
+        fetched = wait_for(lambda: panel.run(alice, "exec", "visitor", "wget", "-qO-", "http://homepage:8080/").stdout)
+        assert fetched.strip() == page
+    finally:
+        panel.run(alice, "rm", "-f", "visitor")
+        panel.run(alice, "rm", "-f", "homepage")

@@ -2,11 +2,12 @@
 or from a tar stream, tagged `<namespace>/<user>/<NAME>:<n>` (issue 6).
 
 Safety (issue 6 "Build safety"): the build context is always a local tar
-the panel made or received (never a URL), builds run with
-`network_mode="none"`, memory and CPU limits, `pull=False`, a time limit
-and capped output; `FROM` and `COPY --from` may only name images the user
-may use; an image whose labels claim panel ownership is removed, never
-tagged. A folder (or tar) without a `Dockerfile`, or a build given
+the panel made or received (never a URL), `ADD` of a URL is refused, builds
+run under the limits of `sshpanel.backend.build_stream` (network `none` or
+`bridge`, never `host`; memory, a hard CPU limit, `pull=False`, a time limit
+that stops the build, capped output), one at a time per user; `FROM` and
+`COPY --from` may only name images the user may use; an image whose labels
+claim panel ownership is removed, never tagged. A folder (or tar) without a `Dockerfile`, or a build given
 `--template`, gets a template's Dockerfile injected at the top of the context
 (`sshpanel.backend.templates`), so the user's files cannot replace it; its
 base images pass the same check.
@@ -14,32 +15,28 @@ base images pass the same check.
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import os
 import re
 import tarfile
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
-from typing import IO, Callable
+from typing import IO, Callable, Iterator
 
-import docker
 import docker.errors
 
+from sshpanel.access.build_rules import check_context_source, check_no_remote_add
 from sshpanel.access.images import dockerfile_bases
-from sshpanel.backend.engine import API_VERSION, translate_errors
+from sshpanel.backend.build_stream import BuildOutput, stream_build
+from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.files import home_dir, resolve_folder
 from sshpanel.backend.templates import Templates, top_files, with_dockerfile
 from sshpanel.backend.workspace import Workspace
-from sshpanel.errors import EngineError, InvalidValue, PanelError, TimedOut
+from sshpanel.errors import Conflict, InvalidValue, PanelError
 
-MAX_OUTPUT = 1024 * 1024
-"""Bytes of build output streamed to the user; the rest is dropped."""
-TAIL_LINES = 20
 MAX_DOCKERFILE = 256 * 1024
 IMAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-CPU_SHARES = 512
 
 
 @dataclass(frozen=True)
@@ -85,8 +82,11 @@ class Builder:
         stored as links, never followed; other special files are skipped).
 
         Raises:
-            InvalidValue, NotFound: See `resolve_folder`.
+            InvalidValue: A URL (see `check_context_source`); see also
+                `resolve_folder`.
+            NotFound: See `resolve_folder`.
         """
+        check_context_source(folder)
         root = resolve_folder(home_dir(self.settings, self.workspace.principal.name), folder)
         handle = tempfile.TemporaryFile()
         with tarfile.open(fileobj=handle, mode="w") as tar:
@@ -108,7 +108,8 @@ class Builder:
             context: A tar file, with a `Dockerfile` at its top unless a
                 template is used.
             on_line: Called with each line of build output (from this thread),
-                until `MAX_OUTPUT` bytes.
+                until `MAX_OUTPUT` bytes; when a build whose output was cut
+                fails, then with the last `TAIL_LINES` lines.
             template: A template name (`static`) whose Dockerfile replaces the
                 context's; None: the context's own `Dockerfile`, or when it has
                 none the template detected from its files.
@@ -118,30 +119,56 @@ class Builder:
 
         Raises:
             InvalidValue: Bad name; no Dockerfile and no template fits; a base
-                image the user may not use.
+                image the user may not use; `ADD` of a URL.
             NotFound: No such template.
-            PanelError: The build failed (message with the log tail).
+            Conflict: A build of this user is already running (not recorded).
+            TimedOut: The build ran longer than `build_timeout` and was
+                stopped.
+            PanelError: The build failed (the engine's error line; the log
+                tail is in the history record and, when the live output was
+                cut, sent to `on_line`).
         """
         repository = self.repository(name)
         started = time.monotonic()
-        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        output = BuildOutput(on_line)
         prepared = context
-        with self.workspace.audited("build", repository):
+        with self.workspace.audited("build", repository), self._one_at_a_time():
             try:
                 prepared = self._with_template(context, template, on_line)
                 self._check_dockerfile(_dockerfile_of(prepared))
-                image_id = self._build(prepared, tail, on_line)
+                image_id = stream_build(self.settings, self.workspace.engine.address, prepared, output)
                 tag = self._tag(repository, image_id)
             except PanelError as exc:
-                result = BuildResult(False, "", "", time.monotonic() - started, list(tail), exc.message)
+                output.replay_tail()
+                result = BuildResult(False, "", "", time.monotonic() - started, list(output.tail), exc.message)
                 self._record(name, result)
                 raise
             finally:
                 if prepared is not context:
                     prepared.close()
-            result = BuildResult(True, tag, image_id, time.monotonic() - started, list(tail), "")
+            result = BuildResult(True, tag, image_id, time.monotonic() - started, list(output.tail), "")
             self._record(name, result)
             return result
+
+    @contextlib.contextmanager
+    def _one_at_a_time(self) -> Iterator[None]:
+        """Holds the user's build slot: at most one build per user in this
+        panel process (issue 6 review).
+
+        Raises:
+            Conflict: The user has a build running.
+        """
+        engine = self.workspace.engine
+        user = self.workspace.principal.name
+        with engine.names_lock:
+            if user in engine.building_users:
+                raise Conflict("a build is already running for you: wait until it ends")
+            engine.building_users.add(user)
+        try:
+            yield
+        finally:
+            with engine.names_lock:
+                engine.building_users.discard(user)
 
     def _with_template(self, context: IO[bytes], template: str | None, on_line: Callable[[str], None]) -> IO[bytes]:
         """Returns the context itself when it has its own Dockerfile and no
@@ -155,60 +182,11 @@ class Builder:
         return with_dockerfile(context, chosen.text)
 
     def _check_dockerfile(self, text: str) -> None:
-        """Refuses base images the user may not use (see
+        """Refuses `ADD` of a URL, and base images the user may not use (see
         `Workspace.image_id`; variables are refused too)."""
+        check_no_remote_add(text)
         for ref in dockerfile_bases(text):
             self.workspace.image_id(ref)
-
-    def _build(self, context: IO[bytes], tail: collections.deque, on_line: Callable[[str], None]) -> str:
-        """Runs the engine's build on its own client, closed at the deadline
-        (the engine cancels a build whose client went away)."""
-        settings = self.settings
-        api = docker.APIClient(base_url=self.workspace.engine.address, version=API_VERSION,
-                               timeout=settings.build_timeout)
-        timed_out = threading.Event()
-
-        def stop() -> None:
-            timed_out.set()
-            api.close()
-
-        timer = threading.Timer(settings.build_timeout, stop)
-        timer.start()
-        shown = 0
-        image_id = ""
-        error = ""
-        try:
-            with translate_errors():
-                stream = api.build(
-                    fileobj=context, custom_context=True, encoding=None, rm=True, forcerm=True,
-                    pull=False, network_mode="none", decode=True,
-                    container_limits={"memory": settings.build_memory, "memswap": settings.build_memory,
-                                      "cpushares": CPU_SHARES},
-                )
-                for chunk in stream:
-                    text = str(chunk.get("stream") or chunk.get("status") or "")
-                    if chunk.get("error"):
-                        error = str(chunk["error"]).strip()
-                        text = error + "\n"
-                    if chunk.get("aux", {}).get("ID"):
-                        image_id = chunk["aux"]["ID"]
-                    for line in text.splitlines():
-                        tail.append(line)
-                        shown += len(line) + 1
-                        if shown <= MAX_OUTPUT:
-                            on_line(line)
-                        elif shown - len(line) - 1 <= MAX_OUTPUT:
-                            on_line("... (output truncated)")
-        except Exception:
-            if timed_out.is_set():
-                raise TimedOut(f"the build ran longer than {settings.build_timeout:g} s and was stopped") from None
-            raise
-        finally:
-            timer.cancel()
-            api.close()
-        if error or not image_id:
-            raise EngineError(f"the build failed: {error or 'no image was produced'}")
-        return image_id
 
     def _tag(self, repository: str, image_id: str) -> str:
         """Refuses an image claiming panel labels, then tags it with the next

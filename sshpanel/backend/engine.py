@@ -33,6 +33,9 @@ class Engine:
         self.names_lock = threading.Lock()
         """Held while creating an engine-wide named object that Docker does not
         keep unique (networks: two concurrent creates make two of one name)."""
+        self.building_users: set[str] = set()
+        """Users with a build running in this process, under `names_lock`
+        (one build at a time per user, `Builder.run`)."""
 
     @property
     def address(self) -> str:
