@@ -108,8 +108,8 @@ class Builder:
             context: A tar file, with a `Dockerfile` at its top unless a
                 template is used.
             on_line: Called with each line of build output (from this thread),
-                until `MAX_OUTPUT` bytes; when a build whose output was cut
-                fails, then with the last `TAIL_LINES` lines.
+                until `build_stream.MAX_OUTPUT` bytes; when a build whose output was cut
+                fails, then with the last `build_stream.TAIL_LINES` lines.
             template: A template name (`static`) whose Dockerfile replaces the
                 context's; None: the context's own `Dockerfile`, or when it has
                 none the template detected from its files.
