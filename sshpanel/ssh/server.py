@@ -30,6 +30,9 @@ log = logging.getLogger("sshpanel.ssh")
 KEEPALIVE_INTERVAL = 15.0
 KEEPALIVE_COUNT_MAX = 4
 NO_FORWARDING = "port forwarding is disabled on this server"
+SHUTTING_DOWN = "the panel is shutting down"
+SHUTDOWN_GRACE = 2.0
+"""Seconds clients get, at shutdown, to hang up after their sessions ended."""
 TOO_MANY_SESSIONS = "sshpanel: too many open sessions; close one and try again"
 
 
@@ -157,12 +160,27 @@ class PanelServer:
         return len(closing)
 
     async def stop(self) -> None:
-        """Stops accepting, closes every connection, stops the listener."""
+        """Stops accepting connections, tells every open session why it ends,
+        closes every connection, then stops the engine services (issue 7,
+        SIGTERM)."""
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+            log.info("stopped accepting connections")
+        # A client drops what it has not written out yet when the disconnect
+        # arrives (OpenSSH does), so sessions are ended first and their
+        # clients get a moment to print the message and hang up themselves.
+        closing = []
         for conn in list(self.connections):
-            conn.close("the panel is shutting down")
+            if conn.end_sessions(f"\r\nsshpanel: {SHUTTING_DOWN}\r\n") and conn.conn is not None:
+                closing.append(asyncio.ensure_future(conn.conn.wait_closed()))
+            else:
+                conn.close(SHUTTING_DOWN)
+        if closing:
+            await asyncio.wait(closing, timeout=SHUTDOWN_GRACE)
+        for conn in list(self.connections):
+            conn.close(SHUTTING_DOWN)
+        if self._server is not None:
+            await self._server.wait_closed()
         self.events.stop()
         await asyncio.to_thread(self.stats.stop)
         await asyncio.to_thread(self.engine.close)
@@ -196,6 +214,8 @@ class PanelSSHServer(asyncssh.SSHServer):
         self._failures = 0
         self._admitted = False
         self.sessions = 0
+        self.processes: set[SlotProcess] = set()
+        """Session channels open on this connection."""
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
@@ -220,6 +240,22 @@ class PanelSSHServer(asyncssh.SSHServer):
         who = self.principal.name if self.principal else "-"
         log.info("connection closed user=%s source=%s", who, self.source)
 
+    def end_sessions(self, text: str) -> bool:
+        """Writes `text` to the standard error of every open session channel
+        of this connection, then ends each with exit status 1.
+
+        Returns:
+            True when there was a session to end.
+        """
+        processes = list(self.processes)
+        for process in processes:
+            try:
+                process.channel.write_stderr(text)
+                process.exit(1)
+            except Exception:  # the channel is already closing
+                pass
+        return bool(processes)
+
     def close(self, reason: str) -> None:
         """Disconnects the client with a reason."""
         if self.conn is not None:
@@ -242,9 +278,12 @@ class PanelSSHServer(asyncssh.SSHServer):
 
         def release() -> None:
             self.sessions -= 1
+            self.processes.discard(process)
             limits.close_session(principal.name)
 
-        return AllowListChannel(conn), SlotProcess(self.panel.open_process, self.panel.open_sftp, release)
+        process = SlotProcess(self.panel.open_process, self.panel.open_sftp, release)
+        self.processes.add(process)
+        return AllowListChannel(conn), process
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
         """Refuses `direct-tcpip` (`ssh -L`, `ssh -D`): nothing is forwarded.
