@@ -199,3 +199,21 @@ def test_hostile_dockerfile_declarations_do_not_reach_the_container(panel, docke
     assert panel.run(alice, "rm", "-f", name).returncode == 0
     left = {volume.name for volume in docker_client.volumes.list()}
     assert not left & set(anonymous)
+
+
+def test_numeric_from_is_checked_like_any_image_regression(panel, docker_client):
+    """`FROM 31337` names the image `31337:latest` (only `--from=N` is a
+    stage number): a denied image stays denied under a numeric name."""
+    ada = panel.add_user("ada", admin=True)
+    alice = panel.users["alice"]
+    docker_client.images.get(TEST_IMAGE).tag("31337", "latest")
+    try:
+        assert panel.run(ada, "image", "deny", "31337:*").returncode == 0
+        refused = build(panel, alice, "numeric", f"FROM 31337\nCMD {SERVE}\n")
+        assert refused.returncode == 1 and "unknown image '31337'" in refused.stderr, refused.stdout + refused.stderr
+        assert docker_client.images.list(name=f"{panel.namespace}/alice/numeric") == []
+        staged = build(panel, alice, "numeric", f"FROM {TEST_IMAGE}\nFROM {TEST_IMAGE}\nCOPY --from=0 /bin/sh /sh\n")
+        assert staged.returncode == 0, staged.stdout + staged.stderr
+    finally:
+        panel.run(ada, "image", "deny", "31337:*", "--rm")
+        docker_client.images.remove("31337:latest")

@@ -95,8 +95,8 @@ def may_use(tag: str, user: str, namespace: str, rules: Rules) -> bool:
 
 def dockerfile_bases(text: str) -> list[str]:
     """Returns the images a Dockerfile builds from: every `FROM` image and
-    `COPY/ADD --from=` image, except earlier stages, stage numbers and
-    `scratch`.
+    `COPY/ADD --from=` image, except earlier stages, `--from=` stage numbers
+    and `scratch` (`FROM 4` names an image `4`, checked like any other).
 
     Raises:
         InvalidValue: A base image given through a variable (`FROM $BASE`).
@@ -110,16 +110,16 @@ def dockerfile_bases(text: str) -> list[str]:
             continue
         keyword = words[0].upper()
         refs = []
-        if keyword == "FROM":
+        if keyword == "FROM":  # a number here is an image name, never a stage
             args = [w for w in words[1:] if not w.startswith("--")]
             if args:
                 refs.append(args[0])
             if len(args) >= 3 and args[1].lower() == "as":
                 stages.add(args[2].lower())
-        elif keyword in ("COPY", "ADD"):
-            refs += [w.split("=", 1)[1] for w in words[1:] if w.startswith("--from=")]
+        elif keyword in ("COPY", "ADD"):  # --from=N is always stage N to the builder
+            refs += [w.split("=", 1)[1] for w in words[1:] if w.startswith("--from=") and not w[7:].isdigit()]
         for ref in refs:
-            if ref.lower() in stages or ref.isdigit() or ref == "scratch":
+            if ref.lower() in stages or ref == "scratch":
                 continue
             if "$" in ref:
                 raise InvalidValue(f"base image {ref!r}: variables are not allowed in FROM / --from")
