@@ -6,7 +6,9 @@ the reference is put in), and nothing of alice's may change."""
 
 from __future__ import annotations
 
+import io
 import subprocess
+import tarfile
 from typing import Callable
 
 import pytest
@@ -175,27 +177,188 @@ def test_bob_cannot_remove_alice_key(panel, alice_things, bob_second_key):
     assert panel.run(alice, "whoami").returncode == 0
 
 
-def test_bob_cannot_use_alice_image(panel, alice_things, docker_client):
-    """By tag, by full image ID (with and without `sha256:`) and by ID prefix."""
+def _absent_image_hex(docker_client, like: str) -> str:
+    """A hex string of `like`'s length, all digits when `like` is (a number
+    reads as a build number to `deploy --image`), that starts no image ID on
+    the engine: a reference that never existed."""
+    ids = [item["Id"].split(":")[1] for item in docker_client.api.images(all=True)]
+    for digit in ("0123456789" if like.isdigit() else "abcdef"):
+        candidate = digit * len(like)
+        if not any(image_id.startswith(candidate) for image_id in ids):
+            return candidate
+    raise AssertionError(f"every {len(like)}-digit candidate starts an image ID")
+
+
+def _tar(dockerfile: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        data = dockerfile.encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _build_answer(panel, user, ref: str) -> tuple[int, str, str]:
+    """`build borrowed -` of a Dockerfile `FROM ref`."""
+    result = subprocess.run([*panel.ssh_args(user), "--", "build", "borrowed", "-"],
+                            input=_tar(f"FROM {ref}\nCMD [\"true\"]\n"), capture_output=True, timeout=120)
+    return result.returncode, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+
+
+IMAGE_USES: dict[str, Callable[[str], list[str]]] = {
+    "run": lambda ref: ["run", "--name", "borrowed", ref],
+    "create": lambda ref: ["create", "--name", "borrowed", ref],
+    "deploy --image": lambda ref: ["deploy", "borrowed", "--image", ref],
+}
+"""Commands that take an image reference on the command line (a Dockerfile's
+`FROM` is tried through `build`)."""
+
+
+@pytest.mark.parametrize("use", [*IMAGE_USES, "build FROM"])
+def test_bob_cannot_use_alice_image(panel, alice_things, docker_client, use):
+    """By tag, by full image ID (with and without `sha256:`) and by every ID
+    prefix of length 1-12 (the engine resolves short prefixes too)."""
     _, image = alice_things
     bob = panel.users["bob"]
     image_id = docker_client.images.get(image).id
     digest = image_id.split(":")[1]
     absent = ("0" if digest[0] != "0" else "1") + "f" * 63
-    refs = {
-        image: f"{panel.namespace}/alice/never:v1",
-        image_id: f"sha256:{absent}",
-        digest: absent,
-        digest[:12]: absent[:12],
-    }
-    for verb in ("run", "create"):
-        for ref, never in refs.items():
-            missing = _answer(panel, bob, [verb, "--name", "borrowed", never])
-            assert missing[0] == 1 and "unknown image" in missing[2], (ref, missing)
-            assert _answer(panel, bob, [verb, "--name", "borrowed", ref]) == _as_if(missing, never, ref), ref
+    refs = {image: f"{panel.namespace}/alice/never:v1", image_id: f"sha256:{absent}", digest: absent}
+    refs.update({digest[:n]: _absent_image_hex(docker_client, digest[:n]) for n in range(1, 13)})
+
+    def answer(ref: str) -> tuple[int, str, str]:
+        return _build_answer(panel, bob, ref) if use == "build FROM" else _answer(panel, bob, IMAGE_USES[use](ref))
+
+    for ref, never in refs.items():
+        missing = answer(never)
+        assert missing[0] == 1 and "unknown image" in missing[2], (ref, missing)
+        assert answer(ref) == _as_if(missing, never, ref), ref
     assert panel.run(bob, "ps", "-a", "-q").stdout.strip() == ""
+    assert docker_client.images.list(name=f"{panel.namespace}/bob/borrowed") == []
     assert panel.run(panel.users["alice"], "create", "--name", "tool", image).returncode == 0
     assert panel.run(panel.users["alice"], "rm", "tool").returncode == 0
+
+
+def test_bob_does_not_list_alice_image(panel, alice_things, docker_client):
+    _, image = alice_things
+    digest = docker_client.images.get(image).id.split(":")[1]
+    for argv in (["images"], ["images", "--format", "json"], ["image", "ls"], ["image", "ls", "--format", "json"]):
+        code, out, err = _answer(panel, panel.users["bob"], argv)
+        assert code == 0, (argv, err)
+        assert image.split(":")[0] not in out and digest[:12] not in out and "alice" not in out, argv
+
+
+def test_bob_deploy_and_rollback_read_like_not_found(panel, alice_things):
+    """alice has builds of `tool` and a container `web`; bob's answers for
+    those names are his answers for names that never existed."""
+    bob = panel.users["bob"]
+    for argv in (["deploy", "{}"], ["rollback", "{}"], ["deploy", "{}", "--image", "1"]):
+        missing = _answer(panel, bob, [part.replace("{}", NEVER) for part in argv])
+        assert missing[0] == 1, (argv, missing)
+        for ref in ("tool", "web"):
+            assert _answer(panel, bob, [part.replace("{}", ref) for part in argv]) == _as_if(missing, NEVER, ref), argv
+    assert panel.run(bob, "ps", "-a", "-q").stdout.strip() == ""
+
+
+@pytest.fixture(scope="module")
+def alice_volume(panel, docker_client):
+    """alice's named volume `data`, with a file in it."""
+    alice = panel.users["alice"]
+    result = panel.run(alice, "run", "--name", "writer", "-v", "data:/data", TEST_IMAGE, "sh", "-c", "echo mine > /data/f")
+    assert result.returncode == 0, result.stderr
+    assert panel.run(alice, "rm", "-f", "writer").returncode == 0
+    yield docker_client.volumes.get(f"{panel.namespace}.alice.data")
+    panel.run(alice, "volume", "rm", "data")
+
+
+def test_bob_volume_refusals_read_like_not_found(panel, alice_volume):
+    bob = panel.users["bob"]
+    missing = _answer(panel, bob, ["volume", "rm", NEVER])
+    assert missing[0] == 1 and "no such volume" in missing[2]
+    for ref in ("data", alice_volume.name):
+        assert _answer(panel, bob, ["volume", "rm", ref]) == _as_if(missing, NEVER, ref), ref
+    listed = panel.run(bob, "volume", "ls").stdout
+    assert "data" not in listed and "alice" not in listed
+    alice_volume.reload()
+    assert alice_volume.attrs["Labels"][f"io.{panel.namespace}.owner"] == "alice"
+
+
+def test_bob_mounting_data_or_alice_volume_name_gets_his_own_volume(panel, alice_volume, docker_client):
+    """`-v data:/x` and `-v <alice's Docker volume name>:/x` name bob's own
+    volumes (created empty, as `docker run -v` does), never alice's."""
+    bob = panel.users["bob"]
+    for ref in ("data", alice_volume.name):
+        result = panel.run(bob, "run", "--name", "peek", "-v", f"{ref}:/x", TEST_IMAGE, "sh", "-c", "ls -A /x")
+        try:
+            assert result.returncode == 0, result.stderr
+            attrs = docker_client.api.inspect_container(f"{panel.namespace}.bob.peek")
+            assert [m["Name"] for m in attrs["Mounts"]] == [f"{panel.namespace}.bob.{ref}"]
+            assert panel.run(bob, "logs", "peek").stdout.strip() == ""
+        finally:
+            panel.run(bob, "rm", "-f", "peek")
+            panel.run(bob, "volume", "rm", ref)
+
+
+def test_bound_volume_with_bob_label_is_refused_regression(panel, docker_client):
+    """A local volume with `o=bind` is a host path (CIS 5.5): one planted on
+    the engine with bob's owner label and Docker name is not his to mount."""
+    bob = panel.users["bob"]
+    planted = docker_client.volumes.create(
+        f"{panel.namespace}.bob.etc", driver="local", driver_opts={"type": "none", "o": "bind", "device": "/etc"},
+        labels={f"io.{panel.namespace}.owner": "bob"},
+    )
+    try:
+        before = panel.run(bob, "ps", "-a", "-q").stdout
+        for verb in ("run", "create"):
+            result = panel.run(bob, verb, "--name", "bound", "-v", "etc:/x", TEST_IMAGE, "cat", "/x/shadow")
+            assert result.returncode == 1 and result.stderr == "Error: no such volume: etc\n", result.stderr
+        assert _answer(panel, bob, ["volume", "rm", "etc"])[2] == "Error: no such volume: etc\n"
+        assert _answer(panel, bob, ["volume", "create", "etc"])[2] == "Error: no such volume: etc\n"
+        assert "etc" not in panel.run(bob, "volume", "ls").stdout
+        assert panel.run(bob, "ps", "-a", "-q").stdout == before
+    finally:
+        panel.run(bob, "rm", "-f", "bound")
+        planted.remove(force=True)
+
+
+NETWORK_FLAGS = (["--network", "{}"], ["--network={}"], ["--net", "{}"], ["--net={}"], ["--link", "{}:db"],
+                 ["--network-alias", "{}"], ["--ip", "10.0.0.2"], ["--dns", "1.1.1.1"], ["--add-host", "x:{}"])
+"""docker run's network options: none exists on the panel."""
+
+
+def test_bob_cannot_name_alice_network(panel, alice_things, docker_client):
+    """No network option exists; alice's network name and ID read like names
+    that never existed; bob's containers are only on his own network."""
+    container, _ = alice_things
+    bob = panel.users["bob"]
+    network = docker_client.networks.get(f"{panel.namespace}.alice")
+    for verb in ("run", "create"):
+        for flags in NETWORK_FLAGS:
+            argv = [verb, "--name", "net", *[part.replace("{}", network.name) for part in flags], TEST_IMAGE]
+            result = panel.run(bob, *argv)
+            assert result.returncode == 2 and "unrecognized arguments" in result.stderr, (argv, result.stderr)
+    for argv in (["inspect", "{}"], ["rm", "{}"], ["stop", "{}"], ["volume", "rm", "{}"]):
+        missing = _answer(panel, bob, [part.replace("{}", NEVER) for part in argv])
+        for ref in (network.name, network.id, network.id[:12]):
+            if argv[0] == "volume" and len(ref) > 63:
+                continue  # longer than any volume name: a usage error, whatever it names
+            expected = _as_if(missing, NEVER, ref)
+            if all(c in "0123456789abcdef" for c in ref) and argv[0] != "volume":
+                placeholder = _absent_hex(container, len(ref))
+                expected = _as_if(_answer(panel, bob, [part.replace("{}", placeholder) for part in argv]),
+                                  placeholder, ref)
+            assert _answer(panel, bob, [part.replace("{}", ref) for part in argv]) == expected, (argv, ref)
+    assert panel.run(bob, "run", "--name", "mine", TEST_IMAGE, *STOPPABLE).returncode == 0
+    try:
+        attrs = docker_client.api.inspect_container(f"{panel.namespace}.bob.mine")
+        assert set(attrs["NetworkSettings"]["Networks"]) == {f"{panel.namespace}.bob"}
+        network.reload()
+        assert set(network.attrs["Containers"] or {}) == {container.id}
+        ping = panel.run(bob, "exec", "mine", "ping", "-c", "1", "-W", "1", container.attrs["Config"]["Hostname"])
+        assert ping.returncode != 0
+    finally:
+        panel.run(bob, "rm", "-f", "mine")
 
 
 def test_there_is_no_label_flag(panel, docker_client):
