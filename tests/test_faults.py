@@ -151,13 +151,68 @@ def test_idle_dashboard_is_closed_with_a_message(tmp_path, docker_client):
                 process = await conn.create_process(term_type="xterm", term_size=(100, 30))
                 await _read_until(process.stdout, "alice")
                 started = time.monotonic()
-                process.stdin.write("j")  # input resets the clock
+                process.stdin.write("j")  # one key, then nothing (typing on: the test below)
                 output = await _read_until(process.stdout, "without input", timeout=30)
                 return output, time.monotonic() - started
 
         output, waited = asyncio.run(scenario())
         assert "closed after 2 s without input" in output
         assert waited >= 2
+    finally:
+        panel.process.terminate()
+        panel.process.wait(timeout=15)
+        remove_namespace(docker_client, panel.namespace)
+
+
+def test_typing_keeps_a_dashboard_open_while_refreshes_do_not(tmp_path, docker_client):
+    """Idle is measured on input only: a dashboard that gets a harmless key
+    every half second stays open well past `SSHPANEL_IDLE_TIMEOUT`, while one
+    beside it that only receives screen refreshes (live stats of a busy
+    container, every 0.5 s) is closed with the message."""
+    panel = start_panel(tmp_path, f"sptest{secrets.token_hex(3)}",
+                        extra_env={"SSHPANEL_IDLE_TIMEOUT": "3", "SSHPANEL_STATS_INTERVAL": "0.5"})
+    try:
+        alice = panel.add_user("alice")
+        busy = panel.run(alice, "run", "--name", "spin", "--cpus", "0.05", TEST_IMAGE, "sh", "-c", "while :; do :; done")
+        assert busy.returncode == 0, busy.stderr
+
+        async def collect(stdout: asyncssh.SSHReader, into: list[str]) -> None:
+            while chunk := await stdout.read(65536):
+                into.append(chunk)
+
+        async def scenario() -> tuple[str, str, int | None, int | None]:
+            async with asyncssh.connect("127.0.0.1", panel.port, username="alice", client_keys=[str(alice.key)],
+                                        known_hosts=None, agent_path=None) as conn:
+                typist = await conn.create_process(term_type="xterm", term_size=(100, 30))
+                idler = await conn.create_process(term_type="xterm", term_size=(100, 30))
+                await _read_until(typist.stdout, "spin")
+                await _read_until(idler.stdout, "spin")
+                loop = asyncio.get_running_loop()
+                idle = asyncio.create_task(_read_until(idler.stdout, "without input", timeout=60))
+                typed: list[str] = []
+                reader = asyncio.create_task(collect(typist.stdout, typed))
+                closed_at = None
+                # Keystrokes paced every 0.5 s until the idle session was
+                # closed and for more than one more timeout after that.
+                while closed_at is None or loop.time() - closed_at < 4:
+                    typist.stdin.write("j")
+                    await asyncio.sleep(0.5)
+                    if closed_at is None and idle.done():
+                        closed_at = loop.time()
+                    assert not reader.done(), "the typing session was closed"
+                typing_status = typist.exit_status
+                typist.stdin.write("q")
+                await asyncio.wait_for(typist.wait_closed(), 20)
+                await reader
+                return idle.result(), "".join(typed), typing_status, typist.exit_status
+
+        idle_output, typed_output, while_typing, after_quit = asyncio.run(scenario())
+        assert "closed after 3 s without input" in idle_output
+        refreshes = idle_output.split("\x1b[?1049l")[0]  # what it got before its screen was torn down
+        # Several repaints of the stats panel reached it while it was idle.
+        assert refreshes.count("CPU limit") >= 3, "the idle dashboard got no refreshes, so they were not tested"
+        assert "without input" not in typed_output
+        assert while_typing is None and after_quit == 0
     finally:
         panel.process.terminate()
         panel.process.wait(timeout=15)
