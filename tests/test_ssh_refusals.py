@@ -173,6 +173,34 @@ def test_client_environment_never_reaches_a_container(panel):
         panel.run(alice, "rm", "-f", "envprobe", "envrun")
 
 
+def test_client_environment_never_reaches_a_dashboard_shell(panel):
+    """The dashboard's `o` shell (real OpenSSH client in tmux, sending the
+    hostile environment): the container shell's environment holds none of it."""
+    from tests.test_tui_e2e import Terminal, _wait
+
+    alice = panel.users["alice"]
+    assert panel.run(alice, "run", "--name", "envshell", TEST_IMAGE, "sleep", "600").returncode == 0
+    command = [*SSH_BASE[:-2], "-tt", "-o", HOSTILE_ENV, "-i", str(alice.key), "-p", str(panel.port), "alice@127.0.0.1"]
+    term = Terminal(f"sshpanel-{panel.namespace}-env", command, width=100, height=30)
+    try:
+        term.wait_for("envshell")
+        _wait(lambda: "Quit" in term.screen())
+        term.keys("o")
+        term.wait_for("/ #")
+        term.type("echo paths=$(env | grep -c ^PATH=) leaks=$(env | grep -c -e LD_PRE -e SSHPANEL_X -e evil)")
+        term.keys("Enter")
+        _wait(lambda: any(line.startswith("paths=") for line in term.screen().splitlines()))
+        assert "paths=1 leaks=0" in [line.rstrip() for line in term.screen().splitlines()]
+        term.type("exit")
+        term.keys("Enter")
+        _wait(lambda: "Quit" in term.screen())
+        term.keys("q")
+        _wait(lambda: not term.alive())
+    finally:
+        term.close()
+        panel.run(alice, "rm", "-f", "envshell")
+
+
 def test_session_environment_holds_only_allowed_names(tmp_path, docker_client, monkeypatch):
     """The server's own view of a session's environment (what any code could
     read) holds only `TERM`, `LANG` and `LC_*`, from OpenSSH and asyncssh
