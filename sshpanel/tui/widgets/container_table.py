@@ -111,10 +111,12 @@ class ContainerTable(DataTable):
         if list(rows) == list(self._views):
             for key, cells in rows.items():
                 for (_, column), cell in zip(COLUMNS, cells):
-                    # Every update re-renders the table: skip unchanged cells (issue 8, idle CPU).
+                    # Every update re-renders the table, and a width update lays out the
+                    # screen again: skip unchanged cells, widths only when the text's width
+                    # changed ("5 minutes ago" -> "6 minutes ago" keeps it; issue 8, idle CPU).
                     old = self.get_cell(key, column)
                     if (old.plain, old.style, old.spans) != (cell.plain, cell.style, cell.spans):
-                        self.update_cell(key, column, cell, update_width=True)
+                        self.update_cell(key, column, cell, update_width=old.cell_len != cell.cell_len)
         else:
             selected = self.selected_container
             self.clear()
