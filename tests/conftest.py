@@ -110,8 +110,10 @@ class Panel:
         return self.log_path.read_text()
 
 
-def start_panel(tmp: Path, namespace: str, extra_env: dict[str, str] | None = None, host_keys: Path | None = None) -> Panel:
-    """Starts `sshpanel serve` on a free port and waits until it listens."""
+def start_panel(tmp: Path, namespace: str, extra_env: dict[str, str] | None = None, host_keys: Path | None = None,
+                command: list[str] | None = None) -> Panel:
+    """Starts `sshpanel serve` (or `command`, which must serve the same way)
+    on a free port and waits until it listens."""
     data_dir = tmp / "data"
     keys_dir = tmp / "keys"
     keys_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +123,7 @@ def start_panel(tmp: Path, namespace: str, extra_env: dict[str, str] | None = No
                 "SSHPANEL_LISTEN": "127.0.0.1", "SSHPANEL_HOST_KEYS_DIR": str(host_keys or tmp / "hostkeys")})
     env.update(extra_env or {})
     with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "sshpanel", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+        process = subprocess.Popen(command or [sys.executable, "-m", "sshpanel", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         match = re.search(r"listening on [^:]+:(\d+)", log_path.read_text())

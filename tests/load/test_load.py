@@ -1,25 +1,39 @@
 """Bounded load test (issue 7), on loopback only, stopping by itself: many
-concurrent sessions, a mix of dashboards and commands with create, stop and
-remove churn, against a real `sshpanel serve` process and the real engine.
+sessions held open at once, a mix of dashboards and commands, with create,
+stop and remove churn, against a real `sshpanel serve` process and the
+real engine.
 
-Zero unexpected errors; the server's memory stays bounded while loaded;
-after every session closed, nothing is left (no connection, no container of
-the churn, as many `session end` as `session start`), and a second wave
-leaves the server's threads, file descriptors and memory where the first
-left them (growth that does not stop is a leak).
+Every slot is one SSH connection holding one session open for the whole
+wave (a dashboard, or a live `stats` screen), plus a second channel that
+runs commands one session at a time: create/stop/remove churn for a third
+of the slots, read-only commands for the rest. Every slot's held session
+is open before the churn starts, so the peak of concurrent open sessions
+(counted from the server's `session start`/`session end` log lines) is at
+least the number of slots. Zero unexpected errors; the server's memory
+stays bounded while loaded; after every session closed nothing is left (no
+connection, no Textual app, no extra asyncio task, no container of the
+churn, as many `session end` as `session start`), and a second wave leaves
+the server's threads, file descriptors and memory where the first left them
+(growth that does not stop is a leak). The figures are printed in one line.
 
-The default suite runs a small version (30 sessions, two waves of 15 s);
-`SSHPANEL_LOAD_FULL=1` runs 200 sessions in two waves of two minutes.
+The default suite runs a small version (30 slots, two waves of 8 s, well
+under a minute); `SSHPANEL_LOAD_FULL=1` runs 200 slots in two waves of two
+minutes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
+import re
 import shlex
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import asyncssh
 import psutil
@@ -30,17 +44,20 @@ from tests.conftest import TEST_IMAGE, Panel, User, remove_namespace, start_pane
 FULL = os.environ.get("SSHPANEL_LOAD_FULL") == "1"
 """Read at import: the suite's autouse fixture clears `SSHPANEL_*` variables."""
 SESSIONS = 200 if FULL else 30
-WAVE_SECONDS = 120.0 if FULL else 15.0
-SLOTS_PER_USER = 10
-"""Concurrent sessions of one user (the server allows 20 per user). The
-churn slots come first, so that few users create a network: the engine's
-default address pools hold about 30 networks, shared with everything else."""
+WAVE_SECONDS = 120.0 if FULL else 8.0
+SLOTS_PER_USER = 6
+"""Slots of one user: each holds two sessions at most, and the server allows
+20 per user; a closed channel's place is freed a moment after the client
+saw it close, so each slot may count three for a moment (6 x 3 = 18). The churn slots come first, so that few users create a network:
+the engine's default address pools hold about 30 networks, shared with
+everything else."""
 HANDSHAKES = 8
 """Logins in progress at once: under the server's per-source admission cap
 (10 unauthenticated connections from one address, like OpenSSH MaxStartups)."""
-STEP_TIMEOUT = 180.0 if FULL else 60.0
+STEP_TIMEOUT = 240.0 if FULL else 60.0
 """Longest wait for any one step (a login, a first frame, a command)."""
 STOPPABLE = ["sh", "-c", "trap 'exit 0' TERM; while sleep 1; do :; done"]
+PROBED_SERVE = [sys.executable, str(Path(__file__).with_name("probed_serve.py")), "serve"]
 
 
 @dataclass
@@ -51,6 +68,7 @@ class Tally:
     commands: int = 0
     dashboards: int = 0
     churned: int = 0
+    held: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,27 @@ class Usage:
 def _usage(process: psutil.Process, port: int) -> Usage:
     established = [c for c in process.net_connections(kind="tcp") if c.laddr and c.laddr.port == port and c.raddr]
     return Usage(process.memory_info().rss, process.num_threads(), process.num_fds(), len(established))
+
+
+def _probe(panel: Panel, path: Path) -> dict:
+    """Live apps, asyncio tasks and threads inside the server (SIGUSR1 to
+    `probed_serve.py`, which answers in `path`)."""
+    path.unlink(missing_ok=True)
+    panel.process.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 30
+    while not path.exists():
+        assert time.monotonic() < deadline, "the server did not answer the probe"
+        time.sleep(0.05)
+    return json.loads(path.read_text())
+
+
+def _peak_sessions(log: str) -> int:
+    """The most sessions open at once, from the server's log lines in order."""
+    open_now = peak = 0
+    for match in re.finditer(r"session (start|end) ", log):
+        open_now += 1 if match.group(1) == "start" else -1
+        peak = max(peak, open_now)
+    return peak
 
 
 async def _connect(panel: Panel, user: User, limiter: asyncio.Semaphore) -> asyncssh.SSHClientConnection:
@@ -85,74 +124,102 @@ async def _command(conn: asyncssh.SSHClientConnection, tally: Tally, *argv: str)
     return str(result.stdout)
 
 
-async def _dashboard(conn: asyncssh.SSHClientConnection, user: User, tally: Tally, hold: float, quit_key: bool) -> None:
-    process = await conn.create_process(term_type="xterm-256color", term_size=(100, 30))
-    seen = ""
+class Held:
+    """One session held open on a terminal: a dashboard or a `stats` screen."""
 
-    async def first_frame() -> None:
-        nonlocal seen
-        while user.name not in seen:
-            chunk = await process.stdout.read(65536)
+    def __init__(self, process: asyncssh.SSHClientProcess, marker: str) -> None:
+        self.process = process
+        self.marker = marker
+        self.seen = ""
+        self.draining: asyncio.Task | None = None
+
+    @classmethod
+    async def open(cls, conn: asyncssh.SSHClientConnection, command: str | None, marker: str) -> "Held":
+        """Opens the session and waits for its first frame (`marker` shown)."""
+        held = cls(await conn.create_process(command, term_type="xterm-256color", term_size=(100, 30)), marker)
+        await asyncio.wait_for(held._first_frame(), STEP_TIMEOUT)
+        held.draining = asyncio.create_task(held._drain())
+        return held
+
+    async def _first_frame(self) -> None:
+        while self.marker not in self.seen:
+            chunk = await self.process.stdout.read(65536)
             if not chunk:
-                raise ConnectionError(f"dashboard closed before its first frame: {seen[-200:]!r}")
-            seen += chunk
+                raise ConnectionError(f"closed before its first frame: {self.seen[-200:]!r}")
+            self.seen += chunk
 
-    async def drain() -> None:
-        while await process.stdout.read(65536):
+    async def _drain(self) -> None:
+        while await self.process.stdout.read(65536):
             pass
 
-    await asyncio.wait_for(first_frame(), STEP_TIMEOUT)
-    draining = asyncio.create_task(drain())
-    process.stdin.write("jk")
-    await asyncio.sleep(hold)  # a user looking at the screen: load shaping, not synchronisation
-    if quit_key:
-        process.stdin.write("q")
-        status = (await asyncio.wait_for(process.wait(), STEP_TIMEOUT)).exit_status
-        if status != 0:
-            tally.errors.append(f"dashboard of {user.name} ended with status {status}")
+    async def close(self, quit_key: bool) -> int | None:
+        """Quits with `q` (returns the exit status) or drops the channel."""
+        if quit_key:
+            self.process.stdin.write("q")
+            status = (await asyncio.wait_for(self.process.wait(), STEP_TIMEOUT)).exit_status
+        else:
+            self.process.close()
+            status = None
+        if self.draining is not None:
+            self.draining.cancel()
+        return status
+
+
+async def _work(conn: asyncssh.SSHClientConnection, kind: str, name: str, tally: Tally) -> None:
+    """One round of the slot's second channel: churn or read-only commands,
+    each command its own session."""
+    if kind == "churn":
+        await _command(conn, tally, "run", "--name", name, "-m", "8m", "--cpus", "0.05", TEST_IMAGE, *STOPPABLE)
+        await _command(conn, tally, "ps", "--format", "json")
+        await _command(conn, tally, "stop", name)
+        await _command(conn, tally, "rm", name)
+        tally.churned += 1
     else:
-        conn.abort()
-    draining.cancel()
-    tally.dashboards += 1
+        for argv in (["ps", "-a"], ["quota"], ["images"], ["history", "--days", "1"], ["stats", "--no-stream"]):
+            await _command(conn, tally, *argv)
 
 
-async def _slot(panel: Panel, user: User, index: int, deadline: float, limiter, tally: Tally) -> None:
-    """One concurrent session, repeated until the deadline: a dashboard, a
-    churn of create/stop/remove, or read-only commands."""
+async def _slot(panel: Panel, user: User, index: int, wave: int, limiter, tally: Tally, all_held: asyncio.Event,
+                seconds: float) -> None:
+    """One slot: holds a dashboard (even slots) or a `stats` screen (odd
+    ones) from before the churn starts until the wave ends, and works on a
+    second channel meanwhile."""
     rng = random.Random(index)
-    kind = ("churn", "dashboard", "reads")[min(2, 3 * index // SESSIONS)]
-    round_ = 0
-    while time.monotonic() < deadline:
-        round_ += 1
+    kind = "churn" if index < SESSIONS // 3 else "reads"
+    try:
+        conn = await _connect(panel, user, limiter)
         try:
-            conn = await _connect(panel, user, limiter)
-            try:
-                if kind == "dashboard":
-                    await _dashboard(conn, user, tally, rng.uniform(1.0, 4.0), quit_key=round_ % 2 == 0)
-                elif kind == "churn":
-                    name = f"s{index}r{round_}"
-                    await _command(conn, tally, "run", "--name", name, "-m", "8m", "--cpus", "0.05", TEST_IMAGE,
-                                   *STOPPABLE)
-                    await _command(conn, tally, "ps", "--format", "json")
-                    await _command(conn, tally, "stop", name)
-                    await _command(conn, tally, "rm", name)
-                    tally.churned += 1
-                else:
-                    for argv in (["ps", "-a"], ["quota"], ["images"], ["history", "--days", "1"],
-                                 ["stats", "--no-stream"]):
-                        await _command(conn, tally, *argv)
-            finally:
-                conn.close()
-                await conn.wait_closed()
-        except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
-            tally.errors.append(f"{kind} slot {index} of {user.name}: {type(exc).__name__}: {exc}")
+            dashboard = index % 2 == 0
+            held = await Held.open(conn, None if dashboard else "stats", user.name if dashboard else "CONTAINER")
+            tally.held += 1
+            if tally.held == SESSIONS:
+                all_held.set()
+            await asyncio.wait_for(all_held.wait(), STEP_TIMEOUT)
+            deadline = time.monotonic() + seconds
+            round_ = 0
+            while time.monotonic() < deadline:
+                round_ += 1
+                await _work(conn, kind, f"w{wave}s{index}r{round_}", tally)
+                held.process.stdin.write(rng.choice("jk"))
+            quit_key = not dashboard or index % 4 == 0
+            status = await held.close(quit_key)
+            if quit_key and status != 0:
+                tally.errors.append(f"{'dashboard' if dashboard else 'stats'} of {user.name} ended with {status}")
+            tally.dashboards += dashboard
+        finally:
+            conn.close()
+            await conn.wait_closed()
+    except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
+        tally.errors.append(f"{kind} slot {index} of {user.name}: {type(exc).__name__}: {exc}")
+        all_held.set()  # the others need not wait for this one
 
 
-async def _wave(panel: Panel, users: list[User], seconds: float, tally: Tally, sample) -> None:
+async def _wave(panel: Panel, users: list[User], wave: int, seconds: float, tally: Tally, sample) -> None:
     limiter = asyncio.Semaphore(HANDSHAKES)
-    deadline = time.monotonic() + seconds
+    all_held = asyncio.Event()
+    tally.held = 0
     slots = [
-        asyncio.create_task(_slot(panel, users[i // SLOTS_PER_USER], i, deadline, limiter, tally))
+        asyncio.create_task(_slot(panel, users[i // SLOTS_PER_USER], i, wave, limiter, tally, all_held, seconds))
         for i in range(SESSIONS)
     ]
     while not all(task.done() for task in slots):
@@ -174,13 +241,16 @@ def _settled(process: psutil.Process, panel: Panel) -> Usage:
         time.sleep(0.1)
 
 
-@pytest.mark.timeout(1200 if FULL else 300)
-def test_concurrent_sessions_with_churn(tmp_path, docker_client):
-    panel = start_panel(tmp_path, f"sptest{os.getpid()}{random.randrange(1 << 16):x}")
+@pytest.mark.timeout(1500 if FULL else 300)
+def test_concurrent_sessions_with_churn(tmp_path, docker_client, capsys):
+    panel = start_panel(tmp_path, f"sptest{os.getpid()}{random.randrange(1 << 16):x}",
+                        extra_env={"LOAD_PROBE_FILE": str(tmp_path / "probe.json")}, command=PROBED_SERVE)
+    probe_file = tmp_path / "probe.json"
     try:
         users = [panel.add_user(f"load{n:02d}") for n in range(-(-SESSIONS // SLOTS_PER_USER))]
         server = psutil.Process(panel.process.pid)
         idle = _settled(server, panel)
+        idle_inside = _probe(panel, probe_file)
         peak = [idle.rss]
 
         def sample() -> None:
@@ -188,16 +258,31 @@ def test_concurrent_sessions_with_churn(tmp_path, docker_client):
 
         tally = Tally()
         after: list[Usage] = []
-        for _ in range(2):
-            asyncio.run(_wave(panel, users, WAVE_SECONDS, tally, sample))
+        inside: list[dict] = []
+        started = time.monotonic()
+        for wave in range(2):
+            asyncio.run(_wave(panel, users, wave, WAVE_SECONDS, tally, sample))
             after.append(_settled(server, panel))
+            inside.append(_probe(panel, probe_file))
+        log = panel.log()
+        figures = (f"load: {SESSIONS} slots, peak {_peak_sessions(log)} concurrent sessions, "
+                   f"{log.count('session start')} sessions, {tally.commands} commands, {tally.churned} churn rounds, "
+                   f"{tally.dashboards} dashboards, {len(tally.errors)} errors, {time.monotonic() - started:.0f} s; "
+                   f"RSS MiB idle {idle.rss / 2**20:.0f} peak {peak[0] / 2**20:.0f} "
+                   f"after {after[0].rss / 2**20:.0f}/{after[1].rss / 2**20:.0f}; "
+                   f"apps/tasks/threads idle {idle_inside} after {inside}")
+        with capsys.disabled():
+            print("\n" + figures)
 
         assert tally.errors == [], "\n".join(tally.errors[:20])
-        assert tally.dashboards >= SESSIONS // 3 and tally.churned >= SESSIONS // 3, tally
-        log = panel.log()
+        assert _peak_sessions(log) >= SESSIONS, figures
+        assert tally.dashboards >= SESSIONS // 2 and tally.churned >= SESSIONS // 3, figures
         for bad in ("Traceback", "session failed", " ERROR "):
             assert bad not in log, bad
-        assert peak[0] <= idle.rss + SESSIONS * 3 * 2**20 + 200 * 2**20, (idle, peak)
+        assert peak[0] <= idle.rss + SESSIONS * 3 * 2**20 + 200 * 2**20, figures
+        for figures_inside in inside:
+            assert figures_inside["apps"] == 0, figures
+            assert figures_inside["tasks"] <= idle_inside["tasks"], figures
         first, second = after
         assert second.threads <= first.threads + 2, after
         assert second.fds <= first.fds + 5, after
