@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import secrets
+import socket
 import subprocess
 import tarfile
 import time
@@ -132,3 +133,99 @@ def test_other_users_cannot_deploy_or_use_images(panel):
     assert panel.run(bob, "rollback", "web").returncode == 1
     assert "web" not in panel.run(bob, "ps", "-a").stdout
     assert panel.run(bob, "deploy", "../x").returncode in (1, 2)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def labelled(docker_client, panel, user: str) -> list[str]:
+    """Docker names of `user`'s containers on the engine."""
+    return sorted(c.name for c in docker_client.containers.list(
+        all=True, filters={"label": f"io.{panel.namespace}.owner={user}"}))
+
+
+@pytest.fixture(scope="module")
+def cara(panel):
+    """A user allowed to publish one port (set by an admin)."""
+    admin = panel.add_user("deployadmin", admin=True)
+    user = panel.add_user("cara")
+    port = free_port()
+    quota = panel.run(admin, "user", "set-quota", "cara", "--ports", f"{port}-{port}")
+    assert quota.returncode == 0, quota.stderr
+    user.port = port
+    return user
+
+
+def test_replace_keeps_ports_volumes_and_restart_policy(panel, cara, docker_client):
+    started = panel.run(cara, "run", "-d", "--name", "app", "-p", f"{cara.port}:8080", "-v", "appdata:/data",
+                        "--restart", "always", TEST_IMAGE, "sh", "-c", "echo kept > /data/f; sleep 600")
+    assert started.returncode == 0, started.stderr
+    assert build(panel, cara, "app", site("app page")).returncode == 0
+    deployed = panel.run(cara, "deploy", "app", timeout=120)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    attrs = docker_client.containers.get(f"{panel.namespace}.cara.app").attrs
+    assert attrs["Image"] == docker_client.images.get(f"{panel.namespace}/cara/app:1").id
+    assert attrs["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(cara.port)}]}
+    assert [(m["Name"], m["Destination"]) for m in attrs["Mounts"]] == [(f"{panel.namespace}.cara.appdata", "/data")]
+    assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "always"
+    assert panel.run(cara, "exec", "app", "cat", "/data/f").stdout.strip() == "kept"
+    assert labelled(docker_client, panel, "cara") == [f"{panel.namespace}.cara.app"]
+
+
+def test_a_restart_while_settling_fails_the_deploy(panel, cara, docker_client):
+    """A container that crashes once and is restarted by its policy runs
+    when looked at; the restart alone fails the deployment."""
+    assert build(panel, cara, "loop", site("steady")).returncode == 0
+    first = f"{panel.namespace}/cara/loop:1"
+    assert panel.run(cara, "run", "-d", "--name", "loop", "--restart", "always", first).returncode == 0
+    crash_once = ('["sh", "-c", "if [ ! -f /tmp/once ]; then touch /tmp/once; sleep 0.3; exit 4; fi; '
+                  'exec httpd -f -p 8080 -h /www"]')
+    assert build(panel, cara, "loop", site("crash once", crash_once)).returncode == 0
+    result = panel.run(cara, "deploy", "loop", timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "restarted 1 time while settling" in result.stderr, result.stderr
+    attrs = docker_client.containers.get(f"{panel.namespace}.cara.loop").attrs
+    assert attrs["Image"] == docker_client.images.get(first).id
+    assert attrs["State"]["Running"]
+    assert f"{panel.namespace}.cara.loop" in labelled(docker_client, panel, "cara")
+    assert not [name for name in labelled(docker_client, panel, "cara") if "replaced" in name]
+    panel.run(cara, "rm", "-f", "loop")
+
+
+@pytest.mark.parametrize("name, cmd, why", [
+    ("quick", '["sh", "-c", "echo bye; exit 3"]', "exited with code 3"),
+    ("nostart", '["/no/such/program"]', "no/such/program"),
+])
+def test_a_failed_first_deploy_leaves_nothing_and_is_recorded(panel, cara, docker_client, name, cmd, why):
+    assert build(panel, cara, name, site("never", cmd)).returncode == 0
+    result = panel.run(cara, "deploy", name, timeout=120)
+    assert result.returncode == 1 and why in result.stderr, result.stdout + result.stderr
+    assert f"{panel.namespace}.cara.{name}" not in labelled(docker_client, panel, "cara")
+    assert name not in panel.run(cara, "ps", "-a").stdout
+    failed = [e for e in history(panel, cara) if e["Kind"] == "deploy" and not e["OK"]]
+    assert any(why in e["Detail"] for e in failed), failed
+    # Nothing half-deployed holds the name: the next good build deploys.
+    assert build(panel, cara, name, site("now fine")).returncode == 0
+    assert panel.run(cara, "deploy", name, timeout=120).returncode == 0
+    panel.run(cara, "rm", "-f", name)
+
+
+def test_secret_values_never_reach_the_history_of_a_failed_deploy_regression(panel, cara):
+    """An app that prints its environment and exits: the log tail kept in
+    the history has its secret values masked, and the database never holds
+    them in clear."""
+    value = "leaky-" + secrets.token_hex(8)
+    assert panel.run(cara, "secret", "set", "leaky", "API_KEY", "-", input=value).returncode == 0
+    assert build(panel, cara, "leaky", site("x", '["sh", "-c", "env; exit 1"]')).returncode == 0
+    result = panel.run(cara, "deploy", "leaky", timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "API_KEY=********" in result.stderr and value not in result.stderr
+    details = [e["Detail"] for e in history(panel, cara) if e["Kind"] == "deploy"]
+    assert any("API_KEY=********" in detail for detail in details), details
+    assert not any(value in detail for detail in details)
+    for path in panel.data_dir.rglob("*"):
+        if path.is_file():
+            assert value.encode() not in path.read_bytes(), path

@@ -74,3 +74,22 @@ def test_secret_replace_remove_and_refusals(panel):
     assert panel.run(alice, "secret", "set", "app", "K", "-", input="x" * (33 * 1024)).returncode == 1
     assert panel.run(alice, "secret", "rm", "app", "DB_PASSWORD").returncode == 0
     assert panel.run(alice, "secret", "ls", "app", "--format", "json").stdout.strip() == ""
+
+
+def test_removed_secret_stays_masked_in_a_running_container_regression(panel):
+    """`secret rm` does not take the value out of a container created with
+    it: `inspect` keeps masking every key injected at its create."""
+    alice = panel.users["alice"]
+    value = "gone-but-held-" + os.urandom(6).hex()
+    assert panel.run(alice, "secret", "set", "holder", "OLD_TOKEN", "-", input=value).returncode == 0
+    run = panel.run(alice, "run", "--name", "holder", TEST_IMAGE, "sleep", "600")
+    assert run.returncode == 0, run.stderr
+    assert panel.run(alice, "secret", "rm", "holder", "OLD_TOKEN").returncode == 0
+    assert f"OLD_TOKEN={value}" in wait_for_output(panel, alice, "exec", "holder", "env", needle="OLD_TOKEN=")
+    inspect = panel.run(alice, "inspect", "holder").stdout
+    assert value not in inspect
+    data = json.loads(inspect)
+    data = data[0] if isinstance(data, list) else data
+    assert "OLD_TOKEN=********" in data["Config"]["Env"]
+    assert data["Config"]["Labels"][f"io.{panel.namespace}.secret-keys"] == "OLD_TOKEN"
+    panel.run(alice, "rm", "-f", "holder")

@@ -23,6 +23,7 @@ from sshpanel.access.names import check_container_name, docker_container_name
 from sshpanel.access.spec import ContainerSpec, make_spec
 from sshpanel.backend.builds import Builder
 from sshpanel.backend.engine import translate_errors
+from sshpanel.backend.secrets import mask_values
 from sshpanel.backend.workspace import Workspace
 from sshpanel.errors import InvalidValue, NotFound, PanelError
 from sshpanel.store import deployments
@@ -138,15 +139,31 @@ class Deployer:
         return None
 
     def _first(self, name: str, reference: str, step: Callable[[str], None]) -> DeployResult:
-        """Creates and starts the container; records the deployment."""
-        settings = self.settings
+        """Creates and starts the container; records the deployment.
+
+        A first deployment that fails leaves nothing half-deployed: the
+        container that did not start, or did not stay up, is removed (its
+        `remove` event and the failed `deploy` event stay in the history)."""
+        workspace, settings = self.workspace, self.settings
         spec = make_spec(name, reference, settings.default_memory, settings.default_cpus)
         step(f"creating {name} from {reference}")
-        self.workspace.create(spec, start=True)
+        try:
+            workspace.create(spec, start=True)
+        except PanelError as exc:
+            created = self._current(name)
+            if created is not None:  # created, then the start failed
+                workspace.remove(created.docker_id, force=True)
+            workspace.store.add_event(workspace.principal.user_id, created.id if created else None, "deploy",
+                                      ok=False, detail=f"{reference} {exc.message}")
+            raise
         row = self._current(name)
         step(f"waiting {settings.deploy_settle:g} s for it to settle")
-        failure = self._settle(row.docker_id)
-        return self._record(row, reference, "", failure)
+        failure = self._settle(row)
+        result = self._record(row, reference, "", failure)
+        if failure:
+            step(f"the new container failed ({failure}): removing it")
+            workspace.remove(row.docker_id, force=True)
+        return result
 
     def _replace(self, old, reference: str, step: Callable[[str], None]) -> DeployResult:
         """Replaces the container `old` by one of image `reference` with the
@@ -179,7 +196,7 @@ class Deployer:
             raise
         new = self._current(old.name)
         step(f"waiting {self.settings.deploy_settle:g} s for it to settle")
-        failure = self._settle(new.docker_id)
+        failure = self._settle(new)
         if failure:
             step(f"the new container failed ({failure}): putting the old one back")
             workspace.remove(new.docker_id, force=True)
@@ -205,29 +222,42 @@ class Deployer:
                 step("starting the old container again")
                 api.start(old.docker_id)
 
-    def _settle(self, docker_id: str) -> str:
-        """Watches a started container for `deploy_settle` seconds.
+    def _settle(self, row) -> str:
+        """Watches the started container of the record `row` for
+        `deploy_settle` seconds.
+
+        A restart in that time is a failure even when the container runs
+        again when looked at: a crash loop under a restart policy would
+        otherwise pass whenever it is polled between two crashes.
 
         Returns:
-            "" when it still runs; else why not (`exited with code 1`, with
-            the last lines of its log).
+            "" when it still runs, never restarted; else why not (`exited
+            with code 1`, `restarted 2 times while settling`, with the
+            last lines of its log, the values of its secrets masked:
+            the log tail goes into the history, an app may print its
+            environment).
         """
         api = self.workspace.engine.client.api
         deadline = time.monotonic() + self.settings.deploy_settle
         while True:
             with translate_errors():
-                state = api.inspect_container(docker_id)["State"]
-            if not state.get("Running") or state.get("Restarting"):
+                data = api.inspect_container(row.docker_id)
+            state = data["State"]
+            restarts = max(int(data.get("RestartCount") or 0), 1 if state.get("Restarting") else 0)
+            if not state.get("Running") or restarts:
                 break
             if time.monotonic() >= deadline:
                 return ""
             time.sleep(POLL)
         with translate_errors():
-            logs = api.logs(docker_id, stdout=True, stderr=True, tail=LOG_LINES).decode("utf-8", "replace")
+            logs = api.logs(row.docker_id, stdout=True, stderr=True, tail=LOG_LINES).decode("utf-8", "replace")
         reason = f"exited with code {state.get('ExitCode')}"
+        if restarts:
+            reason = f"restarted {restarts} time{'s' if restarts > 1 else ''} while settling"
         if state.get("OOMKilled"):
             reason += " (out of memory)"
-        lines = [line for line in logs.splitlines() if line.strip()]
+        masked = mask_values(logs, self.workspace.secrets().values_in(row.name, data))
+        lines = [line for line in masked.splitlines() if line.strip()]
         return reason + (": " + " | ".join(lines[-LOG_LINES:]) if lines else "")
 
     def _record(self, row, reference: str, previous: str, failure: str) -> DeployResult:

@@ -1,7 +1,15 @@
 """Provides `Secrets`, environment secrets of one user's containers,
 encrypted at rest with Fernet (AES-128-CBC + HMAC-SHA256, `cryptography`)
 under a key file in the data directory, injected into the environment when
-a container is created and never shown back (issue 6)."""
+a container is created and never shown back (issue 6).
+
+A container keeps the values it was created with after `secret rm` or
+`secret set`, so the keys injected are recorded on it, in the label
+`<label prefix>secret-keys` (keys only, comma-separated; always set by the
+server, so an image label cannot clear it): `inspect` masks them for as
+long as the container lives, and `mask_values` takes them out of any text
+the panel stores (a failed deployment's log tail).
+"""
 
 from __future__ import annotations
 
@@ -23,6 +31,8 @@ KEY_FILE = "secret.key"
 MAX_VALUE = 32 * 1024
 """Bytes of a secret's value (UTF-8), as for a plain environment variable."""
 MASK = "********"
+KEYS_LABEL = "secret-keys"
+"""Label (after `Settings.label_prefix`) naming the keys injected at create."""
 
 
 @dataclass(frozen=True)
@@ -120,10 +130,24 @@ class Secrets:
         except InvalidToken:
             raise EngineError(f"the secrets of {name} cannot be decrypted: was {KEY_FILE} replaced?") from None
 
+    def inject(self, name: str, arguments: dict) -> None:
+        """Adds the decrypted secrets of container `name` to Docker create
+        arguments (`environment`) and records their keys, never the
+        values, in the label `KEYS_LABEL` (`labels`), in place.
+
+        Raises:
+            EngineError: See `environment`.
+        """
+        values = self.environment(name)
+        arguments["environment"].update(values)
+        arguments["labels"][self.settings.label_prefix + KEYS_LABEL] = ",".join(sorted(values))
+
     def redact(self, name: str, inspect: dict) -> dict:
-        """Masks the values of container `name`'s secrets in Docker's inspect
-        data (`Config.Env`), in place; returns it."""
-        keys = {key for key, _token, _updated in queries.listed(self.user_id, name)}
+        """Masks the values of every secret in Docker's inspect data of the
+        container `name` (`Config.Env`), in place; returns it. Masked: the
+        keys injected at its create (its `KEYS_LABEL`), even those removed
+        since, and the keys `name` has now."""
+        keys = self._keys(name, inspect)
         config = inspect.get("Config") or {}
         if keys and config.get("Env"):
             config["Env"] = [
@@ -131,3 +155,25 @@ class Secrets:
                 for item in config["Env"]
             ]
         return inspect
+
+    def values_in(self, name: str, inspect: dict) -> list[str]:
+        """Returns the secret values the container `name` holds in its
+        environment (the keys `redact` masks), for `mask_values`."""
+        keys = self._keys(name, inspect)
+        pairs = (item.split("=", 1) for item in (inspect.get("Config") or {}).get("Env") or [] if "=" in item)
+        return [value for key, value in pairs if key in keys and value]
+
+    def _keys(self, name: str, inspect: dict) -> set[str]:
+        """Keys injected at create (label) plus the keys `name` has now."""
+        labels = (inspect.get("Config") or {}).get("Labels") or {}
+        injected = {key for key in labels.get(self.settings.label_prefix + KEYS_LABEL, "").split(",") if key}
+        return injected | {key for key, _token, _updated in queries.listed(self.user_id, name)}
+
+
+def mask_values(text: str, values: list[str]) -> str:
+    """Returns `text` with every occurrence of each value replaced by
+    `MASK` (longest first, so a value inside another is not left half
+    shown)."""
+    for value in sorted(set(values), key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return text

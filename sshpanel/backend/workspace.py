@@ -298,7 +298,7 @@ class Workspace:
         arguments = create_arguments(
             spec, self.principal.name, self.settings.namespace, image_id, pids_limit, self.settings.publish_address
         )
-        arguments["environment"].update(self.secrets().environment(spec.name))
+        self.secrets().inject(spec.name, arguments)
         with translate_errors():
             self._ensure_network()
             arguments["networking_config"] = {
