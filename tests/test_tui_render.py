@@ -394,3 +394,17 @@ async def test_app_is_freed_after_exit(workspace):
     gc.collect()
     # The worker threads are still alive here: they must not pin the app.
     assert ref() is None
+
+
+@async_test
+async def test_refreshes_come_once_a_minute_unless_a_time_counts_seconds():
+    from sshpanel.tui.screens.dashboard import QUIET_REFRESH, REFRESH_INTERVAL
+
+    old = FakeWorkspace([view("web", minutes=90)])
+    young = FakeWorkspace([view("web", status="Up 12 seconds", minutes=90)])
+    for workspace, expected in ((old, QUIET_REFRESH), (young, REFRESH_INTERVAL)):
+        app = PanelApp(workspace)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot, lambda: table(app).row_count == 1 and app.screen._next_refresh is not None)
+            assert app.screen._next_refresh._interval == expected
+            await pilot.press("q")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -42,10 +43,12 @@ REFRESH_INTERVAL = 5.0
 failed."""
 
 QUIET_REFRESH = 60.0
-"""Seconds between refreshes while all is well. Docker events bring every
-change (and the listener's loss of the engine); this only renews relative
-times ("Up 3 minutes", which Docker words in whole minutes past the first)
-and quotas an admin changed. A poll every 5 s by each of 100 idle sessions
+"""Seconds between refreshes while all is well and no relative time on the
+screen counts seconds. Docker events bring every change (and the listener's
+loss of the engine); this only renews relative times ("Up 3 minutes", which
+Docker words in whole minutes past the first; while a container is younger
+than that, the refresh comes every `REFRESH_INTERVAL`) and quotas an admin
+changed. A poll every 5 s by each of 100 idle sessions
 cost 13 % of a core, every 15 s 5-9 % (issue 8, benchmarks/RESULTS.md)."""
 
 EVENT_DEBOUNCE = 0.2
@@ -105,6 +108,8 @@ class DashboardScreen(ContainerActions, Screen[None]):
         self._refresh_again = False
         self._last_refresh_error: str | None = None
         self._next_refresh: Timer | None = None
+        self._counting_seconds = False
+        """Whether a relative time shown counts seconds ("Up 12 seconds")."""
 
     def compose(self) -> ComposeResult:
         """Builds the header, the table, an empty-state hint and the key footer."""
@@ -170,6 +175,9 @@ class DashboardScreen(ContainerActions, Screen[None]):
     def _show_containers(self, loaded: tuple[list[ContainerView], QuotaView]) -> None:
         views, quota = loaded
         self._last_refresh_error = None
+        now = dt.datetime.now(dt.timezone.utc)
+        self._counting_seconds = any(
+            "second" in view.status or (now - view.created).total_seconds() < 60 for view in views)
         if self.has_class("-engine-down"):
             self.set_class(False, "-engine-down")
             self.notify("The Docker engine answers again.", markup=False)
@@ -340,10 +348,6 @@ class DashboardScreen(ContainerActions, Screen[None]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Routes every worker's result to its handler and every error to `show_error`."""
         worker = event.worker
-        if worker.group == "refresh" and worker.is_finished:
-            self._refresh_finished(event.state, worker.error)
-        elif event.state is WorkerState.ERROR and worker.error is not None:
-            self.show_error(worker.error)
         if event.state is WorkerState.SUCCESS:
             handlers: dict[str, Callable[[Any], None]] = {
                 "refresh": self._show_containers,
@@ -353,18 +357,24 @@ class DashboardScreen(ContainerActions, Screen[None]):
             handler = handlers.get(worker.group)  # other groups: `BackendCalls` and the shell
             if handler is not None:
                 handler(worker.result)
+        # After the result is shown: the next refresh depends on what it showed.
+        if worker.group == "refresh" and worker.is_finished:
+            self._refresh_finished(event.state, worker.error)
+        elif event.state is WorkerState.ERROR and worker.error is not None:
+            self.show_error(worker.error)
 
     def _refresh_finished(self, state: WorkerState, error: BaseException | None) -> None:
         """Notes the outcome and plans the next refresh: `REFRESH_INTERVAL`
-        after a failure, `QUIET_REFRESH` after a success (one timer, reset by
-        every refresh, so an idle session has one wake-up a minute)."""
+        after a failure or while a shown time counts seconds, else
+        `QUIET_REFRESH` (one timer, reset by every refresh, so an idle session
+        has one wake-up a minute)."""
         self._refresh_worker = None
         if self._next_refresh is not None:
             self._next_refresh.stop()
         if state is WorkerState.CANCELLED:  # the screen is going away
             return
-        failed = state is WorkerState.ERROR
-        self._next_refresh = self.set_timer(REFRESH_INTERVAL if failed else QUIET_REFRESH, self.refresh_containers)
+        soon = state is WorkerState.ERROR or self._counting_seconds
+        self._next_refresh = self.set_timer(REFRESH_INTERVAL if soon else QUIET_REFRESH, self.refresh_containers)
         if isinstance(error, EngineUnavailable):
             self.set_class(True, "-engine-down")
             self.query_one("#engine-banner", Static).update(
