@@ -29,11 +29,11 @@ kernel-chosen ports, and is removed at the end. Each figure is bounded
 (`LIMIT` seconds) and a failing figure is reported, not fatal. `--quick`
 makes fewer repetitions (first frame 20, `ps` 5, `run` 3, keystrokes 30,
 CPU windows 10 s (61 s for idle CPU: one dashboard refresh period),
-memory cycles 100). `--patch NAME` runs every server with an experimental patch of `experiments.py` (to measure a direction
-before changing the code); `--workers N` adds a burst against N helper
-servers sharing one port with `SO_REUSEPORT` (what `serve --workers N`
-would do). Run as root on a machine set up by
-scripts/test.sh (Docker engine, test image, OpenSSH server installed).
+memory cycles 100). `--patch NAME` runs every server with an
+experimental patch of `experiments.py` (to measure a direction before
+changing the code); `--workers N` adds a burst against N helper servers
+sharing one port with `SO_REUSEPORT` (what `serve --workers N` would do).
+Run as root on a machine set up by scripts/test.sh (Docker engine, test image, OpenSSH server installed).
 """
 
 from __future__ import annotations
