@@ -6,14 +6,13 @@ the reference is put in), and nothing of alice's may change."""
 
 from __future__ import annotations
 
-import io
 import subprocess
-import tarfile
 from typing import Callable
 
 import pytest
 
 from tests.conftest import TEST_IMAGE
+from tests.test_deploy import context
 
 STOPPABLE = ["sh", "-c", "trap 'exit 0' TERM; while sleep 1; do :; done"]
 SCRIPT = "#!/bin/sh\necho provisioned\n"
@@ -47,9 +46,9 @@ def alice_things(panel, docker_client, tmp_path_factory):
     assert result.returncode == 0, result.stderr
     assert panel.run(alice, "script", "add", "setup", "-", input=SCRIPT).returncode == 0
     image = f"{panel.namespace}/alice/tool:v1"
-    context = tmp_path_factory.mktemp("alice-image")
-    (context / "Dockerfile").write_text(f"FROM {TEST_IMAGE}\nLABEL built-for={panel.namespace}-alice\n")
-    docker_client.images.build(path=str(context), tag=image)
+    folder = tmp_path_factory.mktemp("alice-image")
+    (folder / "Dockerfile").write_text(f"FROM {TEST_IMAGE}\nLABEL built-for={panel.namespace}-alice\n")
+    docker_client.images.build(path=str(folder), tag=image)
     container = docker_client.containers.get(f"{panel.namespace}.alice.web")
     yield container, image
     panel.run(alice, "rm", "-f", "web")
@@ -189,20 +188,10 @@ def _absent_image_hex(docker_client, like: str) -> str:
     raise AssertionError(f"every {len(like)}-digit candidate starts an image ID")
 
 
-def _tar(dockerfile: str) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        data = dockerfile.encode()
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def _build_answer(panel, user, ref: str) -> tuple[int, str, str]:
     """`build borrowed -` of a Dockerfile `FROM ref`."""
     result = subprocess.run([*panel.ssh_args(user), "--", "build", "borrowed", "-"],
-                            input=_tar(f"FROM {ref}\nCMD [\"true\"]\n"), capture_output=True, timeout=120)
+                            input=context({"Dockerfile": f"FROM {ref}\nCMD [\"true\"]\n"}), capture_output=True, timeout=120)
     return result.returncode, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
 
 

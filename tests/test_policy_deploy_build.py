@@ -7,16 +7,14 @@ passes `assert_hardened` on its `docker inspect`."""
 
 from __future__ import annotations
 
-import io
 import json
-import secrets
 import subprocess
-import tarfile
 
 import pytest
 
-from tests.conftest import TEST_IMAGE, remove_namespace, ssh_available, start_panel, stop_panel
+from tests.conftest import TEST_IMAGE, ssh_available
 from tests.hardening import assert_hardened, engine_defaults
+from tests.test_deploy import build as build_tar, context, panel  # noqa: F401  (panel: deployments settle in 2 s)
 from tests.test_policy_entry_points import FORBIDDEN_CREATE_FLAGS, PROBE
 
 pytestmark = pytest.mark.skipif(not ssh_available(), reason="needs OpenSSH")
@@ -28,38 +26,13 @@ IMAGE_VOLUMES = ("/x", "/var/run/docker.sock", "/host")
 
 
 @pytest.fixture(scope="module")
-def panel(tmp_path_factory, docker_client):
-    """A panel whose deployments settle after 1 s, with alice and bob."""
-    namespace = f"sptest{secrets.token_hex(3)}"
-    server = start_panel(tmp_path_factory.mktemp("panel"), namespace, extra_env={"SSHPANEL_DEPLOY_SETTLE": "1"})
-    server.add_user("alice")
-    server.add_user("bob")
-    yield server
-    stop_panel(server)
-    remove_namespace(docker_client, namespace)
-    for image in docker_client.images.list():
-        for tag in image.tags:
-            if tag.startswith(f"{namespace}/"):
-                docker_client.images.remove(tag, force=True)
-
-
-@pytest.fixture(scope="module")
 def defaults(docker_client) -> dict:
     return engine_defaults(docker_client, TEST_IMAGE)
 
 
 def build(panel, user, name: str, dockerfile: str) -> subprocess.CompletedProcess:
     """`build NAME -` of a context holding only `dockerfile`."""
-    data = dockerfile.encode()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    result = subprocess.run([*panel.ssh_args(user), "--", "build", name, "-"],
-                            input=buffer.getvalue(), capture_output=True, timeout=300)
-    return subprocess.CompletedProcess(result.args, result.returncode,
-                                       result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace"))
+    return build_tar(panel, user, name, context({"Dockerfile": dockerfile}))
 
 
 def hostile_dockerfile(base: str = TEST_IMAGE) -> str:
