@@ -14,7 +14,7 @@ import sys
 import time
 
 from sshpanel.config import load_settings
-from sshpanel.store import open_store
+from sshpanel.store import deployments, open_store
 from tests.conftest import TEST_IMAGE, Panel, remove_namespace, start_panel, stop_panel
 
 BURST = 12
@@ -155,6 +155,58 @@ def test_interrupted_creates_are_completed_or_dropped_at_start(tmp_path, docker_
         assert '"Containers": 3' in quota.stdout, quota.stdout
         assert panel.run(alice, "rm", "half").returncode == 0
         assert _labelled(docker_client, panel) >= {fake.id, stray.id}
+    finally:
+        if panel.process.poll() is None:
+            stop_panel(panel)
+        remove_namespace(docker_client, panel.namespace)
+
+
+def test_interrupted_deploy_replacement_is_put_back_at_start(tmp_path, docker_client):
+    """The two windows of a deploy killed while replacing a container: the
+    old one set aside with no new one yet (`one`), and set aside with the
+    new one created but not settled (`two`). After a restart each old
+    container has its name and record back (stopped), the new one is gone,
+    no `.replaced-` container is left, and the history says so."""
+    panel = _setup(tmp_path, docker_client)
+    try:
+        alice = panel.users["alice"]
+        for name in ("one", "two"):
+            assert panel.run(alice, "run", "--name", name, "-m", "8m", TEST_IMAGE, "sleep", "600").returncode == 0
+        panel.process.kill()
+        panel.process.wait(timeout=10)
+
+        settings = load_settings({"data_dir": panel.data_dir, "namespace": panel.namespace})
+        store = open_store(settings)
+        user_id = store.user_by_name("alice").id
+        old = {row.name: row for row in store.containers_of(user_id)}
+        for name, row in old.items():
+            docker_client.api.stop(row.docker_id, timeout=1)
+            docker_client.api.rename(row.docker_id, f"{panel.namespace}.alice.{name}.replaced-{row.docker_id[:12]}")
+            deployments.set_aside(store, row.id)
+        label = settings.label_prefix
+        new = docker_client.containers.create(
+            TEST_IMAGE, ["sleep", "600"], name=f"{panel.namespace}.alice.two",
+            labels={f"{label}owner": "alice", f"{label}name": "two"},
+        )
+        reserved = store.reserve_container(user_id, "two", TEST_IMAGE, "{}", 8 * 2**20, 0.05)
+        store.attach_docker_id(reserved.id, new.id)
+        store.close()
+
+        panel = _restart(panel, tmp_path)
+        log = panel.log()
+        assert "put back alice/one" in log and "put back alice/two" in log
+        listing = panel.run(alice, "ps", "-a", "--format", "json")
+        assert sorted(re.findall(r'"Names": "([^"]+)"', listing.stdout)) == ["one", "two"]
+        assert {line for line in panel.run(alice, "ps", "-a", "-q").stdout.split()} == {
+            row.docker_id[:12] for row in old.values()}
+        names = {c.name for c in docker_client.containers.list(
+            all=True, filters={"label": f"io.{panel.namespace}.owner=alice"})}
+        assert names == {f"{panel.namespace}.alice.one", f"{panel.namespace}.alice.two"}
+        history = panel.run(alice, "history", "--format", "json").stdout
+        assert history.count("the deploy replacing it was interrupted") == 2
+        assert "its deploy was interrupted" in history
+        assert _db_check(panel) == "ok"
+        assert panel.run(alice, "start", "one").returncode == 0
     finally:
         if panel.process.poll() is None:
             stop_panel(panel)

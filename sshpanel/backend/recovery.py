@@ -11,11 +11,21 @@ owner and name labels, claimed by no other record), else dropped; labelled
 containers still without a record are logged for admins and left alone
 (DESIGN.md invariant 7). One process serves one database (see
 `sshpanel.store.models`), so no reservation can belong to a live create.
+
+A killed `deploy` that was replacing a container (`sshpanel.backend.deploy`)
+leaves the old one stopped, renamed `<docker name>.replaced-<id>` and its
+record set aside (marked removed), and perhaps the new one not yet
+settled. The deployment never finished, so it counts as failed, as a
+failed settle would: the new container (if any) is removed, the old one
+gets its name and record back, stopped (the user starts it: whether it ran
+before is not known), and a failed `deploy` event says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -23,7 +33,8 @@ from sshpanel.access.names import docker_container_name
 from sshpanel.backend.engine import Engine, translate_errors
 from sshpanel.backend.recorder import UNCLAIMED_AGE
 from sshpanel.config import Settings
-from sshpanel.store import Store
+from sshpanel.errors import NotFound, PanelError
+from sshpanel.store import Store, deployments
 
 log = logging.getLogger("sshpanel.recovery")
 
@@ -37,11 +48,14 @@ class RecoveryReport:
             their interrupted create had made.
         dropped: `owner/name` of reservations deleted: no container was made.
         unclaimed: Full IDs of labelled containers no record claims.
+        restored: `owner/name` of containers an interrupted deploy had set
+            aside, given their name and record back.
     """
 
     completed: tuple[str, ...]
     dropped: tuple[str, ...]
     unclaimed: tuple[str, ...]
+    restored: tuple[str, ...] = ()
 
 
 def recover_interrupted_creates(store: Store, engine: Engine, settings: Settings) -> RecoveryReport:
@@ -90,6 +104,7 @@ def recover_interrupted_creates(store: Store, engine: Engine, settings: Settings
             store.drop_reservation(row.id)
             dropped.append(who)
             log.warning("start: dropped the reservation of %s: its create was interrupted before Docker made it", who)
+    restored = _restore_set_aside(store, engine, settings, listed)
     now = time.time()
     unclaimed = []
     for item in listed:
@@ -101,4 +116,40 @@ def recover_interrupted_creates(store: Store, engine: Engine, settings: Settings
                 "start: container %s (%s) carries owner label %r but no record claims it; left alone",
                 (item.get("Names") or ["/"])[0].lstrip("/"), item["Id"][:12], (item.get("Labels") or {}).get(label, ""),
             )
-    return RecoveryReport(tuple(completed), tuple(dropped), tuple(unclaimed))
+    return RecoveryReport(tuple(completed), tuple(dropped), tuple(unclaimed), tuple(restored))
+
+
+def _restore_set_aside(store: Store, engine: Engine, settings: Settings, listed: list[dict]) -> list[str]:
+    """Puts back the containers of interrupted deploy replacements (see the
+    module docstring); returns their `owner/name`. A container that cannot
+    be put back is logged and left as it is."""
+    restored = []
+    api = engine.client.api
+    for item in listed:
+        labels = item.get("Labels") or {}
+        owner, name = labels.get(settings.label_owner, ""), labels.get(f"{settings.label_prefix}name", "")
+        docker_name = docker_container_name(settings.namespace, owner, name) if owner and name else ""
+        shown = (item.get("Names") or ["/"])[0].lstrip("/")
+        row = store.container_by_docker_id(item["Id"])
+        if (not docker_name or not re.fullmatch(re.escape(docker_name) + r"\.replaced-[0-9a-f]{12}", shown)
+                or row is None or row.removed is None or row.name != name or row.user.name != owner):
+            continue
+        who = f"{owner}/{name}"
+        try:
+            for live in store.containers_of(row.user_id):
+                if live.name == name:
+                    with contextlib.suppress(NotFound), translate_errors():
+                        api.remove_container(live.docker_id, v=True, force=True)
+                    store.mark_removed(live.id)
+                    store.add_event(row.user_id, live.id, "remove", detail="its deploy was interrupted")
+            with translate_errors():
+                api.rename(item["Id"], docker_name)
+        except PanelError as exc:
+            log.error("start: could not put back %s, set aside by an interrupted deploy: %s", who, exc.message)
+            continue
+        deployments.bring_back(store, row.id)
+        store.add_event(row.user_id, row.id, "deploy", ok=False,
+                        detail=f"{row.image} back: the deploy replacing it was interrupted (stopped; start it)")
+        restored.append(who)
+        log.warning("start: put back %s (container %s), set aside by an interrupted deploy", who, item["Id"][:12])
+    return restored
