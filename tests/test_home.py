@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 
 import pytest
 
 from sshpanel.backend.home import Home
 from sshpanel.config import Settings
 from sshpanel.errors import InvalidValue, NotFound
+
+DELETE_ROUNDS = 2000
+"""Deletes tried while the folder flips (each takes a few system calls)."""
 
 
 @pytest.fixture
@@ -56,3 +61,39 @@ def test_delete_removes_links_files_and_folders(home, tmp_path):
     assert home.list() == []
     with pytest.raises(NotFound):
         home.delete("notes.txt")
+
+
+def test_delete_through_a_folder_swapped_for_a_link_never_leaves_the_home_regression(home, tmp_path):
+    """While deletes run, the folder `work` is swapped over and over for a
+    symlink to a folder outside the home: nothing outside is ever deleted."""
+    outside = tmp_path / "outside"
+    (outside / "victim").write_text("keep")
+    work = home.root / "work"
+    work.mkdir()
+    stop = threading.Event()
+
+    def flip() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                os.rename(work, home.root / "work.real")
+                os.symlink(outside, work)
+                os.unlink(work)
+                os.rename(home.root / "work.real", work)
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        for _ in range(DELETE_ROUNDS):
+            with contextlib.suppress(OSError):
+                (home.root / "work.real" if (home.root / "work.real").is_dir() else work).joinpath("victim").write_text("x")
+            with contextlib.suppress(InvalidValue, NotFound):
+                home.delete("work/victim")
+            with contextlib.suppress(InvalidValue, NotFound):
+                home.list("work")
+            if not (outside / "victim").exists():
+                break
+    finally:
+        stop.set()
+        flipper.join()
+    assert (outside / "victim").read_text() == "keep"
+    assert (outside / "precious").read_text() == "keep"

@@ -37,17 +37,26 @@ def home_dir(settings: Settings, user: str) -> Path:
     return home
 
 
-def disk_usage(root: Path) -> int:
+def disk_usage(root: Path | str, dir_fd: int | None = None) -> int:
     """Returns the bytes held by the regular files under `root` (apparent
-    sizes; symlinks are not followed and count nothing)."""
+    sizes; symlinks are neither followed nor counted).
+
+    Args:
+        root: The folder; relative to `dir_fd` when given.
+        dir_fd: A folder descriptor `root` is relative to (as from
+            `parent_beneath`), or None.
+
+    The walk goes by descriptors (`os.fwalk`), so a folder swapped for a
+    symlink while it runs is not followed either.
+    """
     total = 0
-    for folder, _dirs, files in os.walk(root, followlinks=False):
+    for _folder, _dirs, files, folder_fd in os.fwalk(root, dir_fd=dir_fd, follow_symlinks=False):
         for name in files:
             try:
-                info = os.lstat(os.path.join(folder, name))
+                info = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
             except OSError:
                 continue
-            if not os.path.islink(os.path.join(folder, name)):
+            if stat.S_ISREG(info.st_mode):
                 total += info.st_size
     return total
 
@@ -56,6 +65,24 @@ def inside(root: Path, local: str) -> bool:
     """True when `local` (an absolute path) resolves to `root` or below it
     with no symlink anywhere on the way."""
     return os.path.realpath(local) == local and (local == str(root) or local.startswith(str(root) + os.sep))
+
+
+def relative_parts(text: str, what: str = "path") -> list[str]:
+    """Checks a path the user gave relative to their home directory.
+
+    Args:
+        text: Such as `myapp` or `apps/site/index.html`.
+        what: The word the error uses ("path", "folder").
+
+    Returns:
+        Its components (`["apps", "site"]`); [] for the home itself (`.`).
+
+    Raises:
+        InvalidValue: Empty, absolute, `..` or a NUL byte.
+    """
+    if not text or text.startswith("/") or ".." in text.split("/") or "\0" in text:
+        raise InvalidValue(f"give a {what} of your home directory, relative to it (not {text!r})")
+    return [part for part in posixpath.normpath(text).split("/") if part != "."]
 
 
 def resolve_folder(root: Path, text: str) -> Path:
@@ -72,8 +99,7 @@ def resolve_folder(root: Path, text: str) -> Path:
         InvalidValue: An absolute path, `..`, or a symlink on the way.
         NotFound: No such folder in the home directory.
     """
-    if not text or text.startswith("/") or ".." in text.split("/") or "\0" in text:
-        raise InvalidValue(f"give a folder of your home directory, relative to it (not {text!r})")
+    relative_parts(text, "folder")
     local = os.path.join(str(root), posixpath.normpath(text))
     if not inside(root, local):
         if os.path.lexists(local):

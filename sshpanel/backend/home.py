@@ -5,13 +5,14 @@ confined exactly like SFTP's: relative, no `..`, no symlink followed."""
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 import posixpath
 import shutil
 import stat
 from dataclasses import dataclass
 
-from sshpanel.backend.files import disk_usage, home_dir, inside, resolve_folder
+from sshpanel.backend.files import disk_usage, home_dir, open_folder, parent_beneath, relative_parts
 from sshpanel.config import Settings
 from sshpanel.errors import InvalidValue, NotFound
 
@@ -51,45 +52,64 @@ class Home:
 
     def list(self, folder: str = "") -> list[FileEntry]:
         """Lists a folder ("" for the home directory itself): folders first,
-        then by name.
+        then by name. The folder is opened beneath the home directory
+        without following links and read by descriptor, like `delete`.
 
         Raises:
-            InvalidValue, NotFound: See `sshpanel.backend.files.resolve_folder`.
+            InvalidValue: An absolute path, `..`, or a symbolic link on the way.
+            NotFound: No such folder in the home directory.
         """
-        local = resolve_folder(self.root, folder) if folder else self.root
+        parts = relative_parts(folder, "folder") if folder else []
         entries = []
-        with os.scandir(local) as listing:
-            for item in listing:
-                info = item.stat(follow_symlinks=False)
-                is_dir = stat.S_ISDIR(info.st_mode)
-                size = disk_usage(item.path) if is_dir else info.st_size
-                entries.append(FileEntry(
-                    item.name, posixpath.join(folder, item.name) if folder else item.name, is_dir,
-                    stat.S_ISLNK(info.st_mode), size,
-                    dt.datetime.fromtimestamp(info.st_mtime, dt.timezone.utc),
-                ))
+        try:
+            with parent_beneath(str(self.root), parts) as (dir_fd, name):
+                listed_fd = open_folder(dir_fd, name)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InvalidValue(f"{folder!r} is or goes through a symbolic link") from None
+            raise NotFound(f"no such folder in your home directory: {folder}") from None
+        try:
+            with os.scandir(listed_fd) as listing:
+                for item in listing:
+                    info = item.stat(follow_symlinks=False)
+                    is_dir = stat.S_ISDIR(info.st_mode)
+                    size = disk_usage(item.name, dir_fd=listed_fd) if is_dir else info.st_size
+                    entries.append(FileEntry(
+                        item.name, posixpath.join(folder, item.name) if folder else item.name, is_dir,
+                        stat.S_ISLNK(info.st_mode), size,
+                        dt.datetime.fromtimestamp(info.st_mtime, dt.timezone.utc),
+                    ))
+        finally:
+            os.close(listed_fd)
         return sorted(entries, key=lambda entry: (not entry.is_dir, entry.name))
 
     def delete(self, path: str) -> None:
         """Deletes a file, a symbolic link (not its target) or a folder with
-        everything in it.
+        everything in it. The path is walked from the home directory's
+        descriptor without following links and the entry removed relative
+        to its folder's descriptor (`sshpanel.backend.files.parent_beneath`),
+        so a link swapped in at any moment is never followed.
 
         Raises:
             InvalidValue: An absolute path, `..`, the home directory itself,
                 or a path through a symbolic link.
             NotFound: Nothing there.
         """
-        if not path or path.startswith("/") or ".." in path.split("/") or "\0" in path:
-            raise InvalidValue(f"give a path in your home directory, relative to it (not {path!r})")
-        parent, name = posixpath.split(posixpath.normpath(path))
-        folder = resolve_folder(self.root, parent) if parent else self.root
-        local = os.path.join(str(folder), name)
-        if not os.path.lexists(local):
-            raise NotFound(f"no such file in your home directory: {path}")
-        if os.path.islink(local) or not os.path.isdir(local):
-            os.unlink(local)
-        elif inside(self.root, local):
-            shutil.rmtree(local)
+        parts = relative_parts(path)
+        if not parts:
+            raise InvalidValue("the home directory itself cannot be deleted")
+        try:
+            with parent_beneath(str(self.root), parts) as (dir_fd, name):
+                if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                    shutil.rmtree(name, dir_fd=dir_fd)
+                else:
+                    os.unlink(name, dir_fd=dir_fd)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"no such file in your home directory: {path}") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InvalidValue(f"{path!r} goes through a symbolic link") from None
+            raise
 
     def usage(self) -> tuple[int, int]:
         """Returns (bytes held under the home directory, disk quota bytes)."""
