@@ -11,6 +11,9 @@ Logs go to stderr. Commands, one per line on stdin:
   asyncio tasks, "threads": threads}`.
 - `profile-start` / `profile-stop PATH`: cProfile of the event-loop thread
   (where Textual and asyncssh run), written to PATH (pstats format).
+- `trace-start [FRAMES]` / `trace-diff PATH`: `tracemalloc` from now on;
+  the 40 allocation sites that grew most since the start, with their
+  tracebacks, written to PATH (to find what a slow RSS growth is).
 
 EOF on stdin stops the server.
 """
@@ -25,6 +28,7 @@ import json
 import logging
 import sys
 import threading
+import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -58,6 +62,7 @@ async def serve(generous: bool) -> None:
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     profiler: cProfile.Profile | None = None
+    traced: tracemalloc.Snapshot | None = None
     while line := (await reader.readline()).decode().strip():
         verb, _, argument = line.partition(" ")
         answer: dict = {"ok": True}
@@ -66,6 +71,17 @@ async def serve(generous: bool) -> None:
         elif verb == "profile-start":
             profiler = cProfile.Profile()
             profiler.enable()
+        elif verb == "trace-start":
+            tracemalloc.start(int(argument or 1))
+            gc.collect()
+            traced = tracemalloc.take_snapshot()
+        elif verb == "trace-diff" and tracemalloc.is_tracing():
+            gc.collect()
+            grown = tracemalloc.take_snapshot().compare_to(traced, "traceback")
+            with open(argument, "w") as out:
+                for stat in grown[:40]:
+                    out.write(f"{stat.size_diff / 1024:+.1f} KiB, {stat.count_diff:+d} blocks\n")
+                    out.write("".join(f"    {line}\n" for line in stat.traceback.format()[-12:]))
         elif verb == "profile-stop" and profiler is not None:
             profiler.disable()
             profiler.dump_stats(argument)
