@@ -146,7 +146,9 @@ def test_history_records_failed_and_successful_builds(panel, docker_client):
     assert panel.run(bob, "build", "good", timeout=300).returncode == 0
     put_folder(panel, "bob", "bad", {"Dockerfile": f"FROM {TEST_IMAGE}\nRUN echo bad-build; exit 3\n"})
     assert panel.run(bob, "build", "bad", timeout=300).returncode == 1
-    good, bad = builds(panel, bob)[-2:]
+    # Records of one second have no order between them: pick each by its name.
+    good = [e for e in builds(panel, bob) if e["Detail"].startswith(f"{panel.namespace}/bob/good:")][-1]
+    bad = [e for e in builds(panel, bob) if e["Detail"].startswith("bad ")][-1]
     image_id = docker_client.images.get(f"{panel.namespace}/bob/good:1").id
     head = good["Detail"].splitlines()[0]
     assert good["OK"] is True and head.startswith(f"{panel.namespace}/bob/good:1 {image_id[:19]} ")

@@ -95,5 +95,7 @@ def test_delete_through_a_folder_swapped_for_a_link_never_leaves_the_home_regres
     finally:
         stop.set()
         flipper.join()
-    assert (outside / "victim").read_text() == "keep"
+    # The writes above may land outside through the swapped-in link (they are
+    # the test's own, by path); what must never happen is a delete there.
+    assert (outside / "victim").exists()
     assert (outside / "precious").read_text() == "keep"
