@@ -6,6 +6,7 @@ the reference is put in), and nothing of alice's may change."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from typing import Callable
 
@@ -71,9 +72,12 @@ def _answer(panel, user, argv: list[str], input: str | None = None) -> tuple[int
 
 
 def _as_if(answer: tuple[int, str, str], placeholder: str, ref: str) -> tuple[int, str, str]:
-    """The answer given for `placeholder`, with `ref` put in its place."""
+    """The answer given for `placeholder`, with `ref` put in its place (as a
+    whole word only: a one-digit placeholder also occurs inside the random
+    namespace)."""
     code, out, err = answer
-    return code, out.replace(placeholder, ref), err.replace(placeholder, ref)
+    word = re.compile(rf"(?<![0-9A-Za-z]){re.escape(placeholder)}(?![0-9A-Za-z])")
+    return code, word.sub(ref, out), word.sub(ref, err)
 
 
 def _refs(container) -> list[str]:
