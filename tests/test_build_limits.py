@@ -176,6 +176,10 @@ def test_add_of_a_url_is_refused_before_the_build_regression(panel, docker_clien
         assert result.returncode == 1, text
         assert "is refused: builds fetch nothing from the network" in result.stderr, result.stderr
         assert "Step 1" not in result.stdout
+    for text in ("ARG U=https://example.com/x\nADD $U /x", "ARG U\nADD ${U} /x"):
+        put_folder(panel, "alice", "remoteadd", {"Dockerfile": f"FROM {TEST_IMAGE}\n{text}\n"})
+        result = panel.run(alice, "build", "remoteadd", timeout=300)
+        assert result.returncode == 1 and "ADD takes no variables" in result.stderr, result.stderr
     assert tags(docker_client, f"{panel.namespace}/alice/remoteadd") == []
     put_folder(panel, "alice", "localadd", {"Dockerfile": f"FROM {TEST_IMAGE}\nADD notes.txt /notes.txt\nRUN cat /notes.txt\n",
                                             "notes.txt": "added locally\n"})

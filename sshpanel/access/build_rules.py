@@ -36,7 +36,8 @@ def check_no_remote_add(text: str) -> None:
     """Refuses `ADD` (also as an `ONBUILD` trigger) of a URL: the engine
     fetches those itself, outside the build's network setting, so a URL
     would let a build reach the network (issue 6 "no host network"). `ADD`
-    of files of the context is allowed.
+    of files of the context is allowed; a source with a variable is refused,
+    since the engine expands it and it may hold a URL.
 
     Args:
         text: The Dockerfile text.
@@ -57,3 +58,6 @@ def check_no_remote_add(text: str) -> None:
             if _URL.match(source) or "://" in source:
                 raise InvalidValue(f"ADD {source[:80]} is refused: builds fetch nothing from the network; "
                                    "download the file into the folder and ADD or COPY it from there")
+            if "$" in source:  # `ARG U=https://...` then `ADD $U`: the engine expands it
+                raise InvalidValue(f"ADD {source[:80]} is refused: ADD takes no variables (a variable may "
+                                   "hold a URL); use COPY, or name the file")

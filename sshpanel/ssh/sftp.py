@@ -192,7 +192,11 @@ class HomeSFTPServer(asyncssh.SFTPServer):
             os.close(fd)
             raise asyncssh.SFTPFailure("not a regular file")
         if pflags & FXF_WRITE:
-            await self.refresh_usage()
+            try:
+                await self.refresh_usage()
+            except BaseException:  # an engine error, or the client left: no descriptor stays open
+                os.close(fd)
+                raise
         return os.fdopen(fd, "r+b" if flags & os.O_RDWR else ("wb" if pflags & FXF_WRITE else "rb"), buffering=0)
 
     def open56(self, path: bytes, desired_access: int, flags: int, attrs: asyncssh.SFTPAttrs):

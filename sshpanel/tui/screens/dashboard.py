@@ -358,17 +358,21 @@ class DashboardScreen(ContainerActions, Screen[None]):
             if handler is not None:
                 handler(worker.result)
         # After the result is shown: the next refresh depends on what it showed.
-        if worker.group == "refresh" and worker.is_finished:
-            self._refresh_finished(event.state, worker.error)
+        # event.state, not worker.state: a quick worker is already finished when
+        # its RUNNING message arrives.
+        finished = event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
+        if worker.group == "refresh" and finished:
+            self._refresh_finished(worker, event.state, worker.error)
         elif event.state is WorkerState.ERROR and worker.error is not None:
             self.show_error(worker.error)
 
-    def _refresh_finished(self, state: WorkerState, error: BaseException | None) -> None:
+    def _refresh_finished(self, worker: Worker[Any], state: WorkerState, error: BaseException | None) -> None:
         """Notes the outcome and plans the next refresh: `REFRESH_INTERVAL`
         after a failure or while a shown time counts seconds, else
         `QUIET_REFRESH` (one timer, reset by every refresh, so an idle session
         has one wake-up a minute)."""
-        self._refresh_worker = None
+        if worker is self._refresh_worker:
+            self._refresh_worker = None
         if self._next_refresh is not None:
             self._next_refresh.stop()
         if state is WorkerState.CANCELLED:  # the screen is going away
