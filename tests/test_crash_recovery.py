@@ -211,3 +211,44 @@ def test_interrupted_deploy_replacement_is_put_back_at_start(tmp_path, docker_cl
         if panel.process.poll() is None:
             stop_panel(panel)
         remove_namespace(docker_client, panel.namespace)
+
+
+def test_deploy_interrupted_after_it_succeeded_keeps_the_new_container(tmp_path, docker_client):
+    """The third window: the new container settled and its deployment was
+    recorded, then the panel died before the old one was removed. After a
+    restart the new container stays, the old one is removed."""
+    panel = _setup(tmp_path, docker_client)
+    try:
+        alice = panel.users["alice"]
+        assert panel.run(alice, "run", "--name", "three", "-m", "8m", TEST_IMAGE, "sleep", "600").returncode == 0
+        panel.process.kill()
+        panel.process.wait(timeout=10)
+
+        settings = load_settings({"data_dir": panel.data_dir, "namespace": panel.namespace})
+        store = open_store(settings)
+        user_id = store.user_by_name("alice").id
+        (old,) = store.containers_of(user_id)
+        docker_client.api.stop(old.docker_id, timeout=1)
+        docker_client.api.rename(old.docker_id, f"{panel.namespace}.alice.three.replaced-{old.docker_id[:12]}")
+        deployments.set_aside(store, old.id)
+        label = settings.label_prefix
+        new = docker_client.containers.create(
+            TEST_IMAGE, ["sleep", "600"], name=f"{panel.namespace}.alice.three",
+            labels={f"{label}owner": "alice", f"{label}name": "three"},
+        )
+        reserved = store.reserve_container(user_id, "three", TEST_IMAGE, "{}", 8 * 2**20, 0.05)
+        store.attach_docker_id(reserved.id, new.id)
+        store.add_event(user_id, reserved.id, "deploy", detail=f"{TEST_IMAGE} settled")
+        store.close()
+
+        panel = _restart(panel, tmp_path)
+        assert "replaced by a deployment" in panel.log()
+        assert panel.run(alice, "ps", "-a", "-q").stdout.split() == [new.id[:12]]
+        names = {c.name for c in docker_client.containers.list(
+            all=True, filters={"label": f"io.{panel.namespace}.owner=alice"})}
+        assert names == {f"{panel.namespace}.alice.three"}
+        assert _db_check(panel) == "ok"
+    finally:
+        if panel.process.poll() is None:
+            stop_panel(panel)
+        remove_namespace(docker_client, panel.namespace)

@@ -160,14 +160,14 @@ class Builder:
         """
         engine = self.workspace.engine
         user = self.workspace.principal.name
-        with engine.names_lock:
+        with engine.builds_lock:
             if user in engine.building_users:
                 raise Conflict("a build is already running for you: wait until it ends")
             engine.building_users.add(user)
         try:
             yield
         finally:
-            with engine.names_lock:
+            with engine.builds_lock:
                 engine.building_users.discard(user)
 
     def _with_template(self, context: IO[bytes], template: str | None, on_line: Callable[[str], None]) -> IO[bytes]:

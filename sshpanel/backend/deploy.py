@@ -201,15 +201,18 @@ class Deployer:
             step(f"the new container failed ({failure}): putting the old one back")
             workspace.remove(new.docker_id, force=True)
             self._put_back(old, docker_name, was_running, step)
-        else:
-            step("removing the old container")
-            with translate_errors():
-                try:
-                    api.remove_container(old.docker_id, v=True, force=True)
-                except docker.errors.NotFound:
-                    pass
-            workspace.store.add_event(workspace.principal.user_id, old.id, "remove", detail=f"replaced by {reference}")
-        return self._record(new, reference, old.image, failure)
+            return self._record(new, reference, old.image, failure)
+        # Recorded before the old container goes: start-up recovery then knows
+        # the deployment succeeded if the panel stops in between.
+        result = self._record(new, reference, old.image, failure)
+        step("removing the old container")
+        with translate_errors():
+            try:
+                api.remove_container(old.docker_id, v=True, force=True)
+            except docker.errors.NotFound:
+                pass
+        workspace.store.add_event(workspace.principal.user_id, old.id, "remove", detail=f"replaced by {reference}")
+        return result
 
     def _put_back(self, old, docker_name: str, was_running: bool, step: Callable[[str], None]) -> None:
         """Gives the old container its name and record back (and starts it

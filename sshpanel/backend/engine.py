@@ -33,8 +33,10 @@ class Engine:
         self.names_lock = threading.Lock()
         """Held while creating an engine-wide named object that Docker does not
         keep unique (networks: two concurrent creates make two of one name)."""
+        self.builds_lock = threading.Lock()
+        """Guards `building_users` (never held across a Docker call)."""
         self.building_users: set[str] = set()
-        """Users with a build running in this process, under `names_lock`
+        """Users with a build running in this process, under `builds_lock`
         (one build at a time per user, `Builder.run`)."""
 
     @property

@@ -135,6 +135,12 @@ def _restore_set_aside(store: Store, engine: Engine, settings: Settings, listed:
                 or row is None or row.removed is None or row.name != name or row.user.name != owner):
             continue
         who = f"{owner}/{name}"
+        if _replacement_deployed(store, row.user_id, name):
+            with contextlib.suppress(PanelError, NotFound), translate_errors():
+                api.remove_container(item["Id"], v=True, force=True)
+                store.add_event(row.user_id, row.id, "remove", detail="replaced by a deployment")
+                log.warning("start: removed %s's old container %s, replaced by a deployment", who, item["Id"][:12])
+            continue
         try:
             for live in store.containers_of(row.user_id):
                 if live.name == name:
@@ -153,3 +159,11 @@ def _restore_set_aside(store: Store, engine: Engine, settings: Settings, listed:
         restored.append(who)
         log.warning("start: put back %s (container %s), set aside by an interrupted deploy", who, item["Id"][:12])
     return restored
+
+
+def _replacement_deployed(store: Store, user_id: int, name: str) -> bool:
+    """Whether the live container of that name has a successful deployment
+    recorded: then only the removal of the old one was interrupted."""
+    return any(event.kind == "deploy" and event.ok
+               for live in store.containers_of(user_id) if live.name == name
+               for event in store.events_of(user_id, live.id, limit=20))
