@@ -109,8 +109,10 @@ def stream_build(settings: Settings, address: str, context: IO[bytes], output: B
         with translate_errors():
             api = docker.APIClient(base_url=address, version=API_VERSION, timeout=settings.build_timeout)
             image_id, error = _read(_post(api, settings, context, deadline, watchdog), output, watchdog)
-    except (EngineUnavailable, requests.exceptions.RequestException, OSError):
-        if watchdog.fired.is_set():
+    except (EngineUnavailable, requests.exceptions.RequestException, OSError, ValueError):
+        # ValueError: a JSON line cut by the watchdog. A socket timeout may win
+        # the race against the watchdog at the deadline: that is a timeout too.
+        if watchdog.fired.is_set() or time.monotonic() >= deadline:
             raise _timed_out(settings) from None
         raise EngineUnavailable("the connection to the Docker engine broke during the build") from None
     finally:
