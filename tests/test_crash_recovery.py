@@ -161,6 +161,27 @@ def test_interrupted_creates_are_completed_or_dropped_at_start(tmp_path, docker_
         remove_namespace(docker_client, panel.namespace)
 
 
+def _set_aside(docker_client, store, namespace: str, row) -> None:
+    """Does what a deploy does to the container it replaces: stopped, renamed
+    `.replaced-<id>`, its record set aside."""
+    docker_client.api.stop(row.docker_id, timeout=1)
+    docker_client.api.rename(row.docker_id, f"{namespace}.alice.{row.name}.replaced-{row.docker_id[:12]}")
+    deployments.set_aside(store, row.id)
+
+
+def _replacement(docker_client, store, settings, user_id: int, name: str):
+    """The new container of a deploy, created and recorded (not started);
+    returns it and its record."""
+    label = settings.label_prefix
+    new = docker_client.containers.create(
+        TEST_IMAGE, ["sleep", "600"], name=f"{settings.namespace}.alice.{name}",
+        labels={f"{label}owner": "alice", f"{label}name": name},
+    )
+    reserved = store.reserve_container(user_id, name, TEST_IMAGE, "{}", 8 * 2**20, 0.05)
+    store.attach_docker_id(reserved.id, new.id)
+    return new, reserved
+
+
 def test_interrupted_deploy_replacement_is_put_back_at_start(tmp_path, docker_client):
     """The two windows of a deploy killed while replacing a container: the
     old one set aside with no new one yet (`one`), and set aside with the
@@ -179,17 +200,9 @@ def test_interrupted_deploy_replacement_is_put_back_at_start(tmp_path, docker_cl
         store = open_store(settings)
         user_id = store.user_by_name("alice").id
         old = {row.name: row for row in store.containers_of(user_id)}
-        for name, row in old.items():
-            docker_client.api.stop(row.docker_id, timeout=1)
-            docker_client.api.rename(row.docker_id, f"{panel.namespace}.alice.{name}.replaced-{row.docker_id[:12]}")
-            deployments.set_aside(store, row.id)
-        label = settings.label_prefix
-        new = docker_client.containers.create(
-            TEST_IMAGE, ["sleep", "600"], name=f"{panel.namespace}.alice.two",
-            labels={f"{label}owner": "alice", f"{label}name": "two"},
-        )
-        reserved = store.reserve_container(user_id, "two", TEST_IMAGE, "{}", 8 * 2**20, 0.05)
-        store.attach_docker_id(reserved.id, new.id)
+        for row in old.values():
+            _set_aside(docker_client, store, panel.namespace, row)
+        _replacement(docker_client, store, settings, user_id, "two")
         store.close()
 
         panel = _restart(panel, tmp_path)
@@ -228,16 +241,8 @@ def test_deploy_interrupted_after_it_succeeded_keeps_the_new_container(tmp_path,
         store = open_store(settings)
         user_id = store.user_by_name("alice").id
         (old,) = store.containers_of(user_id)
-        docker_client.api.stop(old.docker_id, timeout=1)
-        docker_client.api.rename(old.docker_id, f"{panel.namespace}.alice.three.replaced-{old.docker_id[:12]}")
-        deployments.set_aside(store, old.id)
-        label = settings.label_prefix
-        new = docker_client.containers.create(
-            TEST_IMAGE, ["sleep", "600"], name=f"{panel.namespace}.alice.three",
-            labels={f"{label}owner": "alice", f"{label}name": "three"},
-        )
-        reserved = store.reserve_container(user_id, "three", TEST_IMAGE, "{}", 8 * 2**20, 0.05)
-        store.attach_docker_id(reserved.id, new.id)
+        _set_aside(docker_client, store, panel.namespace, old)
+        new, reserved = _replacement(docker_client, store, settings, user_id, "three")
         store.add_event(user_id, reserved.id, "deploy", detail=f"{TEST_IMAGE} settled")
         store.close()
 
