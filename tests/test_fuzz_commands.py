@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import shlex
 import sqlite3
+import time
 
 import asyncssh
 import pytest
@@ -104,6 +105,17 @@ def _state(panel, docker_client) -> tuple:
     )
 
 
+def _wait_for_login_stamp(panel, timeout: float = 30.0) -> None:
+    """Waits until alice's login is stamped in the database."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sqlite3.connect(f"file:{_database(panel)}?mode=ro", uri=True) as db:
+            if db.execute("SELECT last_login FROM user WHERE name = 'alice'").fetchone()[0] is not None:
+                return
+        time.sleep(0.05)
+    raise AssertionError("alice's login was never stamped")
+
+
 @pytest.fixture(scope="module")
 def session(panel, docker_client):
     """An event loop and one SSH connection of alice's to the real server;
@@ -112,6 +124,7 @@ def session(panel, docker_client):
     alice = panel.users["alice"]
     conn = loop.run_until_complete(asyncssh.connect(
         "127.0.0.1", panel.port, username="alice", client_keys=[str(alice.key)], known_hosts=None, agent_path=None))
+    _wait_for_login_stamp(panel)  # written after the login: it must not land inside an example
     yield loop, conn
     conn.close()
     loop.run_until_complete(conn.wait_closed())
