@@ -29,9 +29,9 @@ from sshpanel.tui.screens.create import CreateContainerModal, NewContainer
 from sshpanel.tui.screens.edit import EditContainerModal
 from sshpanel.tui.screens.files import FilesScreen
 from sshpanel.tui.widgets.container_table import ContainerTable
+from sshpanel.tui.widgets.key_footer import KeyFooter
 from sshpanel.tui.widgets.quota_bar import QuotaBar
 from sshpanel.tui.widgets.stats_panel import ContainerMonitor
-from sshpanel.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from sshpanel.backend.admin import Admin

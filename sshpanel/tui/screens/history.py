@@ -15,8 +15,8 @@ from textual.widgets import DataTable, Header, Static
 from sshpanel.backend.history import DailyCount, HistoryEntry
 from sshpanel.tui.screens.calls import BackendCalls
 from sshpanel.tui.widgets.history_views import DailyChart, HistoryTable, outcome_text
-from sshpanel.tui.widgets.log_view import printable
 from sshpanel.tui.widgets.key_footer import KeyFooter
+from sshpanel.tui.widgets.log_view import printable
 
 if TYPE_CHECKING:
     from sshpanel.backend.history import WorkspaceHistory

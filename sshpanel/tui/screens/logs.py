@@ -16,8 +16,8 @@ from textual.widgets import Header, Input, Static
 
 from sshpanel.backend.logs import LogFollower
 from sshpanel.tui.screens.calls import BackendCalls
-from sshpanel.tui.widgets.log_view import LogView
 from sshpanel.tui.widgets.key_footer import KeyFooter
+from sshpanel.tui.widgets.log_view import LogView
 
 if TYPE_CHECKING:
     from sshpanel.backend.logs import WorkspaceLogs

@@ -21,8 +21,8 @@ from sshpanel.backend.provision import ProvisionResult
 from sshpanel.errors import PanelError, TimedOut
 from sshpanel.tui.screens.calls import BackendCalls
 from sshpanel.tui.screens.confirm import ConfirmModal
-from sshpanel.tui.widgets.output_log import OutputInbox, OutputLog
 from sshpanel.tui.widgets.key_footer import KeyFooter
+from sshpanel.tui.widgets.output_log import OutputInbox, OutputLog
 
 if TYPE_CHECKING:
     from sshpanel.backend.provision import Provisioner
