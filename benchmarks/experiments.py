@@ -7,9 +7,6 @@ kept are in the code now (benchmarks/RESULTS.md lists them).
 
 - `no-poll`: no timed dashboard refresh at all (Docker events only), to
   see what the once-a-minute refresh costs.
-- `reuse-port`: the SSH listener binds with `SO_REUSEPORT`, so that several
-  server processes share one port (the kernel spreads connections), as a
-  `serve --workers N` would (sshpanel/ssh/server.py).
 """
 
 from __future__ import annotations
@@ -24,17 +21,7 @@ def no_poll() -> None:
     dashboard.QUIET_REFRESH = 24 * 3600.0
 
 
-def reuse_port() -> None:
-    """Would go in sshpanel/ssh/server.py (`asyncssh.create_server(..., reuse_port=True)`)."""
-    import functools
-
-    import asyncssh
-
-    asyncssh.create_server = functools.partial(asyncssh.create_server, reuse_port=True)
-
-
 PATCHES: dict[str, Callable[[], None]] = {
     "no-poll": no_poll,
-    "reuse-port": reuse_port,
 }
 """Patch name → the function that applies it."""

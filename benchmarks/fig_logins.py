@@ -13,7 +13,7 @@ import asyncssh
 import psutil
 
 from clients import TuiClient, exec_once, login_framed, open_many
-from harness import Bench, PanelProcess, Result, Row, median, percentile, spare_port, verdict
+from harness import Bench, PanelProcess, Result, Row, median, percentile, verdict
 
 MIB = 1024 * 1024
 
@@ -79,21 +79,28 @@ async def exec_login(port: int, user: str, key: asyncssh.SSHKey, index: int, dea
         await asyncio.sleep(random.uniform(0.2, 1.0))
 
 
+ROOMY_STARTUPS = "1000:30:2000"
+"""`SSHPANEL_MAX_STARTUPS` of the `workers-roomy` variant: never refuses 100."""
+
+
 def start_servers(bench: Bench, variant: str, workers: int) -> list[PanelProcess]:
     """The servers of one burst variant: `production` (`sshpanel serve`),
-    `generous` (helper, no admission limits), or `workers` (that many
-    helpers without admission limits sharing one port, `reuse-port` patch)."""
+    `generous` (helper, no admission limits), `workers` (`sshpanel serve
+    --workers N`, production limits) or `workers-roomy` (the same with
+    `SSHPANEL_MAX_STARTUPS` raised, as an admin expecting a class would)."""
     if variant == "production":
         return [bench.panel()]
     if variant == "generous":
         return [bench.panel(helper=True, generous=True)]
-    port = str(spare_port())
-    return [bench.panel(generous=True, extra_env={"SSHPANEL_PORT": port}, patches=("reuse-port",))
-            for _ in range(workers)]
+    env = {"SSHPANEL_WORKERS": str(workers)}
+    if variant == "workers-roomy":
+        env["SSHPANEL_MAX_STARTUPS"] = ROOMY_STARTUPS
+    return [bench.panel(extra_env=env)]
 
 
 LABELS = {"production": "production limits", "generous": "no admission limits (helper)",
-          "workers": "experiment: {} processes on one port, no limits"}
+          "workers": "`serve --workers {}`, production limits",
+          "workers-roomy": f"`serve --workers {{}}`, MaxStartups {ROOMY_STARTUPS}"}
 
 
 async def one_burst(bench: Bench, users: list[str], variant: str, workers: int,
@@ -107,7 +114,7 @@ async def one_burst(bench: Bench, users: list[str], variant: str, workers: int,
         return sum(server.cpu() for server in servers)
 
     try:
-        for index in range(3 * len(servers)):  # imports the TUI (in each process, most likely)
+        for index in range(3 * max(workers, len(servers))):  # imports the TUI (in each process, most likely)
             client, _ = await TuiClient.open(port, users[index], bench.keys[users[index]], index)
             await client.close()
         await asyncio.sleep(1.0)
@@ -149,10 +156,11 @@ async def burst(bench: Bench, quick: bool) -> Result:
     """Figure 2: 100 simultaneous dashboard logins from 100 loopback
     addresses, each a user of its own; the baseline is 100 simultaneous
     exec logins against the same server. With `bench.workers` > 1, also
-    that many server processes sharing the port (an experiment)."""
+    `serve --workers N`, with production limits and with a raised
+    `MaxStartups`."""
     users = bench.users("s", 100)
     result = Result()
-    variants = ["production", "generous"] + (["workers"] if bench.workers > 1 else [])
+    variants = ["production", "generous"] + (["workers", "workers-roomy"] if bench.workers > 1 else [])
     for variant in variants:
         row, details = await one_burst(bench, users, variant, bench.workers, timeout=120.0)
         result.rows.append(row)

@@ -84,9 +84,17 @@ def verdict(ok: bool) -> str:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system, all threads) a process has used so far."""
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
+    """CPU seconds (user + system, all threads) a process and its running
+    children (the workers of `serve --workers`) have used so far."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for item in [process, *process.children(recursive=True)]:
+        try:
+            times = item.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def rss_bytes(pid: int) -> int:

@@ -31,8 +31,8 @@ makes fewer repetitions (first frame 20, `ps` 5, `run` 3, keystrokes 30,
 CPU windows 10 s (61 s for idle CPU: one dashboard refresh period),
 memory cycles 100). `--patch NAME` runs every server with an
 experimental patch of `experiments.py` (to measure a direction before
-changing the code); `--workers N` adds a burst against N helper servers
-sharing one port with `SO_REUSEPORT` (what `serve --workers N` would do).
+changing the code); `--workers N` adds bursts against `sshpanel serve
+--workers N` (production limits, and `MaxStartups` raised).
 Run as root on a machine set up by scripts/test.sh (Docker engine, test image, OpenSSH server installed).
 """
 
@@ -140,7 +140,7 @@ def main() -> int:
     parser.add_argument("--patch", action="append", default=[], choices=sorted(PATCHES),
                         help="run every server with this experimental patch (experiments.py; repeatable)")
     parser.add_argument("--workers", type=int, default=1,
-                        help="also run the burst against N server processes sharing the port (experiment)")
+                        help="also run the burst against `sshpanel serve --workers N`")
     args = parser.parse_args()
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(FIGURES)
     unknown = [n for n in names if n not in FIGURES]

@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_flags(serve)
     serve.add_argument("--host-keys", type=Path, dest="host_keys_dir", help="host key folder (default ./hostkeys, env SSHPANEL_HOST_KEYS_DIR)")
     serve.add_argument("--docker-host", help="Docker engine address (default: DOCKER_HOST or the local socket)")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="processes serving sessions, e.g. one per core (default 1, env SSHPANEL_WORKERS)")
     serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     user = sub.add_parser("user", help="manage users without a running server")
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = {
         key: getattr(args, key, None)
-        for key in ("listen", "port", "data_dir", "host_keys_dir", "database_url", "docker_host")
+        for key in ("listen", "port", "data_dir", "host_keys_dir", "database_url", "docker_host", "workers")
     }
     try:
         settings = load_settings(overrides)
@@ -124,8 +126,9 @@ def _serve(settings: Settings, verbose: bool) -> int:
 
 async def _serve_async(settings: Settings) -> int:
     from sshpanel.ssh.server import PanelServer
+    from sshpanel.ssh.supervisor import Supervisor, check_workers
 
-    server = PanelServer(settings)
+    server = PanelServer(settings) if check_workers(settings.workers) == 1 else Supervisor(settings)
     try:
         await server.start()
     except OSError as exc:

@@ -8,6 +8,7 @@ variables, then the defaults below. Nothing reads them from a global: the
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,14 @@ class Settings:
             `bridge` (Docker's default bridge, needed by the python
             template's `pip install`); never `host` (issue 6 "no host
             network"), checked at load by `build_network`.
+        max_startups: OpenSSH `MaxStartups start:rate:full` for
+            unauthenticated connections (`SSHPANEL_MAX_STARTUPS=10:30:100`,
+            OpenSSH's default): raise it for a class that logs in at once.
+        workers: Panel processes serving connections (`serve --workers N`,
+            1 to `MAX_WORKERS`): with more than one, a supervisor process
+            accepts every connection, applies the admission limits and
+            hands the connection to the least busy worker (issue 8;
+            DESIGN.md "several panel processes behind one address").
     """
 
     listen: str = "0.0.0.0"
@@ -97,6 +106,8 @@ class Settings:
     build_timeout: float = 900.0
     deploy_settle: float = 5.0
     build_network: str = "none"
+    max_startups: tuple[int, int, int] = (10, 30, 100)
+    workers: int = 1
 
     @property
     def database_path(self) -> Path:
@@ -112,6 +123,10 @@ class Settings:
     def label_prefix(self) -> str:
         """Reserved label prefix: users can never set labels under it."""
         return f"io.{self.namespace}."
+
+
+MAX_WORKERS = 64
+"""Most worker processes `serve --workers` starts."""
 
 
 def boolean(text: str) -> bool:
@@ -143,6 +158,25 @@ def build_network(text: str) -> str:
     return text
 
 
+def max_startups(text: str) -> tuple[int, int, int]:
+    """Parses `SSHPANEL_MAX_STARTUPS` as OpenSSH's `MaxStartups`:
+    `start:rate:full` (1 <= start <= full, 0 <= rate <= 100), or a single
+    number `full` (refuse every connection past it).
+
+    Raises:
+        ValueError: Anything else.
+    """
+    parts = [int(part) for part in text.split(":")]
+    if len(parts) == 1:
+        parts = [parts[0], 100, parts[0]]
+    if len(parts) != 3:
+        raise ValueError(text)
+    start, rate, full = parts
+    if not (1 <= start <= full and 0 <= rate <= 100):
+        raise ValueError(text)
+    return start, rate, full
+
+
 _ENV_FIELDS: dict[str, Callable[[str], object]] = {
     "listen": str,
     "port": int,
@@ -172,6 +206,8 @@ _ENV_FIELDS: dict[str, Callable[[str], object]] = {
     "build_timeout": float,
     "deploy_settle": float,
     "build_network": build_network,
+    "max_startups": max_startups,
+    "workers": int,
 }
 
 
@@ -207,3 +243,22 @@ def load_settings(
         if value is not None:
             values[name] = value
     return dataclasses.replace(Settings(), **values)
+
+
+def settings_to_json(settings: Settings) -> str:
+    """Serializes `settings` for a worker process (`settings_from_json`)."""
+    return json.dumps(dataclasses.asdict(settings), default=str)
+
+
+def settings_from_json(text: str) -> Settings:
+    """Rebuilds the `Settings` written by `settings_to_json`.
+
+    Raises:
+        ValueError: Not such a text.
+    """
+    values = json.loads(text)
+    for item in dataclasses.fields(Settings):
+        if item.name in values and isinstance(getattr(Settings(), item.name), (Path, tuple)):
+            kind = type(getattr(Settings(), item.name))
+            values[item.name] = kind(values[item.name])
+    return Settings(**values)

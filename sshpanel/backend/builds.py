@@ -31,6 +31,7 @@ from sshpanel.access.images import dockerfile_bases
 from sshpanel.backend.build_stream import BuildOutput, stream_build
 from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.files import home_dir, resolve_folder
+from sshpanel.backend.locks import lock_path, try_lock
 from sshpanel.backend.templates import Templates, top_files, with_dockerfile
 from sshpanel.backend.workspace import Workspace
 from sshpanel.errors import Conflict, InvalidValue, PanelError
@@ -152,23 +153,20 @@ class Builder:
 
     @contextlib.contextmanager
     def _one_at_a_time(self) -> Iterator[None]:
-        """Holds the user's build slot: at most one build per user in this
-        panel process (issue 6 review).
+        """Holds the user's build slot: at most one build per user in all
+        the panel's processes (issue 6 review), a lock file the kernel
+        frees if the process dies.
 
         Raises:
             Conflict: The user has a build running.
         """
-        engine = self.workspace.engine
-        user = self.workspace.principal.name
-        with engine.builds_lock:
-            if user in engine.building_users:
-                raise Conflict("a build is already running for you: wait until it ends")
-            engine.building_users.add(user)
+        held = try_lock(lock_path(self.settings.data_dir, f"build-{self.workspace.principal.name}"))
+        if held is None:
+            raise Conflict("a build is already running for you: wait until it ends")
         try:
             yield
         finally:
-            with engine.builds_lock:
-                engine.building_users.discard(user)
+            held.release()
 
     def _with_template(self, context: IO[bytes], template: str | None, on_line: Callable[[str], None]) -> IO[bytes]:
         """Returns the context itself when it has its own Dockerfile and no

@@ -11,6 +11,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from sshpanel.backend.locks import FileLock, lock_path
 from sshpanel.config import Settings
 from sshpanel.errors import Conflict, EngineError, EngineUnavailable, NotFound
 
@@ -30,14 +31,10 @@ class Engine:
         self.settings = settings
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
-        self.names_lock = threading.Lock()
+        self.names_lock = FileLock(lock_path(settings.data_dir, "names"))
         """Held while creating an engine-wide named object that Docker does not
-        keep unique (networks: two concurrent creates make two of one name)."""
-        self.builds_lock = threading.Lock()
-        """Guards `building_users` (never held across a Docker call)."""
-        self.building_users: set[str] = set()
-        """Users with a build running in this process, under `builds_lock`
-        (one build at a time per user, `Builder.run`)."""
+        keep unique (networks: two concurrent creates make two of one name),
+        by every thread of every panel process (`serve --workers`)."""
 
     @property
     def address(self) -> str:

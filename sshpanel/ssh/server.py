@@ -78,32 +78,13 @@ class PanelServer:
         self.passwords = Passwords(self.store)
         if self.settings.password_auth:
             await asyncio.to_thread(self.passwords.prepare)
-        created_admin = await asyncio.to_thread(self.accounts.ensure_initial_admin)
-        if created_admin:
-            log.info("created admin user %r from SSHPANEL_INITIAL_ADMIN_KEYS", created_admin)
-        elif not await asyncio.to_thread(self.store.users):
-            log.warning(
-                "no users yet: add one with `sshpanel user add NAME --key ~/.ssh/id_ed25519.pub --admin`"
-            )
-        version = await asyncio.to_thread(self.engine.ping)
-        log.info("Docker engine %s at %s", version, self.engine.address)
-        # Before any session can create: a killed process may have left
-        # half-written records (issue 7, crash recovery).
-        await asyncio.to_thread(recover_interrupted_creates, self.store, self.engine, self.settings)
-        self.events.start(self.store)
-        key, created = await asyncio.to_thread(load_or_create_host_key, self.settings.host_keys_dir)
-        log.info(
-            "%s host key %s", "created" if created else "loaded", host_key_fingerprint(key)
-        )
-
+        key = await self.prepare()
         # Session channels are opened by `PanelSSHServer.session_requested`
         # (environment allow-list, session limits); legacy scp (`scp -O`)
         # stays off there: OpenSSH 9 runs scp over SFTP, the one confined
         # path (issue 6).
         self._server = await asyncssh.create_server(
             lambda: PanelSSHServer(self),
-            self.settings.listen,
-            self.settings.port,
             server_host_keys=[key],
             encoding=ENCODING,
             errors=ERRORS,
@@ -115,11 +96,53 @@ class PanelServer:
             keepalive_interval=KEEPALIVE_INTERVAL,
             keepalive_count_max=KEEPALIVE_COUNT_MAX,
             server_version="sshpanel",
+            **self.listen_target(),
             **server_algorithms(),
         )
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.port
+        self.listening()
+
+    async def prepare(self) -> asyncssh.SSHKey:
+        """The start-up work of the one process serving (a worker process
+        of `serve --workers` does less: `worker.WorkerServer`): `prepare_panel`,
+        then the events listener with its recorder.
+
+        Returns:
+            The host key.
+        """
+        assert self.store is not None and self.accounts is not None
+        key = await prepare_panel(self.settings, self.store, self.accounts, self.engine)
+        self.events.start(self.store)
+        return key
+
+    def listen_target(self) -> dict[str, object]:
+        """Where connections come from: `asyncssh.create_server`'s address
+        arguments (a worker process receives them from its supervisor)."""
+        return {"host": self.settings.listen, "port": self.settings.port}
+
+    def listening(self) -> None:
+        """Logs that the server accepts connections (tests and scripts wait
+        for this line)."""
         log.info("listening on %s:%d", self.settings.listen, self.port)
+
+    def admit(self, address: str, source: str) -> str | None:
+        """Decides whether a new connection may proceed (`Limits.admit`).
+
+        Args:
+            address: The client's IP address.
+            source: `address:port`, naming this one connection.
+
+        Returns:
+            None to admit, else the reason of the refusal.
+        """
+        return self.limits.admit(address)
+
+    def connection_ended(self, address: str, authenticated: bool) -> None:
+        """An admitted connection from `address` closed (before or after it
+        authenticated): an unauthenticated one gives its place back."""
+        if not authenticated:
+            self.limits.released(address)
 
     def open_process(self, process: asyncssh.SSHServerProcess) -> Awaitable[None]:
         """The process factory of session channels: exec, shell and unknown
@@ -186,9 +209,37 @@ class PanelServer:
         await asyncio.to_thread(self.engine.close)
 
 
+async def prepare_panel(settings: Settings, store: Store, accounts: Accounts, engine: Engine) -> asyncssh.SSHKey:
+    """The start-up work done once per panel, before any session: the
+    initial admin, the engine check, the crash recovery and the host key
+    (created once).
+
+    Returns:
+        The host key.
+
+    Raises:
+        ConfigError: Host key unusable.
+        EngineUnavailable: The Docker engine does not answer.
+    """
+    created_admin = await asyncio.to_thread(accounts.ensure_initial_admin)
+    if created_admin:
+        log.info("created admin user %r from SSHPANEL_INITIAL_ADMIN_KEYS", created_admin)
+    elif not await asyncio.to_thread(store.users):
+        log.warning("no users yet: add one with `sshpanel user add NAME --key ~/.ssh/id_ed25519.pub --admin`")
+    version = await asyncio.to_thread(engine.ping)
+    log.info("Docker engine %s at %s", version, engine.address)
+    # Before any session can create: a killed process may have left
+    # half-written records (issue 7, crash recovery).
+    await asyncio.to_thread(recover_interrupted_creates, store, engine, settings)
+    key, created = await asyncio.to_thread(load_or_create_host_key, settings.host_keys_dir)
+    log.info("%s host key %s", "created" if created else "loaded", host_key_fingerprint(key))
+    return key
+
+
 def session_limits(settings: Settings) -> LimitSettings:
     """The limit numbers of `settings` (issue 7: sessions per connection and
-    per user, as OpenSSH `MaxSessions`; the rest OpenSSH's defaults).
+    per user, as OpenSSH `MaxSessions`; `MaxStartups`; the rest OpenSSH's
+    defaults).
 
     Raises:
         ConfigError: A session limit below 1.
@@ -197,7 +248,8 @@ def session_limits(settings: Settings) -> LimitSettings:
                        ("SSHPANEL_MAX_SESSIONS_PER_USER", settings.max_sessions_per_user)):
         if value < 1:
             raise ConfigError(f"{var}={value} must be at least 1")
-    return LimitSettings(sessions_per_connection=settings.max_sessions_per_connection,
+    return LimitSettings(startups=settings.max_startups,
+                         sessions_per_connection=settings.max_sessions_per_connection,
                          sessions_per_user=settings.max_sessions_per_user)
 
 
@@ -223,7 +275,7 @@ class PanelSSHServer(asyncssh.SSHServer):
         self.address = str(peer[0])
         self.source = f"{peer[0]}:{peer[1]}"
         self.panel.connections.add(self)
-        refusal = self.panel.limits.admit(self.address)
+        refusal = self.panel.admit(self.address, self.source)
         if refusal is not None:
             log.info("connection from %s refused: %s", self.source, refusal)
             asyncio.get_running_loop().call_soon(
@@ -235,8 +287,8 @@ class PanelSSHServer(asyncssh.SSHServer):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.panel.connections.discard(self)
-        if self._admitted and self.principal is None:
-            self.panel.limits.released(self.address)
+        if self._admitted:
+            self.panel.connection_ended(self.address, authenticated=self.principal is not None)
         who = self.principal.name if self.principal else "-"
         log.info("connection closed user=%s source=%s", who, self.source)
 
