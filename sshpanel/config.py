@@ -254,7 +254,7 @@ def settings_from_json(text: str) -> Settings:
     """Rebuilds the `Settings` written by `settings_to_json`.
 
     Raises:
-        ValueError: Not such a text.
+        ValueError, TypeError: Not such a text.
     """
     values = json.loads(text)
     for item in dataclasses.fields(Settings):

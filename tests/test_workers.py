@@ -12,6 +12,7 @@ import re
 import secrets
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -229,6 +230,47 @@ def test_a_killed_worker_gives_back_its_places_and_is_started_again(workers_pane
         time.sleep(0.1)
     assert "exited with status -9; starting it again" in workers_panel.log()
 
+    async def carol_refused_everywhere() -> None:  # the new worker learnt carol's lock (throttling test)
+        for attempt in range(2):
+            with pytest.raises(asyncssh.PermissionDenied):
+                async with _connect(workers_panel, workers_panel.users["carol"], local=f"127.0.3.{attempt + 1}"):
+                    pass
+
+    asyncio.run(carol_refused_everywhere())
+
+
+def test_connections_reset_at_once_give_their_places_back(workers_panel):
+    """Connections that reset while waiting to be accepted (the supervisor
+    stopped) or just after must not keep their place in the per-source cap
+    (10) or `MaxStartups`: 30 of them, and the address still logs in."""
+    resetter = "127.0.0.4"
+    for stopped in (True, False):  # reset while waiting to be accepted, then as it comes
+        if stopped:
+            workers_panel.process.send_signal(signal.SIGSTOP)
+        try:
+            for _ in range(15):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.bind((resetter, 0))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.connect(("127.0.0.1", workers_panel.port))
+                sock.close()  # RST, not FIN
+        finally:
+            workers_panel.process.send_signal(signal.SIGCONT)
+    alice = workers_panel.users["alice"]
+
+    async def login() -> str:
+        async with _connect(workers_panel, alice, local=resetter) as conn:
+            return (await conn.run("whoami")).stdout
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert asyncio.run(login()).startswith("alice")
+            break
+        except asyncssh.DisconnectError:
+            assert time.monotonic() < deadline, "the resets kept their places"
+            time.sleep(0.2)
+
 
 def _open(sock: socket.socket) -> bool:
     """True while the server has not closed `sock`."""
@@ -324,3 +366,44 @@ def test_locks_exclude_other_processes_and_die_with_them(tmp_path):
     assert held is not None
     held.release()
     held.release()  # idempotent
+
+
+def test_a_connection_a_worker_cannot_serve_is_reported_released(tmp_path):
+    """Every admitted connection comes back to the supervisor once, even when
+    the worker cannot serve it: its descriptor did not come, or the worker is
+    stopping; a connection without a decision is refused."""
+    from sshpanel.config import load_settings
+    from sshpanel.ssh.link import Link, link_pair
+    from sshpanel.ssh.worker import NOT_HANDED, WorkerServer
+
+    async def scenario() -> tuple[list[dict], str | None]:
+        ours, theirs = link_pair()
+        received: list[dict] = []
+        supervisor = Link(ours, lambda message, fds: received.append(message), lambda: None)
+        supervisor.start()
+        worker = WorkerServer(load_settings({"data_dir": tmp_path}), theirs, 0)
+        worker.link.start()
+        supervisor.send({"op": "conn", "ticket": 7, "refusal": None})  # no descriptor
+        left, right = socket.socketpair()
+        worker.handoff.close()
+        supervisor.send({"op": "conn", "ticket": 8, "refusal": None}, [left.fileno()])
+        supervisor.send({"op": "conn", "ticket": None, "refusal": "no"}, [right.fileno()])
+        left.close()
+        right.close()
+        for _ in range(100):
+            if len(received) >= 2:
+                break
+            await asyncio.sleep(0.01)
+
+        class Stranger:
+            conn = object()
+            ticket = None
+
+        refusal = worker.admit(Stranger())
+        worker.link.close()
+        supervisor.close()
+        return received, refusal
+
+    received, refusal = asyncio.run(scenario())
+    assert received == [{"op": "released", "ticket": 7}, {"op": "released", "ticket": 8}]
+    assert refusal == NOT_HANDED

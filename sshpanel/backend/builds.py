@@ -159,8 +159,12 @@ class Builder:
 
         Raises:
             Conflict: The user has a build running.
+            PanelError: The lock file cannot be opened.
         """
-        held = try_lock(lock_path(self.settings.data_dir, f"build-{self.workspace.principal.name}"))
+        try:
+            held = try_lock(lock_path(self.settings.data_dir, f"build-{self.workspace.principal.name}"))
+        except OSError as exc:
+            raise PanelError(f"cannot take your build slot: {exc.strerror or exc}") from None
         if held is None:
             raise Conflict("a build is already running for you: wait until it ends")
         try:

@@ -72,11 +72,13 @@ class FileLock:
     waiting for the holder: for short critical sections around Docker calls
     that Docker does not make atomic (`Engine.names_lock`).
 
+    Not reentrant: a thread holding it must not enter it again.
+
     Args:
         path: The lock file (created when missing).
 
-    Raises (on entry):
-        OSError: The lock file cannot be opened.
+    Raises:
+        OSError: On entry, the lock file cannot be opened.
     """
 
     def __init__(self, path: Path) -> None:
@@ -84,6 +86,8 @@ class FileLock:
         self._local = threading.local()
 
     def __enter__(self) -> "FileLock":
+        if getattr(self._local, "fd", None) is not None:
+            raise RuntimeError(f"{self.path.name} lock entered twice by one thread")
         fd = _open(self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -94,4 +98,5 @@ class FileLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        os.close(self._local.fd)
+        fd, self._local.fd = self._local.fd, None
+        os.close(fd)

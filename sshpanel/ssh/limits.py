@@ -117,6 +117,11 @@ class StreakTable:
         streak.last = now
         return streak
 
+    def refusing(self) -> list[tuple[str, float]]:
+        """Returns `(key, seconds left)` of every entry refusing logins now."""
+        now = self.clock()
+        return [(key, streak.until - now) for key, streak in self._entries.items() if streak.until > now]
+
     def forget(self, key: str) -> None:
         """Drops `key`'s streak (a success)."""
         self._entries.pop(key, None)

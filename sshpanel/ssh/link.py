@@ -65,26 +65,28 @@ class Link:
             return
         data = json.dumps(message).encode()
         fds = list(fds or ())
-        if self._outbox or not self._write(data, fds):
+        if self._outbox or (not self._write(data, fds) and not self.closed):
             if not self._outbox:
                 assert self._loop is not None
                 self._loop.add_writer(self.sock, self._flush)
             self._outbox.append((data, [socket.dup(fd) for fd in fds]))
 
     def _write(self, data: bytes, fds: list[int]) -> bool:
-        """Writes one record; False when the socket buffer is full."""
+        """Writes one record; False when the socket buffer is full. A broken
+        link is closed (check `closed`)."""
         try:
             socket.send_fds(self.sock, [data], fds)
         except (BlockingIOError, InterruptedError):
             return False
-        except OSError:
+        except OSError as exc:
+            log.warning("link closed: %s", exc)
             self.close()
         return True
 
     def _flush(self) -> None:
         while self._outbox and not self.closed:
             data, fds = self._outbox[0]
-            if not self._write(data, fds):
+            if not self._write(data, fds) or self.closed:
                 return
             self._outbox.popleft()
             for fd in fds:

@@ -14,15 +14,13 @@ from sshpanel.backend.accounts import Accounts
 from sshpanel.backend.engine import Engine
 from sshpanel.backend.events import EngineEvents
 from sshpanel.backend.passwords import BCRYPT_SLOTS, Passwords
-from sshpanel.backend.recovery import recover_interrupted_creates
 from sshpanel.backend.stats import StatsCollector
 from sshpanel.backend.workspace import Workspace
 from sshpanel.config import Settings
 from sshpanel.ssh.algorithms import server_algorithms
-from sshpanel.ssh.hostkeys import host_key_fingerprint, load_or_create_host_key
-from sshpanel.errors import ConfigError
-from sshpanel.ssh.limits import Limits, LimitSettings
+from sshpanel.ssh.limits import Limits
 from sshpanel.ssh.session_channel import ENCODING, ERRORS, LINE_EDITOR, AllowListChannel, SlotProcess
+from sshpanel.ssh.startup import prepare_panel, session_limits
 from sshpanel.store import Store, open_store
 
 log = logging.getLogger("sshpanel.ssh")
@@ -126,23 +124,25 @@ class PanelServer:
         for this line)."""
         log.info("listening on %s:%d", self.settings.listen, self.port)
 
-    def admit(self, address: str, source: str) -> str | None:
-        """Decides whether a new connection may proceed (`Limits.admit`).
-
-        Args:
-            address: The client's IP address.
-            source: `address:port`, naming this one connection.
+    def admit(self, client: "PanelSSHServer") -> str | None:
+        """Decides whether a new connection may proceed (`Limits.admit` of
+        its address); the hooks below see it through its life.
 
         Returns:
             None to admit, else the reason of the refusal.
         """
-        return self.limits.admit(address)
+        return self.limits.admit(client.address)
 
-    def connection_ended(self, address: str, authenticated: bool) -> None:
-        """An admitted connection from `address` closed (before or after it
-        authenticated): an unauthenticated one gives its place back."""
-        if not authenticated:
-            self.limits.released(address)
+    def client_authenticated(self, client: "PanelSSHServer") -> None:
+        """An admitted connection authenticated (`Limits.authenticated`)."""
+        assert client.principal is not None
+        self.limits.authenticated(client.address, client.principal.name)
+
+    def connection_ended(self, client: "PanelSSHServer") -> None:
+        """An admitted connection closed: one that never authenticated gives
+        its place back (`Limits.released`)."""
+        if client.principal is None:
+            self.limits.released(client.address)
 
     def open_process(self, process: asyncssh.SSHServerProcess) -> Awaitable[None]:
         """The process factory of session channels: exec, shell and unknown
@@ -209,50 +209,6 @@ class PanelServer:
         await asyncio.to_thread(self.engine.close)
 
 
-async def prepare_panel(settings: Settings, store: Store, accounts: Accounts, engine: Engine) -> asyncssh.SSHKey:
-    """The start-up work done once per panel, before any session: the
-    initial admin, the engine check, the crash recovery and the host key
-    (created once).
-
-    Returns:
-        The host key.
-
-    Raises:
-        ConfigError: Host key unusable.
-        EngineUnavailable: The Docker engine does not answer.
-    """
-    created_admin = await asyncio.to_thread(accounts.ensure_initial_admin)
-    if created_admin:
-        log.info("created admin user %r from SSHPANEL_INITIAL_ADMIN_KEYS", created_admin)
-    elif not await asyncio.to_thread(store.users):
-        log.warning("no users yet: add one with `sshpanel user add NAME --key ~/.ssh/id_ed25519.pub --admin`")
-    version = await asyncio.to_thread(engine.ping)
-    log.info("Docker engine %s at %s", version, engine.address)
-    # Before any session can create: a killed process may have left
-    # half-written records (issue 7, crash recovery).
-    await asyncio.to_thread(recover_interrupted_creates, store, engine, settings)
-    key, created = await asyncio.to_thread(load_or_create_host_key, settings.host_keys_dir)
-    log.info("%s host key %s", "created" if created else "loaded", host_key_fingerprint(key))
-    return key
-
-
-def session_limits(settings: Settings) -> LimitSettings:
-    """The limit numbers of `settings` (issue 7: sessions per connection and
-    per user, as OpenSSH `MaxSessions`; `MaxStartups`; the rest OpenSSH's
-    defaults).
-
-    Raises:
-        ConfigError: A session limit below 1.
-    """
-    for var, value in (("SSHPANEL_MAX_SESSIONS_PER_CONNECTION", settings.max_sessions_per_connection),
-                       ("SSHPANEL_MAX_SESSIONS_PER_USER", settings.max_sessions_per_user)):
-        if value < 1:
-            raise ConfigError(f"{var}={value} must be at least 1")
-    return LimitSettings(startups=settings.max_startups,
-                         sessions_per_connection=settings.max_sessions_per_connection,
-                         sessions_per_user=settings.max_sessions_per_user)
-
-
 class PanelSSHServer(asyncssh.SSHServer):
     """Per-connection state: source address, failed attempts, and the
     principal bound to the key that authenticated."""
@@ -265,6 +221,8 @@ class PanelSSHServer(asyncssh.SSHServer):
         self._candidate: Principal | None = None
         self._failures = 0
         self._admitted = False
+        self.ticket: int | None = None
+        """The supervisor's number for this connection (`serve --workers`)."""
         self.sessions = 0
         self.processes: set[SlotProcess] = set()
         """Session channels open on this connection."""
@@ -275,7 +233,7 @@ class PanelSSHServer(asyncssh.SSHServer):
         self.address = str(peer[0])
         self.source = f"{peer[0]}:{peer[1]}"
         self.panel.connections.add(self)
-        refusal = self.panel.admit(self.address, self.source)
+        refusal = self.panel.admit(self)
         if refusal is not None:
             log.info("connection from %s refused: %s", self.source, refusal)
             asyncio.get_running_loop().call_soon(
@@ -288,7 +246,7 @@ class PanelSSHServer(asyncssh.SSHServer):
     def connection_lost(self, exc: Exception | None) -> None:
         self.panel.connections.discard(self)
         if self._admitted:
-            self.panel.connection_ended(self.address, authenticated=self.principal is not None)
+            self.panel.connection_ended(self)
         who = self.principal.name if self.principal else "-"
         log.info("connection closed user=%s source=%s", who, self.source)
 
@@ -423,7 +381,7 @@ class PanelSSHServer(asyncssh.SSHServer):
     def auth_completed(self) -> None:
         self.principal = self._candidate
         assert self.principal is not None and self.panel.accounts is not None
-        self.panel.limits.authenticated(self.address, self.principal.name)
+        self.panel.client_authenticated(self)
         log.info(
             "auth ok user=%s key=%s source=%s", self.principal.name, self.principal.fingerprint, self.source
         )

@@ -18,7 +18,7 @@ import os
 import signal
 import socket
 import sys
-from collections import Counter
+import itertools
 from dataclasses import dataclass, field
 
 from sshpanel.backend.accounts import Accounts
@@ -28,7 +28,8 @@ from sshpanel.config import MAX_WORKERS, Settings, settings_to_json
 from sshpanel.errors import ConfigError
 from sshpanel.ssh.limits import Limits
 from sshpanel.ssh.link import Link, link_pair
-from sshpanel.ssh.server import SHUTDOWN_GRACE, prepare_panel, session_limits
+from sshpanel.ssh.server import SHUTDOWN_GRACE
+from sshpanel.ssh.startup import prepare_panel, session_limits
 from sshpanel.ssh.worker import SETTINGS_ENV
 from sshpanel.store import open_store
 
@@ -39,7 +40,13 @@ BACKLOG = 512
 READY_TIMEOUT = 60.0
 """Seconds a worker may take to start."""
 RESTART_DELAY = 1.0
-"""Seconds before a worker that died is started again."""
+"""Seconds before a worker that died is started again; doubled after each
+death within `STABLE_AFTER` of its start, up to `RESTART_MAX`."""
+RESTART_MAX = 30.0
+STABLE_AFTER = 10.0
+ACCEPT_PAUSE = 1.0
+"""Seconds accepting pauses when it fails (out of descriptors), as asyncio's
+own servers do."""
 
 
 @dataclass
@@ -51,18 +58,23 @@ class WorkerHandle:
         process: The process, once started.
         link: The message channel to it.
         ready: It serves connections.
-        pending: Addresses of its admitted, not yet authenticated connections.
-        open: Its open admitted connections.
+        pending: Ticket → address of its admitted, not yet authenticated
+            connections (each holds a place in `Limits`).
+        live: Tickets of its open admitted connections.
         handed: Connections handed to it, ever (spreads ties).
+        delay: Seconds before its next restart.
+        started: Loop time of its last start.
     """
 
     index: int
     process: asyncio.subprocess.Process | None = None
     link: Link | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
-    pending: Counter = field(default_factory=Counter)
-    open: int = 0
+    pending: dict[int, str] = field(default_factory=dict)
+    live: set[int] = field(default_factory=set)
     handed: int = 0
+    delay: float = RESTART_DELAY
+    started: float = 0.0
 
 
 def check_workers(count: int) -> int:
@@ -98,7 +110,8 @@ class Supervisor:
         self.port = 0
         self._listener: socket.socket | None = None
         self._stopping = False
-        self._watchers: set[asyncio.Task] = set()
+        self._watchers: set[asyncio.Future] = set()
+        self._tickets = itertools.count(1)
 
     async def start(self) -> None:
         """Does the start-up work, starts the workers, then binds the port
@@ -132,6 +145,11 @@ class Supervisor:
         return listener
 
     async def _spawn(self, handle: WorkerHandle) -> None:
+        """Starts the worker of `handle` with a new link.
+
+        Raises:
+            OSError: The process cannot be started.
+        """
         ours, theirs = link_pair()
         env = dict(os.environ)
         env[SETTINGS_ENV] = settings_to_json(self.settings)
@@ -140,34 +158,51 @@ class Supervisor:
                 sys.executable, "-m", "sshpanel.ssh.worker", str(theirs.fileno()), str(handle.index),
                 pass_fds=[theirs.fileno()], env=env,
             )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
+        handle.started = asyncio.get_running_loop().time()
         handle.link = Link(ours, lambda message, fds: self._on_message(handle, message, fds),
                            lambda: handle.ready.clear())
         handle.link.start()
+        if self._stopping:  # SIGTERM came while it was starting
+            handle.process.send_signal(signal.SIGTERM)
         watcher = asyncio.ensure_future(self._watch(handle))
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
 
     async def _watch(self, handle: WorkerHandle) -> None:
         """Waits for the worker's exit; gives back its places and, unless
-        stopping, starts it again."""
+        stopping, starts it again (later and later while it keeps dying
+        soon after its start)."""
         assert handle.process is not None
         status = await handle.process.wait()
         if handle.link is not None:
             handle.link.close()
         handle.ready.clear()
-        for address, count in handle.pending.items():
-            for _ in range(count):
-                self.limits.released(address)
+        for address in handle.pending.values():
+            self.limits.released(address)
         handle.pending.clear()
-        handle.open = 0
-        if self._stopping:
-            return
-        log.warning("worker %d exited with status %s; starting it again", handle.index, status)
-        await asyncio.sleep(RESTART_DELAY)
-        if not self._stopping:
-            await self._spawn(handle)
+        handle.live.clear()
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            if loop.time() - handle.started < STABLE_AFTER:
+                handle.delay = min(handle.delay * 2, RESTART_MAX)
+            else:
+                handle.delay = RESTART_DELAY
+            log.warning("worker %d exited with status %s; starting it again in %g s", handle.index, status,
+                        handle.delay)
+            await asyncio.sleep(handle.delay)
+            if self._stopping:
+                return
+            try:
+                await self._spawn(handle)
+                return
+            except OSError as exc:
+                status = f"unknown (cannot start it: {exc})"
+                handle.started = loop.time()
 
     def _accept(self) -> None:
         assert self._listener is not None
@@ -176,47 +211,59 @@ class Supervisor:
                 conn, peer = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # e.g. out of descriptors: the client retries
-                log.warning("accept failed: %s", exc)
+            except OSError as exc:  # e.g. out of descriptors: clients wait in the backlog
+                log.warning("accept failed: %s; pausing %g s", exc, ACCEPT_PAUSE)
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(self._listener)
+                loop.call_later(ACCEPT_PAUSE, self._resume_accepting)
                 return
             with conn:
                 self._hand_over(conn, str(peer[0]))
 
+    def _resume_accepting(self) -> None:
+        if not self._stopping and self._listener is not None:
+            asyncio.get_running_loop().add_reader(self._listener, self._accept)
+
     def _hand_over(self, conn: socket.socket, address: str) -> None:
+        """Decides on one accepted connection and passes it to the worker with
+        the fewest open connections (a refused one too: the worker tells the
+        client why in SSH terms)."""
         ready = [handle for handle in self.workers if handle.ready.is_set() and handle.link is not None]
         if not ready:
             log.info("connection from %s dropped: no worker is ready", address)
             return
         refusal = self.limits.admit(address)
-        handle = min(ready, key=lambda item: (item.open, sum(item.pending.values()), item.handed))
+        handle = min(ready, key=lambda item: (len(item.live), len(item.pending), item.handed))
         assert handle.link is not None
-        handle.link.send({"op": "conn", "refusal": refusal}, [conn.fileno()])
+        ticket = next(self._tickets) if refusal is None else None
+        handle.link.send({"op": "conn", "ticket": ticket, "refusal": refusal}, [conn.fileno()])
         handle.handed += 1
-        if refusal is None:
-            handle.pending[address] += 1
-            handle.open += 1
+        if ticket is not None:
+            handle.pending[ticket] = address
+            handle.live.add(ticket)
 
     def _on_message(self, handle: WorkerHandle, message: dict, fds: list[int]) -> None:
+        """Applies one report of a worker to the limits."""
         for fd in fds:
             os.close(fd)
-        op = message.get("op")
-        address = str(message.get("address", ""))
-        account = str(message.get("account", ""))
+        if not isinstance(message, dict):
+            return
+        op, ticket = message.get("op"), message.get("ticket")
         if op == "ready":
             handle.ready.set()
-        elif op in ("authenticated", "released") and handle.pending[address] > 0:
-            handle.pending[address] -= 1
-            if not handle.pending[address]:
-                del handle.pending[address]
+            for account, seconds in self.limits.accounts.refusing():  # a new worker knows no lock yet
+                handle.link.send({"op": "lock", "account": account, "seconds": seconds})
+        elif op in ("authenticated", "released") and ticket in handle.pending:
+            address = handle.pending.pop(ticket)
             if op == "authenticated":
-                self.limits.authenticated(address, account)
+                self.limits.authenticated(address, str(message.get("account", "")))
             else:
                 self.limits.released(address)
-                handle.open = max(0, handle.open - 1)
+                handle.live.discard(ticket)
         elif op == "closed":
-            handle.open = max(0, handle.open - 1)
+            handle.live.discard(ticket)
         elif op == "failed":
-            self._failed(address, account)
+            self._failed(str(message.get("address", "")), str(message.get("account", "")))
         elif op == "close-user":
             for other in self.workers:
                 if other is not handle and other.link is not None:
@@ -254,7 +301,7 @@ class Supervisor:
                     process.kill()
             if late:
                 await asyncio.wait(late)
-        for watcher in list(self._watchers):
-            await watcher
+        while self._watchers:  # a restart under way ends too (`_spawn`)
+            await asyncio.wait(list(self._watchers))
         self.events.stop()
         await asyncio.to_thread(self.engine.close)

@@ -29,6 +29,8 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import asyncssh
@@ -38,7 +40,8 @@ from sshpanel.config import Settings, settings_from_json
 from sshpanel.ssh.hostkeys import load_or_create_host_key
 from sshpanel.ssh.limits import LimitSettings
 from sshpanel.ssh.link import Link
-from sshpanel.ssh.server import PanelServer, session_limits
+from sshpanel.ssh.server import PanelServer, PanelSSHServer
+from sshpanel.ssh.startup import session_limits
 
 log = logging.getLogger("sshpanel.worker")
 
@@ -55,15 +58,20 @@ class SessionSlots:
         per_user: Places per user (`LimitSettings.sessions_per_user`).
     """
 
-    def __init__(self, data_dir, per_user: int) -> None:
+    def __init__(self, data_dir: Path, per_user: int) -> None:
         self.data_dir = data_dir
         self.per_user = per_user
         self._held: dict[str, list[HeldLock]] = {}
 
     def open_session(self, user: str) -> bool:
-        """Takes a free place of `user`; False when all are taken."""
+        """Takes a free place of `user`; False when all are taken (or the
+        lock files cannot be opened: refused rather than uncounted)."""
         for place in range(self.per_user):
-            held = try_lock(lock_path(self.data_dir, f"session-{user}-{place}"))
+            try:
+                held = try_lock(lock_path(self.data_dir, f"session-{user}-{place}"))
+            except OSError as exc:
+                log.warning("session place of user=%s unavailable: %s", user, exc)
+                return False
             if held is not None:
                 self._held.setdefault(user, []).append(held)
                 return True
@@ -95,10 +103,6 @@ class WorkerLimits:
         self._send = send
         self.clock = clock
         self._locked: dict[str, float] = {}
-
-    def authenticated(self, source: str, account: str) -> None:
-        """Reports a connection that authenticated (see `Limits.authenticated`)."""
-        self._send({"op": "authenticated", "address": source, "account": account})
 
     def failed(self, source: str, account: str) -> None:
         """Reports one authentication failure."""
@@ -133,14 +137,42 @@ class WorkerLimits:
         self.slots.close_session(user)
 
 
+@dataclass(frozen=True)
+class Decision:
+    """The supervisor's word on one handed-over connection.
+
+    Attributes:
+        ticket: Its number in the supervisor's counts; None when refused.
+        refusal: Why it is refused, or None when admitted.
+    """
+
+    ticket: int | None
+    refusal: str | None
+
+
+NOT_HANDED = "this connection was not admitted"
+"""Refusal of a connection no decision came with (never expected)."""
+
+
 class Handoff:
     """An asyncssh tunnel listener (`create_server(..., tunnel=)`) whose
-    connections are sockets accepted by the supervisor, not a port."""
+    connections are sockets accepted by the supervisor, not a port.
 
-    sockets: list[socket.socket] = []
+    Args:
+        lost: Called with the decision of a socket that never became an SSH
+            connection (so no `connection_lost` will report it).
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, lost: Callable[[Decision], None]) -> None:
+        self._lost = lost
         self._factory: Callable[[str, int], asyncio.Protocol] | None = None
+        self._decisions: dict[object, Decision] = {}
+        self._tasks: set[asyncio.Future] = set()
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """No listening socket of its own (`SSHAcceptor.sockets`)."""
+        return []
 
     async def create_server(self, session_factory: Callable[[str, int], asyncio.Protocol],
                             listen_host: str, listen_port: int) -> "Handoff":
@@ -148,29 +180,44 @@ class Handoff:
         self._factory = session_factory
         return self
 
-    def accept(self, sock: socket.socket, failed: Callable[[], None]) -> None:
-        """Serves an accepted socket; `failed` runs when it cannot be (after
-        `close`, or the socket died before the SSH connection began)."""
+    def accept(self, sock: socket.socket, decision: Decision) -> None:
+        """Serves an accepted socket under the supervisor's decision."""
         if self._factory is None:
             sock.close()
-            failed()
+            self._lost(decision)
             return
-        asyncio.ensure_future(self._serve(sock, self._factory, failed))
+        task = asyncio.ensure_future(self._serve(sock, self._factory, decision))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    @staticmethod
-    async def _serve(sock: socket.socket, factory: Callable[[str, int], asyncio.Protocol],
-                     failed: Callable[[], None]) -> None:
+    async def _serve(self, sock: socket.socket, factory: Callable[[str, int], asyncio.Protocol],
+                     decision: Decision) -> None:
+        made: list[object] = []
+
+        def make() -> asyncio.Protocol:
+            conn = factory("", 0)
+            self._decisions[conn] = decision
+            made.append(conn)
+            return conn
+
         try:
-            await asyncio.get_running_loop().connect_accepted_socket(lambda: factory("", 0), sock)
+            await asyncio.get_running_loop().connect_accepted_socket(make, sock)
         except OSError as exc:
             log.info("a handed-over connection failed: %s", exc)
             sock.close()
-            failed()
+            if not made or self._decisions.pop(made[0], None) is not None:
+                self._lost(decision)
+
+    def decision(self, conn: object) -> Decision | None:
+        """Takes the decision of the SSH connection `conn` (once)."""
+        return self._decisions.pop(conn, None)
 
     def get_port(self) -> int:
+        """No port of its own (`SSHAcceptor.get_port`)."""
         return 0
 
     def get_addresses(self) -> list:
+        """No address of its own (`SSHAcceptor.get_addresses`)."""
         return []
 
     def close(self) -> None:
@@ -178,6 +225,7 @@ class Handoff:
         self._factory = None
 
     async def wait_closed(self) -> None:
+        """Nothing to wait for: the supervisor owns the listening socket."""
         return None
 
 
@@ -193,11 +241,10 @@ class WorkerServer(PanelServer):
     def __init__(self, settings: Settings, sock: socket.socket, index: int) -> None:
         super().__init__(settings)
         self.index = index
-        self.handoff = Handoff()
+        self.handoff = Handoff(self._lost)
         self.link = Link(sock, self._on_message, self._on_link_closed)
         self.limits = WorkerLimits(session_limits(settings), SessionSlots(settings.data_dir, settings.max_sessions_per_user),
                                    self.link.send)
-        self._decided: dict[str, str | None] = {}
         self.gone = asyncio.Event()
         """Set when the supervisor has gone (the worker then stops)."""
 
@@ -209,20 +256,36 @@ class WorkerServer(PanelServer):
         return key
 
     def listen_target(self) -> dict[str, object]:
+        """Connections come from the supervisor (`Handoff`)."""
         return {"tunnel": self.handoff}
 
     def listening(self) -> None:
+        """Starts the link and tells the supervisor this worker is ready."""
         self.link.start()
         self.link.send({"op": "ready"})
         log.info("worker %d ready (pid %d)", self.index, os.getpid())
 
-    def admit(self, address: str, source: str) -> str | None:
-        """The supervisor's decision about this connection."""
-        return self._decided.pop(source, None)
+    def admit(self, client: PanelSSHServer) -> str | None:
+        """The supervisor's decision about this connection (refused when
+        none came with it)."""
+        decision = self.handoff.decision(client.conn)
+        if decision is None:
+            return NOT_HANDED
+        client.ticket = decision.ticket
+        return decision.refusal
 
-    def connection_ended(self, address: str, authenticated: bool) -> None:
-        """Tells the supervisor an admitted connection closed."""
-        self.link.send({"op": "closed" if authenticated else "released", "address": address})
+    def client_authenticated(self, client: PanelSSHServer) -> None:
+        """Reports the authentication to the supervisor (its `Limits`)."""
+        assert client.principal is not None
+        self.link.send({"op": "authenticated", "ticket": client.ticket, "account": client.principal.name})
+
+    def connection_ended(self, client: PanelSSHServer) -> None:
+        """Reports the close to the supervisor."""
+        self.link.send({"op": "closed" if client.principal is not None else "released", "ticket": client.ticket})
+
+    def _lost(self, decision: Decision) -> None:
+        if decision.ticket is not None:
+            self.link.send({"op": "released", "ticket": decision.ticket})
 
     def close_user_sessions(self, name: str, reason: str) -> int:
         """Closes the user's connections here, and asks the supervisor to
@@ -235,27 +298,15 @@ class WorkerServer(PanelServer):
         return super().close_user_sessions(name, reason)
 
     def _on_message(self, message: dict, fds: list[int]) -> None:
-        op = message.get("op")
-        if op == "conn" and len(fds) == 1:
-            sock = socket.socket(fileno=fds[0])
-            try:
-                host, port = sock.getpeername()[:2]
-            except OSError:
-                sock.close()
+        op = message.get("op") if isinstance(message, dict) else None
+        if op == "conn":
+            ticket, refusal = message.get("ticket"), message.get("refusal")
+            decision = Decision(ticket if isinstance(ticket, int) else None,
+                                refusal if isinstance(refusal, str) else None)
+            if len(fds) == 1:
+                self.handoff.accept(socket.socket(fileno=fds[0]), decision)
                 return
-            refusal = message.get("refusal")
-            refusal = refusal if isinstance(refusal, str) else None
-            source = f"{host}:{port}"
-            self._decided[source] = refusal
-
-            def failed() -> None:
-                # Still decided: asyncssh never made the connection, so no
-                # `connection_lost` will report it.
-                if source in self._decided and self._decided.pop(source) is None:
-                    self.connection_ended(host, authenticated=False)
-
-            self.handoff.accept(sock, failed)
-            return
+            self._lost(decision)  # the descriptor did not come (e.g. none left here)
         for fd in fds:
             os.close(fd)
         if op == "lock":
@@ -268,7 +319,9 @@ class WorkerServer(PanelServer):
 
 
 async def serve_worker(settings: Settings, sock: socket.socket, index: int) -> int:
-    """Runs one worker until SIGTERM/SIGINT or until its supervisor goes.
+    """Runs one worker until SIGTERM or until its supervisor goes (SIGINT,
+    e.g. Ctrl+C reaching the whole process group, is left to the supervisor,
+    which then stops the workers in order).
 
     Returns:
         The exit status.
@@ -276,8 +329,7 @@ async def serve_worker(settings: Settings, sock: socket.socket, index: int) -> i
     server = WorkerServer(settings, sock, index)
     await server.start()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, server.gone.set)
+    loop.add_signal_handler(signal.SIGTERM, server.gone.set)
     await server.gone.wait()
     await server.stop()
     return 0
@@ -286,6 +338,7 @@ async def serve_worker(settings: Settings, sock: socket.socket, index: int) -> i
 def main(argv: list[str] | None = None) -> int:
     """Entry point: `python -m sshpanel.ssh.worker FD INDEX`."""
     args = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     settings = settings_from_json(os.environ[SETTINGS_ENV])
     logging.basicConfig(
         level=logging.INFO,
