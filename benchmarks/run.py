@@ -32,7 +32,8 @@ CPU windows 10 s (61 s for idle CPU: one dashboard refresh period),
 memory cycles 100). `--patch NAME` runs every server with an
 experimental patch of `experiments.py` (to measure a direction before
 changing the code); `--workers N` adds bursts against `sshpanel serve
---workers N` (production limits, and `MaxStartups` raised).
+--workers N` (production limits, and `MaxStartups` raised) and measures
+keystrokes and idle CPU against it.
 Run as root on a machine set up by scripts/test.sh (Docker engine, test image, OpenSSH server installed).
 """
 
@@ -140,7 +141,7 @@ def main() -> int:
     parser.add_argument("--patch", action="append", default=[], choices=sorted(PATCHES),
                         help="run every server with this experimental patch (experiments.py; repeatable)")
     parser.add_argument("--workers", type=int, default=1,
-                        help="also run the burst against `sshpanel serve --workers N`")
+                        help="also run the burst, and run the keystroke and idle figures, against `sshpanel serve --workers N`")
     args = parser.parse_args()
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(FIGURES)
     unknown = [n for n in names if n not in FIGURES]
