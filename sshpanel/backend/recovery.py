@@ -9,8 +9,10 @@ before any session can create anything, each reservation is completed when
 the engine has exactly the container it was creating (same Docker name,
 owner and name labels, claimed by no other record), else dropped; labelled
 containers still without a record are logged for admins and left alone
-(DESIGN.md invariant 7). One process serves one database (see
-`sshpanel.store.models`), so no reservation can belong to a live create.
+(DESIGN.md invariant 7). It runs before any session is served (with
+`serve --workers`, in the supervisor before the workers start), so no
+reservation can belong to a live create; a worker killed in the middle of
+a create leaves its reservation until the panel's next start.
 
 A killed `deploy` that was replacing a container (`sshpanel.backend.deploy`)
 leaves the old one stopped, renamed `<docker name>.replaced-<id>` and its

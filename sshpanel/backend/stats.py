@@ -1,4 +1,5 @@
-"""Provides `StatsCollector`, the one shared resource sampler per engine, and
+"""Provides `StatsCollector`, the one shared resource sampler per engine and
+panel process (each worker of `serve --workers` has its own), and
 `WorkspaceStats`, one user's view of it.
 
 Tools that open one Docker stats stream per container and per viewer keep
