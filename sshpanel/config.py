@@ -257,8 +257,9 @@ def settings_from_json(text: str) -> Settings:
         ValueError, TypeError: Not such a text.
     """
     values = json.loads(text)
-    for item in dataclasses.fields(Settings):
-        if item.name in values and isinstance(getattr(Settings(), item.name), (Path, tuple)):
-            kind = type(getattr(Settings(), item.name))
-            values[item.name] = kind(values[item.name])
+    defaults = Settings()
+    for name, value in values.items():
+        default = getattr(defaults, name, None)
+        if isinstance(default, (Path, tuple)):
+            values[name] = type(default)(value)
     return Settings(**values)

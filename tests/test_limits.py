@@ -21,6 +21,20 @@ from sshpanel.ssh.limits import LimitSettings, Limits
 from sshpanel.ssh.server import PanelServer
 
 
+def retry_until_admitted(login, expected: str, why: str, seconds: float = 20, pause: float = 0.05,
+                         errors: tuple[type[BaseException], ...] = (asyncssh.DisconnectError,)) -> None:
+    """Runs the coroutine function `login` until its output starts with
+    `expected`, retrying on `errors` for at most `seconds` (failing with `why`)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            assert asyncio.run(login()).startswith(expected)
+            return
+        except errors:
+            assert time.monotonic() < deadline, why
+            time.sleep(pause)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -271,11 +285,4 @@ def test_unauthenticated_flood_is_refused_then_admitted_again(panel):
     finally:
         for holder in holders:
             holder.close()
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            assert asyncio.run(login()).startswith("alice")
-            break
-        except asyncssh.DisconnectError:
-            assert time.monotonic() < deadline, "still refused after the holders closed"
-            time.sleep(0.05)
+    retry_until_admitted(login, "alice", "still refused after the holders closed")

@@ -23,7 +23,7 @@ import pytest
 
 from sshpanel.backend.locks import FileLock, lock_path, try_lock
 from tests.conftest import TEST_IMAGE, remove_namespace, start_panel, stop_panel
-from tests.test_limits import _bare_session
+from tests.test_limits import _bare_session, retry_until_admitted
 from tests.test_sessions import _read_until
 
 WORKERS_ENV = {"SSHPANEL_WORKERS": "2", "SSHPANEL_MAX_SESSIONS_PER_USER": "3"}
@@ -211,14 +211,8 @@ def test_a_killed_worker_gives_back_its_places_and_is_started_again(workers_pane
             asyncio.run(login())
         assert refused.value.reason.startswith("too many unauthenticated connections from your address")
         os.kill(before[0], signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                assert asyncio.run(login()).startswith("alice")
-                break
-            except (asyncssh.DisconnectError, OSError):
-                assert time.monotonic() < deadline, "still refused after a worker died"
-                time.sleep(0.1)
+        retry_until_admitted(login, "alice", "still refused after a worker died", seconds=30, pause=0.1,
+                             errors=(asyncssh.DisconnectError, OSError))
         alive = [holder for holder in holders if _open(holder)]
         assert 3 <= len(alive) <= 7  # the other worker's holders still count
     finally:
@@ -262,14 +256,7 @@ def test_connections_reset_at_once_give_their_places_back(workers_panel):
         async with _connect(workers_panel, alice, local=resetter) as conn:
             return (await conn.run("whoami")).stdout
 
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            assert asyncio.run(login()).startswith("alice")
-            break
-        except asyncssh.DisconnectError:
-            assert time.monotonic() < deadline, "the resets kept their places"
-            time.sleep(0.2)
+    retry_until_admitted(login, "alice", "the resets kept their places", pause=0.2)
 
 
 def _open(sock: socket.socket) -> bool:
