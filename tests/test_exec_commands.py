@@ -66,6 +66,20 @@ def test_create_does_not_start_and_name_is_generated(panel, docker_client):
     assert panel.run(alice, "rm", name).returncode == 0
 
 
+def test_one_commands_flags_never_reach_the_next(panel, docker_client):
+    """The parser is built once per process (issue 8): the environment of one
+    `create` must not turn up in the next one, of the same or another user."""
+    alice, bob = panel.users["alice"], panel.users["bob"]
+    first = panel.run(alice, "create", "--name", "first", "-e", "SECRET=alice", TEST_IMAGE)
+    assert first.returncode == 0, first.stderr
+    second = panel.run(bob, "create", "--name", "second", TEST_IMAGE)
+    assert second.returncode == 0, second.stderr
+    env = docker_client.containers.get(f"{panel.namespace}.bob.second").attrs["Config"]["Env"] or []
+    assert not [line for line in env if "SECRET" in line]
+    for user, name in ((alice, "first"), (bob, "second")):
+        assert panel.run(user, "rm", name).returncode == 0
+
+
 @pytest.mark.parametrize(
     "args, code, message",
     [

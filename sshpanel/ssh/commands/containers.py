@@ -19,16 +19,16 @@ from sshpanel.ssh.commands.base import Context, Handler, table
 
 def _add_create_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="container name (generated when omitted)")
-    parser.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE", help="set an environment variable")
+    parser.add_argument("-e", "--env", action="append", metavar="KEY=VALUE", help="set an environment variable")
     parser.add_argument("-m", "--memory", metavar="SIZE", help="memory limit (e.g. 256m, 1g)")
     parser.add_argument("--cpus", metavar="F", help="CPU limit (e.g. 0.5)")
     parser.add_argument("--restart", default="no", metavar="POLICY", help="no, always, unless-stopped, on-failure[:N]")
     parser.add_argument(
-        "-p", "--publish", action="append", default=[], metavar="HOSTPORT:CONTAINERPORT[/PROTO]",
+        "-p", "--publish", action="append", metavar="HOSTPORT:CONTAINERPORT[/PROTO]",
         help="publish a port (host port inside your range, see `quota`)",
     )
     parser.add_argument(
-        "-v", "--volume", action="append", default=[], metavar="VOLUME:/PATH[:ro]",
+        "-v", "--volume", action="append", metavar="VOLUME:/PATH[:ro]",
         help="mount one of your named volumes (created when missing; host paths are refused)",
     )
     parser.add_argument("image", help="image on the engine (see `images`)")
@@ -123,7 +123,7 @@ def _create_or_run(ctx: Context, args: argparse.Namespace) -> int:
     if name is None:
         taken = {view.name for view in ctx.workspace.containers(all=True)}
         name = generate_name(args.image, taken, secrets.token_hex(8))
-    spec = make_spec(name, args.image, memory, cpus, args.command, args.env, args.restart, args.publish, args.volume)
+    spec = make_spec(name, args.image, memory, cpus, args.command, args.env or (), args.restart, args.publish or (), args.volume or ())
     view = ctx.workspace.create(spec, start=args.verb == "run")
     ctx.out(view.name)
     return 0
