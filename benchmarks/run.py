@@ -34,7 +34,7 @@ experimental patch of `experiments.py` (to measure a direction before
 changing the code); `--workers N` adds bursts against `sshpanel serve
 --workers N` (production limits, and `MaxStartups` raised) and measures
 keystrokes and idle CPU against it.
-Run as root on a machine set up by scripts/test.sh (Docker engine, test image, OpenSSH server installed).
+Run as root, through scripts/bench.sh (it sets up the Docker engine, the test image and Debian's OpenSSH server).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from sshpanel.ssh.algorithms import server_algorithms
 from sshpanel.ssh.limits import Limits
 from sshpanel.ssh.session_channel import ENCODING, ERRORS, LINE_EDITOR, AllowListChannel, SlotProcess
 from sshpanel.ssh.startup import prepare_panel, session_limits
+from sshpanel.ssh.tcp import acknowledge_at_once
 from sshpanel.store import Store, open_store
 
 log = logging.getLogger("sshpanel.ssh")
@@ -229,6 +230,7 @@ class PanelSSHServer(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
+        acknowledge_at_once(conn)
         peer = conn.get_extra_info("peername") or ("?", 0)
         self.address = str(peer[0])
         self.source = f"{peer[0]}:{peer[1]}"

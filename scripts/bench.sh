@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# One command: set up what the benchmarks need on this Debian machine (what
+# scripts/test.sh sets up, plus Debian's OpenSSH server for figure 4, which
+# the benchmark starts itself on a spare port), then run benchmarks/run.py
+# with the given arguments (e.g. --quick --only ps,run).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+apt_install python3-venv openssh-client openssh-server busybox-static
+setup_venv test
+setup_docker
+make_test_images
+cd "$ROOT"
+exec "$VENV/bin/python" benchmarks/run.py "$@"
