@@ -76,6 +76,22 @@ async def test_monitor_shows_the_selected_containers_figures_and_sparklines(work
 
 
 @async_test
+async def test_monitor_follows_the_cursor_in_the_same_frame_as_the_table(workspace):
+    """Issue 8: the monitor changes in the call that moves the cursor, not
+    when DataTable's RowHighlighted message arrives (a frame later)."""
+    app = PanelApp(workspace, services=services(stats=FakeStats()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, lambda: table(app).row_count == 2)
+        monitor = app.screen.query_one(ContainerMonitor)
+        assert monitor.view is not None and monitor.view.name == "web"
+        table(app).move_cursor(row=1)
+        assert monitor.view is not None and monitor.view.name == "db"
+        table(app).move_cursor(row=0)
+        assert monitor.view.name == "web"
+        await pilot.press("q")
+
+
+@async_test
 async def test_monitor_says_when_stats_are_unavailable(workspace):
     stats = FakeStats()
     app = PanelApp(workspace, services=services(stats=stats))

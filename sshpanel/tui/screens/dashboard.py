@@ -116,7 +116,7 @@ class DashboardScreen(ContainerActions, Screen[None]):
         yield Header()
         yield Static("", id="engine-banner", markup=False)
         yield QuotaBar(id="quota-bar")
-        yield ContainerTable(id="container-table")
+        yield ContainerTable(cursor_moved=self.selection_changed, id="container-table")
         yield Static("No containers yet. Press c to create one.", id="empty-hint", markup=False)
         if self.services is not None:
             yield ContainerMonitor(self.services.stats, id="container-monitor")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable
+from typing import Callable, Iterable
 
 from rich.text import Text
 from textual import events
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from sshpanel.backend.views import ContainerView
@@ -71,17 +72,34 @@ class ContainerTable(DataTable):
 
     Rows are keyed by full container ID. Every cell is a `Text`, never a
     `str`, so that names, images and Docker's texts are not read as markup.
+
+    Args:
+        cursor_moved: Called at once, in the same call as the cursor's move,
+            whenever it lands on another row (besides the `RowHighlighted`
+            message DataTable posts): what follows the selection then
+            redraws in the same frame as the table (issue 8, keystroke
+            latency; the message arrives after the table's frame is sent).
+        id: Widget id.
+        classes: CSS classes.
     """
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, *, cursor_moved: Callable[[], None] | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
         self._views: dict[str, ContainerView] = {}
         """The containers shown, by ID, in display order."""
+        self._cursor_moved = cursor_moved
 
     def on_mount(self) -> None:
         """Adds the columns."""
         for label, key in COLUMNS:
             self.add_column(label, key=key)
+
+    def watch_cursor_coordinate(self, old_coordinate: Coordinate, new_coordinate: Coordinate) -> None:
+        """Moves the highlight (DataTable's own watcher), then calls `cursor_moved`."""
+        super().watch_cursor_coordinate(old_coordinate, new_coordinate)
+        if old_coordinate.row != new_coordinate.row and self._cursor_moved is not None:
+            self._cursor_moved()
 
     @property
     def selected_container(self) -> ContainerView | None:
