@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
+import os
+import pty
 import random
+import struct
 import sys
+import termios
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,6 +218,54 @@ async def exec_once(port: int, user: str, key: asyncssh.SSHKey, command: str, in
     if result.exit_status != 0:
         raise RuntimeError(f"{command!r} exited with {result.exit_status}: {str(result.stderr).strip()[:300]}")
     return str(result.stdout)
+
+
+async def openssh_frame(command: list[str], timeout: float = 30.0) -> float:
+    """Runs an OpenSSH `ssh` command line in a pseudo-terminal of `SIZE`
+    (`TERM` set), as a user's terminal runs it, until the first complete frame arrives; then
+    ends it (SIGTERM, the connection drops).
+
+    Returns:
+        Seconds from starting `ssh` to the frame's last part (`FOOTER`).
+
+    Raises:
+        RuntimeError: `ssh` ended without a frame.
+        asyncio.TimeoutError: No frame within `timeout`.
+    """
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", SIZE[1], SIZE[0], 0, 0))
+    loop = asyncio.get_running_loop()
+    framed: asyncio.Future[float] = loop.create_future()
+    seen = bytearray()
+
+    def readable() -> None:
+        try:
+            data = os.read(master, WINDOW)
+        except OSError:
+            data = b""
+        if framed.done():
+            return
+        if not data:
+            loop.remove_reader(master)
+            framed.set_exception(RuntimeError(f"ssh ended without a frame: {bytes(seen[-300:])!r}"))
+            return
+        seen.extend(data)
+        if FOOTER in seen:
+            framed.set_result(time.perf_counter())
+
+    start = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(*command, stdin=slave, stdout=slave, stderr=slave,
+                                                   start_new_session=True, env={**os.environ, "TERM": TERM})
+    os.close(slave)
+    loop.add_reader(master, readable)
+    try:
+        return await asyncio.wait_for(framed, timeout) - start
+    finally:
+        loop.remove_reader(master)
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()
+        os.close(master)
 
 
 async def open_many(port: int, logins: list[tuple[str, asyncssh.SSHKey]], first_index: int,

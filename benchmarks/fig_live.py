@@ -240,7 +240,7 @@ async def live(bench: Bench, quick: bool, idle: bool = True, keys: bool = True) 
             result.details.append(
                 f"5: {len(alone.first)} / {len(loaded.first)} presses (Down/Up on the table, 30-100 ms apart); "
                 f"first update = the new row drawn highlighted, stats panel = its title shows the new container "
-                f"(a second frame); 1 session p50 {p(alone.first, 50)} / {p(alone.panel, 50)}; timeouts "
+                f"(the same frame since 99b60f1, a second one before); 1 session p50 {p(alone.first, 50)} / {p(alone.panel, 50)}; timeouts "
                 f"({KEY_TIMEOUT:.0f} s) {loaded.timeouts} loaded, {alone.timeouts} alone; panel CPU meanwhile "
                 f"{live_cpu:.0f} % of a core (dockerd + containerd {live_daemons:.0f} %), 20 running containers "
                 f"sampled every 2 s")
