@@ -6,7 +6,8 @@ Figures (names for `--only`):
 
 1. `first-frame` — connect → first complete frame of the dashboard (the
    footer arrived), one session at a time, p50/p95; baseline: the same
-   login running `whoami`.
+   login running `whoami`. Once with the asyncssh client, once with
+   OpenSSH's `ssh -tt` in a pseudo-terminal.
 2. `burst` — 100 simultaneous dashboard logins (100 users, key auth, PTY,
    each from its own loopback address), until all have a frame; once with
    the production admission limits (refused clients retry), once with
