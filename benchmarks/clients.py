@@ -221,9 +221,11 @@ async def exec_once(port: int, user: str, key: asyncssh.SSHKey, command: str, in
 
 
 async def openssh_frame(command: list[str], timeout: float = 30.0) -> float:
-    """Runs an OpenSSH `ssh` command line in a pseudo-terminal of `SIZE`
-    (`TERM` set), as a user's terminal runs it, until the first complete frame arrives; then
-    ends it (SIGTERM, the connection drops).
+    """Runs an OpenSSH `ssh` command line (with `-tt`) whose stdin, stdout
+    and stderr are a pseudo-terminal of `SIZE` (`TERM` set), so that it asks
+    for a terminal of that size as it does in a user's terminal (the pty is
+    not its controlling terminal), until the first complete frame arrives;
+    then ends it (SIGTERM, SIGKILL after 5 s; the connection drops).
 
     Returns:
         Seconds from starting `ssh` to the frame's last part (`FOOTER`).
@@ -232,40 +234,49 @@ async def openssh_frame(command: list[str], timeout: float = 30.0) -> float:
         RuntimeError: `ssh` ended without a frame.
         asyncio.TimeoutError: No frame within `timeout`.
     """
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", SIZE[1], SIZE[0], 0, 0))
     loop = asyncio.get_running_loop()
     framed: asyncio.Future[float] = loop.create_future()
     seen = bytearray()
+    master, slave = pty.openpty()
+    process: asyncio.subprocess.Process | None = None
 
     def readable() -> None:
         try:
             data = os.read(master, WINDOW)
         except OSError:
             data = b""
-        if framed.done():
-            return
         if not data:
             loop.remove_reader(master)
-            framed.set_exception(RuntimeError(f"ssh ended without a frame: {bytes(seen[-300:])!r}"))
+            if not framed.done():
+                framed.set_exception(RuntimeError(f"ssh ended without a frame: {bytes(seen[-300:])!r}"))
             return
-        seen.extend(data)
-        if FOOTER in seen:
-            framed.set_result(time.perf_counter())
+        if not framed.done():
+            seen.extend(data)
+            if FOOTER in seen:
+                framed.set_result(time.perf_counter())
 
-    start = time.perf_counter()
-    process = await asyncio.create_subprocess_exec(*command, stdin=slave, stdout=slave, stderr=slave,
-                                                   start_new_session=True, env={**os.environ, "TERM": TERM})
-    os.close(slave)
-    loop.add_reader(master, readable)
     try:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", SIZE[1], SIZE[0], 0, 0))
+        start = time.perf_counter()
+        process = await asyncio.create_subprocess_exec(*command, stdin=slave, stdout=slave, stderr=slave,
+                                                       start_new_session=True, env={**os.environ, "TERM": TERM})
+        os.close(slave)
+        slave = -1
+        loop.add_reader(master, readable)  # drains the output until ssh is gone, so it never blocks writing
         return await asyncio.wait_for(framed, timeout) - start
     finally:
+        if process is not None:
+            if process.returncode is None:
+                process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 5)
+            except asyncio.TimeoutError:
+                process.kill()
+                await process.wait()
         loop.remove_reader(master)
-        if process.returncode is None:
-            process.terminate()
-        await process.wait()
         os.close(master)
+        if slave != -1:
+            os.close(slave)
 
 
 async def open_many(port: int, logins: list[tuple[str, asyncssh.SSHKey]], first_index: int,

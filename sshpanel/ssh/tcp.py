@@ -29,8 +29,8 @@ def acknowledge_at_once(conn: asyncssh.SSHServerConnection) -> None:
 
     `TCP_QUICKACK` is not permanent (the kernel returns to delayed ACKs
     when it sees an interactive exchange), so it is set again after every
-    chunk the connection reads: one `setsockopt` per read, and the ACK of
-    the data just read leaves at once. For the whole connection, not only
+    chunk the connection reads, before the chunk is handled: one
+    `setsockopt` per read, and the ACK of the data just read leaves at once. For the whole connection, not only
     the handshake, since an exec session's stdin (data, then EOF) meets the
     same wait.
 
@@ -44,10 +44,10 @@ def acknowledge_at_once(conn: asyncssh.SSHServerConnection) -> None:
     received = conn.data_received
 
     def data_received(data: bytes, datatype: Any = None) -> None:
-        received(data, datatype)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
-        except OSError:  # the socket closed while the data was handled
+        except OSError:  # the socket is closing
             pass
+        received(data, datatype)
 
     conn.data_received = data_received  # type: ignore[method-assign]

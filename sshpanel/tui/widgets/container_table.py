@@ -79,6 +79,8 @@ class ContainerTable(DataTable):
             message DataTable posts): what follows the selection then
             redraws in the same frame as the table (issue 8, keystroke
             latency; the message arrives after the table's frame is sent).
+            Not called while `show_containers` rebuilds the rows: the
+            caller shows the selection once they are in place.
         id: Widget id.
         classes: CSS classes.
     """
@@ -89,6 +91,7 @@ class ContainerTable(DataTable):
         self._views: dict[str, ContainerView] = {}
         """The containers shown, by ID, in display order."""
         self._cursor_moved = cursor_moved
+        self._rebuilding = False
 
     def on_mount(self) -> None:
         """Adds the columns."""
@@ -98,7 +101,7 @@ class ContainerTable(DataTable):
     def watch_cursor_coordinate(self, old_coordinate: Coordinate, new_coordinate: Coordinate) -> None:
         """Moves the highlight (DataTable's own watcher), then calls `cursor_moved`."""
         super().watch_cursor_coordinate(old_coordinate, new_coordinate)
-        if old_coordinate.row != new_coordinate.row and self._cursor_moved is not None:
+        if old_coordinate.row != new_coordinate.row and self._cursor_moved is not None and not self._rebuilding:
             self._cursor_moved()
 
     @property
@@ -137,11 +140,15 @@ class ContainerTable(DataTable):
                         self.update_cell(key, column, cell, update_width=old.cell_len != cell.cell_len)
         else:
             selected = self.selected_container
-            self.clear()
-            for key, cells in rows.items():
-                self.add_row(*cells, key=key)
-            if selected is not None and selected.id in rows:
-                self.move_cursor(row=list(rows).index(selected.id), animate=False)
+            self._rebuilding = True
+            try:
+                self.clear()
+                for key, cells in rows.items():
+                    self.add_row(*cells, key=key)
+                if selected is not None and selected.id in rows:
+                    self.move_cursor(row=list(rows).index(selected.id), animate=False)
+            finally:
+                self._rebuilding = False
         self._views = {view.id: view for view in views}
 
     def on_resize(self, event: events.Resize) -> None:
