@@ -211,6 +211,26 @@ async def test_log_view_follows_and_pauses(workspace):
 
 
 @async_test
+async def test_pausing_right_after_a_batch_keeps_the_view_still(workspace):
+    """The scroll to the newest line waits for the next refresh; pausing
+    before it happens must not let it move the view afterwards (a race the
+    OpenSSH end-to-end test met)."""
+    logs = FakeLogs()
+    app = PanelApp(workspace, services=services(logs=logs))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_logs(pilot, app)
+        await pilot.pause()
+        before = screen.view.scroll_offset.y
+        screen.view.add([log_line(f"late {i}") for i in range(5)], follow=True)
+        screen.action_toggle_follow()  # in the same turn, before the refresh
+        await pilot.pause()
+        await pilot.pause()
+        assert "paused" in screen.status_text
+        assert screen.view.scroll_offset.y == before
+        assert "late 4" not in screen_text(app)
+
+
+@async_test
 async def test_log_search_highlights_and_filter_keeps_matches(workspace):
     logs = FakeLogs()
     app = PanelApp(workspace, services=services(logs=logs))

@@ -177,6 +177,8 @@ class LogScreen(BackendCalls, Screen[None]):
         self.follow = not self.follow
         if self.follow:
             self.action_newest()
+        else:
+            self.view.hold()
         self._show_state()
 
     def action_newest(self) -> None:

@@ -57,6 +57,9 @@ class LogView(ScrollView, can_focus=True):
         self._all: collections.deque[LogLine] = collections.deque(maxlen=max_lines)
         self._shown: collections.deque[LogLine] = collections.deque(maxlen=max_lines)
         self._width = 0
+        self._to_newest = False
+        """A scroll to the newest line waits for the next refresh (the new
+        size must be laid out first); `hold` drops it."""
 
     @property
     def line_count(self) -> int:
@@ -98,7 +101,7 @@ class LogView(ScrollView, can_focus=True):
         dropped = before + added - len(self._shown)
         self.virtual_size = Size(self._width, len(self._shown))
         if follow:
-            self.scroll_end(animate=False, x_axis=False)  # after the new size is laid out
+            self.to_newest()
         elif dropped:  # keep showing the same lines while older ones go
             self.scroll_to(y=max(0, self.scroll_offset.y - dropped), animate=False, immediate=True)
         self.refresh()
@@ -130,6 +133,7 @@ class LogView(ScrollView, can_focus=True):
         """
         if not self.query:
             return False
+        self.hold()
         lines = list(self._shown)
         middle = self.scroll_offset.y + max(0, self.size.height // 2)
         order = range(middle + 1, len(lines)) if forward else range(min(middle, len(lines)) - 1, -1, -1)
@@ -140,8 +144,21 @@ class LogView(ScrollView, can_focus=True):
         return False
 
     def to_newest(self) -> None:
-        """Scrolls to the newest line."""
-        self.scroll_end(animate=False, x_axis=False)  # after the new size is laid out
+        """Scrolls to the newest line, once the new size is laid out (after
+        the next refresh), unless `hold` is called before."""
+        self._to_newest = True
+        self.call_after_refresh(self._scroll_to_newest)
+
+    def hold(self) -> None:
+        """Keeps the view where it is now: a scroll to the newest line that
+        still waits for the refresh is dropped (pausing right after a batch
+        of lines must not move the view once more)."""
+        self._to_newest = False
+
+    def _scroll_to_newest(self) -> None:
+        if self._to_newest:
+            self._to_newest = False
+            self.scroll_end(animate=False, x_axis=False, immediate=True)
 
     def _matches(self, line: LogLine) -> bool:
         return bool(self.query) and self.query.casefold() in line.text.casefold()
