@@ -28,11 +28,11 @@ def acknowledge_at_once(conn: asyncssh.SSHServerConnection) -> None:
     """Makes the kernel acknowledge what this connection receives right away.
 
     `TCP_QUICKACK` is not permanent (the kernel returns to delayed ACKs
-    when it sees an interactive exchange), so it is set again after every
+    when it sees an interactive exchange), so it is set again for every
     chunk the connection reads, before the chunk is handled: one
-    `setsockopt` per read, and the ACK of the data just read leaves at once. For the whole connection, not only
-    the handshake, since an exec session's stdin (data, then EOF) meets the
-    same wait.
+    `setsockopt` per read, and the ACK of the data just read leaves at
+    once. For the whole connection, not only the handshake, since an exec
+    session's stdin (data, then EOF) meets the same wait.
 
     Args:
         conn: A connection whose transport is a TCP socket; anything else

@@ -188,10 +188,6 @@ class DashboardScreen(ContainerActions, Screen[None]):
         self.selection_changed()
         self.refresh_last_record()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        """Shows the newly selected container's figures."""
-        self.selection_changed()
-
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter opens the selected container's graphs."""
         if self.check_action("open_graphs", ()):

@@ -75,12 +75,10 @@ class ContainerTable(DataTable):
 
     Args:
         cursor_moved: Called at once, in the same call as the cursor's move,
-            whenever it lands on another row (besides the `RowHighlighted`
-            message DataTable posts): what follows the selection then
-            redraws in the same frame as the table (issue 8, keystroke
-            latency; the message arrives after the table's frame is sent).
-            Not called while `show_containers` rebuilds the rows: the
-            caller shows the selection once they are in place.
+            whenever it lands on another row: what follows the selection
+            then redraws in the same frame as the table (issue 8, keystroke
+            latency; DataTable's `RowHighlighted` message arrives after the
+            table's frame is sent).
         id: Widget id.
         classes: CSS classes.
     """
@@ -91,7 +89,6 @@ class ContainerTable(DataTable):
         self._views: dict[str, ContainerView] = {}
         """The containers shown, by ID, in display order."""
         self._cursor_moved = cursor_moved
-        self._rebuilding = False
 
     def on_mount(self) -> None:
         """Adds the columns."""
@@ -101,7 +98,7 @@ class ContainerTable(DataTable):
     def watch_cursor_coordinate(self, old_coordinate: Coordinate, new_coordinate: Coordinate) -> None:
         """Moves the highlight (DataTable's own watcher), then calls `cursor_moved`."""
         super().watch_cursor_coordinate(old_coordinate, new_coordinate)
-        if old_coordinate.row != new_coordinate.row and self._cursor_moved is not None and not self._rebuilding:
+        if old_coordinate.row != new_coordinate.row and self._cursor_moved is not None:
             self._cursor_moved()
 
     @property
@@ -129,7 +126,11 @@ class ContainerTable(DataTable):
         now = now or dt.datetime.now(dt.timezone.utc)
         limits = self._fit_widths(views, now)
         rows = {view.id: self._cells(view, now, limits) for view in views}
-        if list(rows) == list(self._views):
+        same_rows = list(rows) == list(self._views)
+        selected = None if same_rows else self.selected_container
+        # Before the rows change: a cursor move while they do reads the new views.
+        self._views = {view.id: view for view in views}
+        if same_rows:
             for key, cells in rows.items():
                 for (_, column), cell in zip(COLUMNS, cells):
                     # Every update re-renders the table, and a width update lays out the
@@ -139,17 +140,11 @@ class ContainerTable(DataTable):
                     if (old.plain, old.style, old.spans) != (cell.plain, cell.style, cell.spans):
                         self.update_cell(key, column, cell, update_width=old.cell_len != cell.cell_len)
         else:
-            selected = self.selected_container
-            self._rebuilding = True
-            try:
-                self.clear()
-                for key, cells in rows.items():
-                    self.add_row(*cells, key=key)
-                if selected is not None and selected.id in rows:
-                    self.move_cursor(row=list(rows).index(selected.id), animate=False)
-            finally:
-                self._rebuilding = False
-        self._views = {view.id: view for view in views}
+            self.clear()
+            for key, cells in rows.items():
+                self.add_row(*cells, key=key)
+            if selected is not None and selected.id in rows:
+                self.move_cursor(row=list(rows).index(selected.id), animate=False)
 
     def on_resize(self, event: events.Resize) -> None:
         """Refits the columns to the new width."""
