@@ -55,7 +55,7 @@ def test_build_from_folder_then_run(panel, docker_client):
     assert result.returncode == 0, result.stdout + result.stderr
     repository = f"{panel.namespace}/alice/site"
     assert f"Successfully tagged {repository}:1" in result.stdout
-    assert "Step 2/2" in result.stdout
+    assert "Step 3/3" in result.stdout and "Step 2/3 : ARG SSHPANEL_CACHE_OWNER_" in result.stdout
     again = panel.run(alice, "build", "site", timeout=300)
     assert f"{repository}:2" in again.stdout, again.stdout + again.stderr
     run = panel.run(alice, "run", "--name", "built", f"{repository}:2", "cat", "/www/index.html")
@@ -84,7 +84,7 @@ def test_broken_dockerfile_fails_with_log_tail_and_no_tag(panel, docker_client):
     [failed] = [e for e in history(panel, alice) if e["Kind"] == "build" and e["Detail"].startswith("broken ")]
     assert failed["OK"] is False
     assert "returned a non-zero code: 3" in failed["Detail"].splitlines()[0]
-    assert "Step 2/2 : RUN exit 3" in failed["Detail"].splitlines()[1:]
+    assert "Step 3/3 : RUN exit 3" in failed["Detail"].splitlines()[1:]
 
 
 def test_missing_dockerfile_and_bad_paths(panel):

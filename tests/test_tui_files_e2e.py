@@ -38,7 +38,7 @@ def test_browse_delete_build_deploy(panel, docker_client, terminal):  # noqa: F8
     terminal.keys("Up", "Up")
     terminal.keys("b")
     screen = terminal.wait_for("press d to deploy it as site", timeout=120)
-    assert "Step 3 of 3" in screen and "100%" in screen
+    assert "Step 4 of 4" in screen and "100%" in screen
     terminal.keys("d")
     terminal.wait_for("site runs", timeout=60)
     running = docker_client.containers.get(f"{panel.namespace}.alice.site")

@@ -1,6 +1,7 @@
 """Provides the pure rules of which images a user may use: allow/deny
-patterns, the ownership of panel builds, and the base images a Dockerfile
-names (issue 6 "Allowed base images"); no I/O here.
+patterns and the ownership of panel builds (issue 6 "Allowed base
+images"); no I/O here. The base images a Dockerfile names are read by
+`sshpanel.access.dockerfile`.
 """
 
 from __future__ import annotations
@@ -91,37 +92,3 @@ def may_use(tag: str, user: str, namespace: str, rules: Rules) -> bool:
     if tag.startswith(prefix):
         return tag.startswith(f"{prefix}{user}/")
     return rules.permit(tag)
-
-
-def dockerfile_bases(text: str) -> list[str]:
-    """Returns the images a Dockerfile builds from: every `FROM` image and
-    `COPY/ADD --from=` image, except earlier stages, `--from=` stage numbers
-    and `scratch` (`FROM 4` names an image `4`, checked like any other).
-
-    Raises:
-        InvalidValue: A base image given through a variable (`FROM $BASE`).
-    """
-    stages: set[str] = set()
-    bases: list[str] = []
-    logical = re.sub(r"\\\r?\n", " ", text)
-    for line in logical.splitlines():
-        words = line.strip().split()
-        if not words or words[0].startswith("#"):
-            continue
-        keyword = words[0].upper()
-        refs = []
-        if keyword == "FROM":  # a number here is an image name, never a stage
-            args = [w for w in words[1:] if not w.startswith("--")]
-            if args:
-                refs.append(args[0])
-            if len(args) >= 3 and args[1].lower() == "as":
-                stages.add(args[2].lower())
-        elif keyword in ("COPY", "ADD"):  # --from=N is always stage N to the builder
-            refs += [w.split("=", 1)[1] for w in words[1:] if w.startswith("--from=") and not w[7:].isdigit()]
-        for ref in refs:
-            if ref.lower() in stages or ref == "scratch":
-                continue
-            if "$" in ref:
-                raise InvalidValue(f"base image {ref!r}: variables are not allowed in FROM / --from")
-            bases.append(ref)
-    return bases

@@ -72,13 +72,14 @@ class BuildOutput:
                 self.on_line(line)
 
 
-def stream_build(settings: Settings, address: str, context: IO[bytes], output: BuildOutput) -> str:
+def stream_build(settings: Settings, address: str, context: IO[bytes], output: BuildOutput,
+                 cgroup_parent: str) -> str:
     """Runs the engine's classic build of `context` and returns the image ID.
 
     The build runs on a client of its own with `pull=False`, the network
     `settings.build_network` (`none` or `bridge`, never `host`), memory
-    `settings.build_memory` (swap not added) and `BUILD_CPUS` as a hard CPU
-    limit. At `settings.build_timeout` seconds a watchdog shuts the
+    `settings.build_memory` (swap not added), `BUILD_CPUS` as a hard CPU
+    limit and the cgroup parent `cgroup_parent`. At `settings.build_timeout` seconds a watchdog shuts the
     connection's socket down: the engine cancels a build whose client went
     away (it kills and removes the running `RUN` container), and the reader
     wakes up at once. Before the engine answers, the socket timeout (the
@@ -89,6 +90,8 @@ def stream_build(settings: Settings, address: str, context: IO[bytes], output: B
         address: The engine address (`unix:///var/run/docker.sock`).
         context: A tar file with the Dockerfile at its top.
         output: Where the log goes.
+        cgroup_parent: The cgroup every `RUN` container is placed under
+            (`sshpanel.backend.build_cgroup`: it holds the pids limit).
 
     Returns:
         The built image's ID (`sha256:...`).
@@ -108,7 +111,7 @@ def stream_build(settings: Settings, address: str, context: IO[bytes], output: B
     try:
         with translate_errors():
             api = docker.APIClient(base_url=address, version=API_VERSION, timeout=settings.build_timeout)
-            image_id, error = _read(_post(api, settings, context, deadline, watchdog), output, watchdog)
+            image_id, error = _read(_post(api, settings, context, deadline, watchdog, cgroup_parent), output, watchdog)
     except (EngineUnavailable, requests.exceptions.RequestException, OSError, ValueError):
         # ValueError: a JSON line cut by the watchdog. A socket timeout may win
         # the race against the watchdog at the deadline: that is a timeout too.
@@ -159,13 +162,13 @@ class _Watchdog:
 
 
 def _post(api: docker.APIClient, settings: Settings, context: IO[bytes], deadline: float,
-          watchdog: _Watchdog) -> requests.Response:
+          watchdog: _Watchdog, cgroup_parent: str) -> requests.Response:
     """Sends the build request (the SDK's `build()` refuses `cpuquota`, so the
     request is made here with the engine's documented query parameters)."""
     params = {
         "rm": "1", "forcerm": "1", "pull": "0", "networkmode": settings.build_network,
         "memory": settings.build_memory, "memswap": settings.build_memory, "cpushares": CPU_SHARES,
-        "cpuperiod": CPU_PERIOD, "cpuquota": int(CPU_PERIOD * BUILD_CPUS),
+        "cpuperiod": CPU_PERIOD, "cpuquota": int(CPU_PERIOD * BUILD_CPUS), "cgroupparent": cgroup_parent,
     }
     left = max(deadline - time.monotonic(), 0.1)
     response = api.post(f"{api.base_url}/v{api.api_version}/build", params=params, data=context,

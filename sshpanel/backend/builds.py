@@ -16,27 +16,26 @@ base images pass the same check.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import tarfile
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import IO, Callable, Iterator
 
 import docker.errors
 
-from sshpanel.access.build_rules import check_context_source, check_no_remote_add
-from sshpanel.access.images import dockerfile_bases
+from sshpanel.access.build_rules import check_context_source
+from sshpanel.access.dockerfile import Dockerfile, parse, trigger_bases
+from sshpanel.backend.build_cgroup import build_cgroup
+from sshpanel.backend.build_context import dockerfile_of, pack_folder, top_files, with_dockerfile
 from sshpanel.backend.build_stream import BuildOutput, stream_build
 from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.files import home_dir, resolve_folder
 from sshpanel.backend.locks import lock_path, try_lock
-from sshpanel.backend.templates import Templates, top_files, with_dockerfile
+from sshpanel.backend.quotas import pids_of
+from sshpanel.backend.templates import Templates
 from sshpanel.backend.workspace import Workspace
 from sshpanel.errors import Conflict, InvalidValue, PanelError
 
-MAX_DOCKERFILE = 256 * 1024
 IMAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
@@ -79,8 +78,8 @@ class Builder:
         return f"{self.settings.namespace}/{self.workspace.principal.name}/{name}"
 
     def context_from_folder(self, folder: str) -> IO[bytes]:
-        """Packs a folder of the home directory into a tar file (symlinks are
-        stored as links, never followed; other special files are skipped).
+        """Packs a folder of the home directory into a tar file, its
+        `.dockerignore` honoured (see `build_context.pack_folder`).
 
         Raises:
             InvalidValue: A URL (see `check_context_source`); see also
@@ -88,16 +87,7 @@ class Builder:
             NotFound: See `resolve_folder`.
         """
         check_context_source(folder)
-        root = resolve_folder(home_dir(self.settings, self.workspace.principal.name), folder)
-        handle = tempfile.TemporaryFile()
-        with tarfile.open(fileobj=handle, mode="w") as tar:
-            for path, dirs, files in os.walk(root, followlinks=False):
-                for entry in sorted(dirs) + sorted(files):
-                    full = os.path.join(path, entry)
-                    if os.path.islink(full) or os.path.isfile(full) or os.path.isdir(full):
-                        tar.add(full, arcname=os.path.relpath(full, root), recursive=False)
-        handle.seek(0)
-        return handle
+        return pack_folder(resolve_folder(home_dir(self.settings, self.workspace.principal.name), folder))
 
     def run(
         self, name: str, context: IO[bytes], on_line: Callable[[str], None], template: str | None = None
@@ -132,12 +122,15 @@ class Builder:
         repository = self.repository(name)
         started = time.monotonic()
         output = BuildOutput(on_line)
-        prepared = context
+        prepared = None
         with self.workspace.audited("build", repository), self._one_at_a_time():
             try:
-                prepared = self._with_template(context, template, on_line)
-                self._check_dockerfile(_dockerfile_of(prepared))
-                image_id = stream_build(self.settings, self.workspace.engine.address, prepared, output)
+                dockerfile = parse(self._dockerfile_text(context, template, on_line))
+                self._check_bases(dockerfile)
+                cgroup = self._cgroup()
+                owner = f"{self.workspace.principal.user_id}:{self.workspace.principal.name}"
+                prepared = with_dockerfile(context, dockerfile.render(owner), self._disk_quota())
+                image_id = stream_build(self.settings, self.workspace.engine.address, prepared, output, cgroup)
                 tag = self._tag(repository, image_id)
             except PanelError as exc:
                 output.replay_tail()
@@ -145,7 +138,7 @@ class Builder:
                 self._record(name, result)
                 raise
             finally:
-                if prepared is not context:
+                if prepared is not None:
                     prepared.close()
             result = BuildResult(True, tag, image_id, time.monotonic() - started, list(output.tail), "")
             self._record(name, result)
@@ -172,23 +165,45 @@ class Builder:
         finally:
             held.release()
 
-    def _with_template(self, context: IO[bytes], template: str | None, on_line: Callable[[str], None]) -> IO[bytes]:
-        """Returns the context itself when it has its own Dockerfile and no
-        template is asked for; otherwise a copy with the template's."""
+    def _dockerfile_text(self, context: IO[bytes], template: str | None, on_line: Callable[[str], None]) -> str:
+        """Returns the context's own Dockerfile when it has one and no
+        template is asked for; otherwise the template's."""
         files = top_files(context)
         if template is None and "Dockerfile" in files:
-            return context
+            return dockerfile_of(context)
         templates = Templates(self.workspace)
         chosen = templates.get(template or templates.detect(files))
         on_line(f"Using the {chosen.name} template ({chosen.source}, FROM {chosen.base or 'nothing'})")
-        return with_dockerfile(context, chosen.text)
+        return chosen.text
 
-    def _check_dockerfile(self, text: str) -> None:
-        """Refuses `ADD` of a URL, and base images the user may not use (see
-        `Workspace.image_id`; variables are refused too)."""
-        check_no_remote_add(text)
-        for ref in dockerfile_bases(text):
-            self.workspace.image_id(ref)
+    def _check_bases(self, dockerfile: Dockerfile) -> None:
+        """Refuses base images the user may not use (see `Workspace.image_id`),
+        also those named by a base image's own `ONBUILD` triggers, which the
+        engine runs at its `FROM` (checked like the user's instructions).
+
+        Raises:
+            InvalidValue: A base image or a trigger the user may not use.
+        """
+        stages = {i.args[2].lower() for i in dockerfile.instructions if i.keyword == "FROM" and len(i.args) >= 3}
+        for ref in dockerfile.bases:
+            image_id = self.workspace.image_id(ref)
+            with translate_errors():
+                config = self.workspace.engine.client.api.inspect_image(image_id).get("Config") or {}
+            for trigger_ref in trigger_bases(list(config.get("OnBuild") or []), stages):
+                self.workspace.image_id(trigger_ref)
+
+    def _cgroup(self) -> str:
+        """Prepares the user's build cgroup under their pids quota; returns
+        its cgroup parent (see `build_cgroup`)."""
+        with translate_errors():
+            driver = str(self.workspace.engine.client.api.info().get("CgroupDriver") or "")
+        user = self.workspace.store.user_by_id(self.workspace.principal.user_id)
+        return build_cgroup(f"{self.settings.namespace}-build-{self.workspace.principal.name}",
+                            pids_of(user, self.settings), driver)
+
+    def _disk_quota(self) -> int:
+        """The user's disk quota, bytes: the cap on an unpacked build context."""
+        return self.settings.quota_disk
 
     def _tag(self, repository: str, image_id: str) -> str:
         """Refuses an image claiming panel labels, then tags it with the next
@@ -221,24 +236,3 @@ class Builder:
             head = f"{name} failed in {result.seconds:.1f}s: {result.error}"
         detail = "\n".join([head, *result.tail])
         self.workspace.store.add_event(self.workspace.principal.user_id, None, "build", ok=result.ok, detail=detail)
-
-
-def _dockerfile_of(context: IO[bytes]) -> str:
-    """Returns the text of the context's top-level Dockerfile.
-
-    Raises:
-        InvalidValue: Not a tar, or no regular `Dockerfile` at its top.
-    """
-    try:
-        with tarfile.open(fileobj=context, mode="r:*") as tar:
-            for member in tar:
-                if member.name in ("Dockerfile", "./Dockerfile") and member.isfile():
-                    if member.size > MAX_DOCKERFILE:
-                        raise InvalidValue("the Dockerfile is too large")
-                    data = tar.extractfile(member)
-                    return data.read().decode("utf-8", "replace") if data else ""
-    except tarfile.TarError:
-        raise InvalidValue("the build context is not a tar archive") from None
-    finally:
-        context.seek(0)
-    raise InvalidValue("the build context has no Dockerfile at its top")

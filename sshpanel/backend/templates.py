@@ -1,5 +1,5 @@
 """Provides `Templates`, the Dockerfiles a build uses when the user's folder
-has none (issue 6 "templates"), and the tar rewrite that injects one.
+has none (issue 6 "templates").
 
 Built-in templates ship in the package (`sshpanel/templates/NAME.Dockerfile`);
 an admin adds or overrides them as `<data dir>/templates/NAME.Dockerfile`
@@ -10,16 +10,15 @@ by the admin's image rules, checked when it is set and again at every build.
 from __future__ import annotations
 
 import importlib.resources
-import io
 import os
 import re
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
-from sshpanel.access.images import dockerfile_bases, is_id_or_digest, may_use, normalize_tag
+from sshpanel.access.dockerfile import parse
+from sshpanel.access.images import is_id_or_digest, may_use, normalize_tag
 from sshpanel.backend.images import current_rules, require_current_admin
 from sshpanel.errors import InvalidValue, NotFound
 
@@ -33,10 +32,6 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 DETECTION = (("python", ("app.py", "requirements.txt")), ("static", ("index.html",)))
 """Which template a folder without a Dockerfile gets: the first whose files
 are present at its top."""
-_INSTRUCTIONS = {
-    "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",
-    "MAINTAINER", "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
-}
 
 
 @dataclass(frozen=True)
@@ -111,7 +106,10 @@ class Templates:
             text, source = builtin[name].read_text("utf-8"), "built-in"
         else:
             raise NotFound(f"no such template: {name} (templates: {', '.join(self.names()) or 'none'})")
-        bases = dockerfile_bases(text)
+        try:
+            bases = parse(text).bases
+        except InvalidValue:
+            bases = ()
         return TemplateView(name, source, bases[0] if bases else "", text)
 
     def names(self) -> list[str]:
@@ -191,18 +189,9 @@ class Templates:
         """Checks that `text` reads as a Dockerfile whose bases the rules allow."""
         if len(text.encode("utf-8", "replace")) > MAX_TEMPLATE or "\x00" in text:
             raise InvalidValue(f"a template is text of at most {MAX_TEMPLATE} bytes")
-        keywords = [
-            line.split()[0].upper()
-            for line in re.sub(r"\\\r?\n", " ", text).splitlines()
-            if line.strip() and not line.strip().startswith("#")
-        ]
-        unknown = sorted(set(keywords) - _INSTRUCTIONS)
-        if unknown:
-            raise InvalidValue(f"not a Dockerfile: unknown instruction {unknown[0][:20]!r}")
-        if "FROM" not in keywords or any(k not in ("ARG", "FROM") for k in keywords[: keywords.index("FROM")]):
-            raise InvalidValue("not a Dockerfile: it must start with FROM (ARG lines may come first)")
+        bases = parse(text).bases
         rules = current_rules()
-        for base in dockerfile_bases(text):
+        for base in bases:
             if is_id_or_digest(base) or not may_use(normalize_tag(base), "", self.workspace.settings.namespace, rules):
                 raise InvalidValue(f"base image {base!r} is not allowed by the image rules (see image ls)")
 
@@ -224,58 +213,3 @@ class Templates:
             for path in self.custom_dir.iterdir()
             if path.name.endswith(SUFFIX) and _NAME.fullmatch(path.name[: -len(SUFFIX)])
         }
-
-
-def top_files(context: IO[bytes]) -> set[str]:
-    """Returns the names of the regular files at the top of a tar context
-    (`./x` read as `x`); the file is rewound.
-
-    Raises:
-        InvalidValue: Not a tar archive.
-    """
-    try:
-        with tarfile.open(fileobj=context, mode="r:*") as tar:
-            return {_top(m.name) for m in tar if m.isfile() and "/" not in _top(m.name)}
-    except tarfile.TarError:
-        raise InvalidValue("the build context is not a tar archive") from None
-    finally:
-        context.seek(0)
-
-
-def with_dockerfile(context: IO[bytes], text: str) -> IO[bytes]:
-    """Copies a tar context into a new temporary tar whose top `Dockerfile`
-    is `text`; any `Dockerfile` of the user's at the top is left out.
-
-    Returns:
-        The new tar file, rewound (the caller closes it).
-
-    Raises:
-        InvalidValue: Not a tar archive.
-    """
-    out = tempfile.TemporaryFile()
-    try:
-        with tarfile.open(fileobj=context, mode="r:*") as source, tarfile.open(fileobj=out, mode="w") as tar:
-            for member in source:
-                if _top(member.name) == "Dockerfile":
-                    continue
-                tar.addfile(member, source.extractfile(member) if member.isfile() else None)
-            data = text.encode("utf-8")
-            info = tarfile.TarInfo("Dockerfile")
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    except tarfile.TarError:
-        out.close()
-        raise InvalidValue("the build context is not a tar archive") from None
-    except BaseException:
-        out.close()
-        raise
-    finally:
-        context.seek(0)
-    out.seek(0)
-    return out
-
-
-def _top(name: str) -> str:
-    while name.startswith("./"):
-        name = name[2:]
-    return name.rstrip("/")
