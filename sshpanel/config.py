@@ -58,6 +58,9 @@ class Settings:
             addition to keys; off by default.
         stats_interval: Seconds between two samples of a watched container
             (issue 4; one shared collector whatever the number of viewers).
+        disk_interval: Seconds between two measurements of every user's
+            disk usage (volumes, build layers, containers' writable layers;
+            issue 21), at least 1.
         stats_source: Where samples come from: `auto` (cgroup files when
             visible, else the Docker API), `cgroup` or `api`.
         deploy_settle: Seconds a deployed container must keep running before
@@ -100,6 +103,7 @@ class Settings:
     initial_admin_keys: tuple[str, ...] = field(default_factory=tuple)
     password_auth: bool = False
     stats_interval: float = 2.0
+    disk_interval: float = 60.0
     stats_source: str = "auto"
     quota_disk: int = 1 * GIB
     build_memory: int = 1 * GIB
@@ -200,6 +204,7 @@ _ENV_FIELDS: dict[str, Callable[[str], object]] = {
     "idle_timeout": float,
     "password_auth": boolean,
     "stats_interval": float,
+    "disk_interval": float,
     "stats_source": str,
     "quota_disk": int,
     "build_memory": int,

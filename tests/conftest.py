@@ -171,3 +171,31 @@ def panel(tmp_path_factory, docker_client):
 
 def ssh_available() -> bool:
     return shutil.which("ssh") is not None and shutil.which("ssh-keygen") is not None
+
+
+def remove_images(docker_client, namespace: str) -> None:
+    """Removes the images tagged under a test namespace."""
+    for image in docker_client.images.list():
+        for tag in image.tags:
+            if tag.startswith(f"{namespace}/"):
+                docker_client.images.remove(tag, noprune=False)
+
+
+@pytest.fixture
+def limited_panel(tmp_path, docker_client):
+    """Starts a panel with extra `SSHPANEL_*` settings and the user alice;
+    stops it and removes what it made at the end of the test."""
+    started = []
+
+    def start(**env: str):
+        namespace = f"sptest{secrets.token_hex(3)}"
+        server = start_panel(tmp_path / namespace, namespace, env)
+        started.append(server)
+        server.add_user("alice")
+        return server
+
+    yield start
+    for server in started:
+        stop_panel(server)
+        remove_namespace(docker_client, server.namespace)
+        remove_images(docker_client, server.namespace)

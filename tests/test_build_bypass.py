@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_IMAGE, ssh_available
+from tests.conftest import TEST_IMAGE, remove_images, ssh_available
 from tests.test_build import put_folder, tags
-from tests.test_build_limits import limited_panel, remove_images  # noqa: F401 (a fixture)
+
 
 pytestmark = pytest.mark.skipif(not ssh_available(), reason="needs OpenSSH")
 SECRET = f"bob-secret-{secrets.token_hex(6)}"

@@ -5,7 +5,6 @@ one build at a time per user; all through the real server and engine."""
 
 from __future__ import annotations
 
-import json
 import secrets
 import subprocess
 
@@ -14,45 +13,17 @@ import pytest
 from sshpanel.backend.build_stream import MAX_OUTPUT, TRUNCATED
 from sshpanel.config import load_settings
 from sshpanel.errors import ConfigError
-from tests.conftest import TEST_IMAGE, remove_namespace, ssh_available, start_panel, stop_panel
+from tests.conftest import TEST_IMAGE, remove_images, ssh_available
 from tests.test_build import history, put_folder, tags
 from tests.test_templates import wait_for
 
 pytestmark = pytest.mark.skipif(not ssh_available(), reason="needs OpenSSH")
 
 
-def remove_images(docker_client, namespace: str) -> None:
-    """Removes the images tagged under a test namespace."""
-    for image in docker_client.images.list():
-        for tag in image.tags:
-            if tag.startswith(f"{namespace}/"):
-                docker_client.images.remove(tag, noprune=False)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _remove_built_images(panel, docker_client):
     yield
     remove_images(docker_client, panel.namespace)
-
-
-@pytest.fixture
-def limited_panel(tmp_path, docker_client):
-    """Starts a panel with extra `SSHPANEL_*` settings and the user alice;
-    stops it and removes what it made at the end of the test."""
-    started = []
-
-    def start(**env: str):
-        namespace = f"sptest{secrets.token_hex(3)}"
-        server = start_panel(tmp_path / namespace, namespace, env)
-        started.append(server)
-        server.add_user("alice")
-        return server
-
-    yield start
-    for server in started:
-        stop_panel(server)
-        remove_namespace(docker_client, server.namespace)
-        remove_images(docker_client, server.namespace)
 
 
 def builds(panel, user) -> list[dict]:

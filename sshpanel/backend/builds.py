@@ -28,13 +28,14 @@ from sshpanel.access.dockerfile import Dockerfile, parse, trigger_bases
 from sshpanel.backend.build_cgroup import build_cgroup
 from sshpanel.backend.build_context import dockerfile_of, pack_folder, top_files, with_dockerfile
 from sshpanel.backend.build_stream import BuildOutput, stream_build
+from sshpanel.backend.disk import check_room
 from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.files import home_dir, resolve_folder
 from sshpanel.backend.locks import lock_path, try_lock
 from sshpanel.backend.quotas import pids_of
 from sshpanel.backend.templates import Templates
 from sshpanel.backend.workspace import Workspace
-from sshpanel.errors import Conflict, InvalidValue, PanelError
+from sshpanel.errors import Conflict, InvalidValue, NotFound, PanelError
 
 IMAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
@@ -77,6 +78,38 @@ class Builder:
             raise InvalidValue(f"invalid image name {name!r}: use a-z, 0-9, '.', '_', '-' (at most 64)")
         return f"{self.settings.namespace}/{self.workspace.principal.name}/{name}"
 
+    def remove_image(self, reference: str) -> list[str]:
+        """Removes one of the user's builds (`image rm`), as `docker image
+        rm` does: the tag is removed, and the image with it when no other tag
+        holds it; audited `image.rm`.
+
+        Args:
+            reference: `NAME:N` or `<namespace>/<user>/NAME:N`.
+
+        Returns:
+            Docker's lines, `Untagged: ...` and `Deleted: sha256:...`.
+
+        Raises:
+            NotFound: No such build of the user's (another user's reads the
+                same).
+            Conflict: A container uses the image.
+        """
+        prefix = f"{self.settings.namespace}/{self.workspace.principal.name}/"
+        tag = reference if reference.startswith(prefix) else prefix + reference
+        name, _, number = tag[len(prefix):].partition(":")
+        with self.workspace.audited("image.rm", tag):
+            if not IMAGE_NAME.match(name) or not number.isdigit():
+                raise NotFound(f"no such image: {reference[:80]} (give one of your builds as NAME:N, see image ls)")
+            api = self.workspace.engine.client.api
+            try:
+                with translate_errors(f"no such image: {reference[:80]}"):
+                    result = api.remove_image(tag, noprune=False)
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:
+                    raise Conflict(f"image {reference[:80]} is used by a container: remove the container first") from None
+                raise
+        return [f"{key}: {value}" for item in result or [] for key, value in item.items()]
+
     def context_from_folder(self, folder: str) -> IO[bytes]:
         """Packs a folder of the home directory into a tar file, its
         `.dockerignore` honoured (see `build_context.pack_folder`).
@@ -109,8 +142,11 @@ class Builder:
             The result; the build is recorded as a `build` event and audited.
 
         Raises:
-            InvalidValue: Bad name; no Dockerfile and no template fits; a base
-                image the user may not use; `ADD` of a URL.
+            InvalidValue: Bad name; no Dockerfile and no template fits; a
+                Dockerfile `sshpanel.access.dockerfile.parse` refuses; a base
+                image the user may not use.
+            QuotaExceeded: The user holds their disk quota; the context
+                unpacks to more than it.
             NotFound: No such template.
             Conflict: A build of this user is already running (not recorded).
             TimedOut: The build ran longer than `build_timeout` and was
@@ -125,9 +161,11 @@ class Builder:
         prepared = None
         with self.workspace.audited("build", repository), self._one_at_a_time():
             try:
+                user = self.workspace.store.user_by_id(self.workspace.principal.user_id)
+                check_room(self.workspace.engine, self.settings, user, "build")
                 dockerfile = parse(self._dockerfile_text(context, template, on_line))
                 self._check_bases(dockerfile)
-                cgroup = self._cgroup()
+                cgroup = self._cgroup(user)
                 owner = f"{self.workspace.principal.user_id}:{self.workspace.principal.name}"
                 prepared = with_dockerfile(context, dockerfile.render(owner), self._disk_quota())
                 image_id = stream_build(self.settings, self.workspace.engine.address, prepared, output, cgroup)
@@ -192,12 +230,11 @@ class Builder:
             for trigger_ref in trigger_bases(list(config.get("OnBuild") or []), stages):
                 self.workspace.image_id(trigger_ref)
 
-    def _cgroup(self) -> str:
+    def _cgroup(self, user) -> str:
         """Prepares the user's build cgroup under their pids quota; returns
         its cgroup parent (see `build_cgroup`)."""
         with translate_errors():
             driver = str(self.workspace.engine.client.api.info().get("CgroupDriver") or "")
-        user = self.workspace.store.user_by_id(self.workspace.principal.user_id)
         return build_cgroup(f"{self.settings.namespace}-build-{self.workspace.principal.name}",
                             pids_of(user, self.settings), driver)
 

@@ -22,6 +22,7 @@ import docker.errors
 from sshpanel.access.names import check_container_name, docker_container_name
 from sshpanel.access.spec import ContainerSpec, make_spec
 from sshpanel.backend.builds import Builder
+from sshpanel.backend.disk import check_room
 from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.secrets import mask_values
 from sshpanel.backend.workspace import Workspace
@@ -83,12 +84,15 @@ class Deployer:
         Raises:
             InvalidValue: Bad name, no build of `name`, an image the user may
                 not use.
-            QuotaExceeded: The new configuration does not fit the quota.
+            QuotaExceeded: The new configuration does not fit the quota, or
+                the user holds their disk quota (`disk.check_room`).
             EngineError: Docker refused a call before anything changed.
         """
         step = on_step or (lambda _text: None)
         with self.workspace.audited("deploy", name):
             check_container_name(name)
+            user = self.workspace.store.user_by_id(self.workspace.principal.user_id)
+            check_room(self.workspace.engine, self.settings, user, "deploy")
             reference = self._reference(name, image)
             self.workspace.image_id(reference)
             current = self._current(name)

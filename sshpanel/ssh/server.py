@@ -14,6 +14,7 @@ from sshpanel.backend.accounts import Accounts
 from sshpanel.backend.engine import Engine
 from sshpanel.backend.events import EngineEvents
 from sshpanel.backend.passwords import BCRYPT_SLOTS, Passwords
+from sshpanel.backend.disk import DiskWatch
 from sshpanel.backend.stats import StatsCollector
 from sshpanel.backend.workspace import Workspace
 from sshpanel.config import Settings
@@ -54,6 +55,8 @@ class PanelServer:
         self.engine = Engine(settings)
         self.events = EngineEvents(self.engine, settings)
         self.stats = StatsCollector(self.engine, settings, events=self.events)
+        self.disk: DiskWatch | None = None
+        """Disk measurements and their enforcement (the serving process only)."""
         self.accounts: Accounts | None = None
         self.port = 0
         self._server: asyncssh.SSHAcceptor | None = None
@@ -113,6 +116,8 @@ class PanelServer:
         assert self.store is not None and self.accounts is not None
         key = await prepare_panel(self.settings, self.store, self.accounts, self.engine)
         self.events.start(self.store)
+        self.disk = DiskWatch(self.store, self.engine, self.settings, self.settings.disk_interval)
+        self.disk.start()
         return key
 
     def listen_target(self) -> dict[str, object]:
@@ -206,6 +211,8 @@ class PanelServer:
         if self._server is not None:
             await self._server.wait_closed()
         self.events.stop()
+        if self.disk is not None:
+            await asyncio.to_thread(self.disk.stop)
         await asyncio.to_thread(self.stats.stop)
         await asyncio.to_thread(self.engine.close)
 

@@ -22,6 +22,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from sshpanel.backend.accounts import Accounts
+from sshpanel.backend.disk import DiskWatch
 from sshpanel.backend.engine import Engine
 from sshpanel.backend.events import EngineEvents
 from sshpanel.config import MAX_WORKERS, Settings, settings_to_json
@@ -105,6 +106,8 @@ class Supervisor:
         self.settings = settings
         self.engine = Engine(settings)
         self.events = EngineEvents(self.engine, settings)
+        self.disk: DiskWatch | None = None
+        """Disk measurements and their enforcement (the supervisor only)."""
         self.limits = Limits(session_limits(settings))
         self.workers = [WorkerHandle(index) for index in range(check_workers(settings.workers))]
         self.port = 0
@@ -126,6 +129,8 @@ class Supervisor:
         store = await asyncio.to_thread(open_store, self.settings)
         await prepare_panel(self.settings, store, Accounts(store, self.settings), self.engine)
         self.events.start(store)
+        self.disk = DiskWatch(store, self.engine, self.settings, self.settings.disk_interval)
+        self.disk.start()
         self._listener = self._bind()
         for handle in self.workers:
             await self._spawn(handle)
@@ -304,4 +309,6 @@ class Supervisor:
         while self._watchers:  # a restart under way ends too (`_spawn`)
             await asyncio.wait(list(self._watchers))
         self.events.stop()
+        if self.disk is not None:
+            await asyncio.to_thread(self.disk.stop)
         await asyncio.to_thread(self.engine.close)

@@ -29,7 +29,10 @@ class User(BaseModel):
     Quota fields bound what the user's containers may take together:
     count, memory (bytes), CPUs, pids per container (None = the server's
     `default_pids`) and the inclusive host port range for published ports
-    (None = the user may publish nothing).
+    (None = the user may publish nothing). The `disk_*` fields are the last
+    measurement of the engine's side of the disk quota (bytes held in named
+    volumes, the user's build layers and containers' writable layers), made
+    at most once a minute by `sshpanel.backend.disk.DiskWatch`.
     """
 
     name = pw.CharField(max_length=32, unique=True)
@@ -44,6 +47,10 @@ class User(BaseModel):
     quota_port_high = pw.IntegerField(null=True)
     created = pw.DateTimeField(default=utcnow)
     last_login = pw.DateTimeField(null=True)
+    disk_volumes = pw.BigIntegerField(default=0)
+    disk_images = pw.BigIntegerField(default=0)
+    disk_containers = pw.BigIntegerField(default=0)
+    disk_measured = pw.DateTimeField(null=True)
 
 
 class PublicKey(BaseModel):

@@ -160,6 +160,12 @@ class Store:
         """Returns every user, by name."""
         return list(User.select().order_by(User.name))
 
+    def record_disk(self, user_id: int, volumes: int, images: int, containers: int) -> None:
+        """Stores a user's disk measurement (bytes; see `User.disk_*`), now."""
+        with self.write():
+            User.update(disk_volumes=volumes, disk_images=images, disk_containers=containers,
+                        disk_measured=utcnow()).where(User.id == user_id).execute()
+
     def has_admin(self) -> bool:
         """Returns True when at least one admin account exists."""
         return User.select().where(User.role == "admin").exists()

@@ -9,6 +9,7 @@ import json
 
 from sshpanel.access.units import format_bytes, parse_cpus, parse_size
 from sshpanel.backend.account import Account
+from sshpanel.backend.disk import DiskUsage, usage_of
 from sshpanel.backend.records import KeyView, QuotaView
 from sshpanel.errors import InvalidValue, PanelError, UsageError
 from sshpanel.ssh.commands.base import Context, Handler, table
@@ -125,17 +126,38 @@ def quota_json(quota: QuotaView) -> dict:
     }
 
 
-def _quota(ctx: Context, args: argparse.Namespace) -> int:
+def disk_json(disk: DiskUsage) -> dict:
+    """Returns a disk usage as JSON fields (bytes; `DiskMeasuredAt` in RFC
+    3339 UTC, null before the first measurement)."""
+    return {
+        "Disk": disk.total,
+        "MaxDisk": disk.quota,
+        "DiskFiles": disk.home,
+        "DiskVolumes": disk.volumes,
+        "DiskImages": disk.images,
+        "DiskContainers": disk.containers,
+        "DiskMeasuredAt": disk.measured.strftime("%Y-%m-%dT%H:%M:%SZ") if disk.measured else None,
+    }
+
+
+async def _quota(ctx: Context, args: argparse.Namespace) -> int:
     quota = ctx.workspace.quota()
+    disk = await asyncio.to_thread(usage_of, ctx.workspace)
     if args.format == "json":
-        ctx.out(json.dumps(quota_json(quota)))
+        ctx.out(json.dumps({**quota_json(quota), **disk_json(disk)}))
         return 0
+    measured = disk.measured.strftime("%H:%M UTC") if disk.measured else "not yet"
     rows = [
         ("containers", quota.containers, quota.max_containers),
         ("memory", format_bytes(quota.memory), format_bytes(quota.max_memory)),
         ("cpus", f"{quota.cpus:g}", f"{quota.max_cpus:g}"),
         ("pids", "-", f"{quota.pids} per container"),
         ("ports", "-", quota.ports),
+        ("disk", format_bytes(disk.total), format_bytes(disk.quota)),
+        ("  files", format_bytes(disk.home), "-"),
+        ("  volumes", format_bytes(disk.volumes), f"measured {measured}"),
+        ("  images", format_bytes(disk.images), f"measured {measured}"),
+        ("  containers", format_bytes(disk.containers), f"measured {measured}"),
     ]
     ctx.out(table(("QUOTA", "USED", "LIMIT"), rows))
     return 0

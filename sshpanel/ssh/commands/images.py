@@ -1,15 +1,18 @@
 """Provides the `image` command: `image ls` (the images you may use; admins
-also see the rules) and the admin's allow-list, `image allow|deny [--rm]
+also see the rules), `image rm` of your own builds (issue 21: they count in
+the disk quota) and the admin's allow-list, `image allow|deny [--rm]
 PATTERN` (issue 6 "Allowed base images")."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 
+from sshpanel.backend.builds import Builder
 from sshpanel.backend.images import ImageRules
 from sshpanel.backend.views import ImageView
-from sshpanel.errors import PermissionDenied
+from sshpanel.errors import PanelError, PermissionDenied
 from sshpanel.ssh.commands.base import Context, Handler, table
 
 
@@ -19,6 +22,8 @@ def register(sub) -> dict[str, Handler]:
     image_sub = image.add_subparsers(dest="image_command", metavar="ACTION", required=True)
     ls = image_sub.add_parser("ls", help="list the images you may use (admins: and the rules)")
     ls.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    rm = image_sub.add_parser("rm", help="remove your own builds (NAME:N), as docker image rm")
+    rm.add_argument("images", nargs="+", metavar="NAME:N", help="a build of yours, e.g. web:3")
     for kind, text in (
         ("allow", "allow images matching PATTERN; once any allow rule exists, only matching images (admin)"),
         ("deny", "refuse images matching PATTERN, whatever the allow rules say (admin)"),
@@ -29,9 +34,11 @@ def register(sub) -> dict[str, Handler]:
     return {"image": _image}
 
 
-def _image(ctx: Context, args: argparse.Namespace) -> int:
+async def _image(ctx: Context, args: argparse.Namespace) -> int:
     if args.image_command == "ls":
         return _ls(ctx, args)
+    if args.image_command == "rm":
+        return await _rm(ctx, args)
     rules = ImageRules(ctx.workspace)
     kind, pattern = args.image_command, args.pattern
     if args.rm:
@@ -42,6 +49,21 @@ def _image(ctx: Context, args: argparse.Namespace) -> int:
     else:
         ctx.out(f"{kind} rule {pattern} already exists")
     return 0
+
+
+async def _rm(ctx: Context, args: argparse.Namespace) -> int:
+    """Removes each image named; like docker, goes on after a failure and
+    exits 1 when any failed."""
+    builder = Builder(ctx.workspace)
+    failed = False
+    for reference in args.images:
+        try:
+            for line in await asyncio.to_thread(builder.remove_image, reference):
+                ctx.out(line)
+        except PanelError as exc:
+            ctx.err(f"Error: {exc.message}")
+            failed = True
+    return 1 if failed else 0
 
 
 def _ls(ctx: Context, args: argparse.Namespace) -> int:

@@ -1,0 +1,270 @@
+"""Provides the disk quota over everything a user holds (issue 21): the home
+directory, named volumes, the layers of the user's own builds, and the
+writable layers of their containers; `DiskWatch`, which measures it at most
+once a minute and stops the containers of a user past the quota; and
+`check_room`, which `build` and `deploy` call first.
+
+What counts as a user's image bytes: the layers of their builds above the
+base image. Every build stage starts with the owner's `ARG` step
+(`sshpanel.access.dockerfile`), so the layers of an image's history, from
+the newest down to that step, are the user's own; a layer shared by two of
+their images counts once. Builds made before the owner step existed count
+down to the first layer that belongs to another image's tag.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass
+
+import docker.errors
+
+from sshpanel.access.dockerfile import OWNER_ARG
+from sshpanel.backend.engine import Engine, translate_errors
+from sshpanel.backend.files import disk_usage, home_dir
+from sshpanel.config import Settings
+from sshpanel.errors import PanelError, QuotaExceeded
+from sshpanel.store import Store
+
+log = logging.getLogger("sshpanel.disk")
+
+INTERVAL = 60.0
+"""Seconds between two measurements: sizing writable layers makes the
+engine walk every container's files (`docker system df`), so at most once a
+minute."""
+STOP_TIMEOUT = 10
+"""Seconds a container past the quota gets to stop before it is killed."""
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """What a user holds against the disk quota, bytes.
+
+    Attributes:
+        home: Files of the home directory (SFTP uploads).
+        volumes: Data of the named volumes.
+        images: Layers of the user's own builds.
+        containers: Writable layers of the user's containers.
+        quota: The disk quota.
+        measured: When volumes, images and containers were last measured
+            (None: never yet).
+    """
+
+    home: int
+    volumes: int
+    images: int
+    containers: int
+    quota: int
+    measured: dt.datetime | None = None
+
+    @property
+    def total(self) -> int:
+        """Everything counted, bytes."""
+        return self.home + self.volumes + self.images + self.containers
+
+
+def image_bytes(api, repository_prefix: str) -> int:
+    """Returns the bytes of the layers of a user's builds (see the module
+    docstring for what counts).
+
+    Args:
+        api: The Docker SDK's low-level client.
+        repository_prefix: The user's repositories, `<namespace>/<user>/`.
+
+    Raises:
+        docker.errors.APIError, requests exceptions: The engine failed.
+    """
+    layers: dict[str, int] = {}
+    for image in api.images(all=False):
+        if not any(str(t).startswith(repository_prefix) for t in image.get("RepoTags") or []):
+            continue
+        try:
+            history = api.history(image["Id"])
+        except docker.errors.NotFound:
+            continue
+        for index, entry in enumerate(history):
+            tags = [str(t) for t in entry.get("Tags") or []]
+            if index > 0 and any(not t.startswith(repository_prefix) for t in tags):
+                break
+            layer = str(entry.get("Id") or "")
+            if layer in ("", "<missing>"):
+                break
+            layers[layer] = int(entry.get("Size") or 0)
+            if OWNER_ARG in str(entry.get("CreatedBy") or ""):
+                break
+    return sum(layers.values())
+
+
+def measure(api, settings: Settings, user: str, df: dict) -> DiskUsage:
+    """Measures everything one user holds, now.
+
+    Args:
+        api: The Docker SDK's low-level client.
+        settings: Namespace, label keys, data dir, `quota_disk`.
+        user: The user's name.
+        df: The engine's disk usage (`api.df()`, `docker system df -v`).
+
+    Returns:
+        The usage, `measured` now.
+
+    Raises:
+        docker.errors.APIError, requests exceptions: The engine failed.
+    """
+    owned = {settings.label_owner: user}
+    volumes = sum(max(int((v.get("UsageData") or {}).get("Size", 0)), 0)
+                  for v in df.get("Volumes") or [] if _owned(v, owned))
+    containers = sum(int(c.get("SizeRw") or 0) for c in df.get("Containers") or [] if _owned(c, owned))
+    return DiskUsage(_home(settings, user), volumes, image_bytes(api, f"{settings.namespace}/{user}/"),
+                     containers, settings.quota_disk, dt.datetime.now(dt.timezone.utc))
+
+
+def stored_usage(settings: Settings, user, images: int | None = None) -> DiskUsage:
+    """Returns a user's usage from the last measurement (`User.disk_*`) and
+    their home directory now; no engine call unless `images` is measured by
+    the caller.
+
+    Args:
+        settings: Data dir and `quota_disk`.
+        user: The user record.
+        images: The user's image bytes measured now, or None for the stored.
+    """
+    measured = user.disk_measured.replace(tzinfo=dt.timezone.utc) if user.disk_measured else None
+    return DiskUsage(_home(settings, user.name), int(user.disk_volumes or 0),
+                     int(user.disk_images or 0) if images is None else images,
+                     int(user.disk_containers or 0), settings.quota_disk, measured)
+
+
+def check_room(engine: Engine, settings: Settings, user, action: str) -> DiskUsage:
+    """Refuses `action` (`build`, `deploy`) when the user holds their disk
+    quota or more: home and image layers measured now, volumes and writable
+    layers as last measured (at most a minute ago).
+
+    Args:
+        engine: The Docker engine.
+        settings: Namespace, data dir, `quota_disk`.
+        user: The user record.
+        action: What is refused, for the message.
+
+    Returns:
+        The usage.
+
+    Raises:
+        QuotaExceeded: The user is full (the message gives the figures).
+        EngineUnavailable, EngineError: The engine could not be asked.
+    """
+    with translate_errors():
+        images = image_bytes(engine.client.api, f"{settings.namespace}/{user.name}/")
+    usage = stored_usage(settings, user, images)
+    if usage.total >= usage.quota:
+        raise QuotaExceeded(
+            f"disk quota reached, {action} refused: you hold {usage.total} of {usage.quota} bytes "
+            f"(files {usage.home}, volumes {usage.volumes}, images {usage.images}, containers {usage.containers}); "
+            "remove builds (image rm NAME:N), volumes or files first"
+        )
+    return usage
+
+
+def usage_of(workspace) -> DiskUsage:
+    """Returns the signed-in user's disk usage as last measured (`quota`);
+    blocks (database, home directory walk)."""
+    return stored_usage(workspace.settings, workspace.store.user_by_id(workspace.principal.user_id))
+
+
+class DiskWatch:
+    """Measures every user's disk usage once a minute, in its own thread;
+    stops the running containers that write into their writable layer of a
+    user past the quota, each with a `stop` event in its history (a disk
+    that fills up would otherwise fill the engine's data root for everyone).
+
+    Args:
+        store: The repository (users, container records, events).
+        engine: The Docker engine.
+        settings: Namespace, label keys, `quota_disk`.
+        interval: Seconds between measurements (`INTERVAL`).
+    """
+
+    def __init__(self, store: Store, engine: Engine, settings: Settings, interval: float = INTERVAL) -> None:
+        self.store = store
+        self.engine = engine
+        self.settings = settings
+        self.interval = max(float(interval), 1.0)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Starts the measuring thread (idempotent); the first measurement
+        is made at once."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sshpanel-disk", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stops the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def check_all(self) -> list[str]:
+        """Measures every user once and stops what is past the quota.
+
+        Returns:
+            The full IDs of the containers stopped.
+
+        Raises:
+            EngineUnavailable, EngineError: The engine could not be asked.
+        """
+        api = self.engine.client.api
+        stopped: list[str] = []
+        with translate_errors():
+            df = api.df()
+            for user in self.store.users():
+                usage = measure(api, self.settings, user.name, df)
+                self.store.record_disk(user.id, usage.volumes, usage.images, usage.containers)
+                if usage.total > usage.quota:
+                    stopped += self._stop_writers(user, usage, df)
+        return stopped
+
+    def _stop_writers(self, user, usage: DiskUsage, df: dict) -> list[str]:
+        """Stops the user's running containers with a non-empty writable layer."""
+        stopped = []
+        owned = {self.settings.label_owner: user.name}
+        for item in df.get("Containers") or []:
+            if not _owned(item, owned) or item.get("State") != "running" or not int(item.get("SizeRw") or 0):
+                continue
+            record = self.store.container_by_docker_id(item["Id"])
+            detail = (f"stopped: disk quota exceeded ({usage.total} of {usage.quota} bytes; "
+                      f"this container's writable layer holds {int(item['SizeRw'])})")
+            # The record comes first, so the events recorder reads the engine's
+            # `stop` as the panel's own and does not record it twice.
+            self.store.add_event(user.id, record.id if record else None, "stop", ok=False, detail=detail)
+            try:
+                self.engine.client.api.stop(item["Id"], timeout=STOP_TIMEOUT)
+            except docker.errors.NotFound:
+                continue
+            log.warning("stopped %s of %s: disk quota exceeded", item["Id"][:12], user.name)
+            stopped.append(item["Id"])
+        return stopped
+
+    def _run(self) -> None:
+        wait = 0.0
+        while not self._stop.wait(wait):
+            wait = self.interval
+            try:
+                self.check_all()
+            except PanelError as exc:
+                log.warning("disk usage not measured: %s", exc.message)
+            except Exception:  # one failed round must never end the watch
+                log.exception("disk usage not measured")
+
+
+def _home(settings: Settings, user: str) -> int:
+    root = home_dir(settings, user)
+    return disk_usage(root) if root.is_dir() else 0
+
+
+def _owned(item: dict, owned: dict[str, str]) -> bool:
+    labels = item.get("Labels") or {}
+    return all(labels.get(key) == value for key, value in owned.items())
+
