@@ -20,6 +20,7 @@ from textual.app import App
 from textual.widgets import Input, Select, TextArea
 
 from sshpanel.access.principal import Principal
+from sshpanel.access.spec import spec_from_request
 from sshpanel.backend.engine import Engine
 from sshpanel.backend.workspace import Workspace
 from sshpanel.config import load_settings
@@ -395,9 +396,9 @@ def test_tui_form_offers_only_the_typed_spec(panel, docker_client, defaults):
         "volumes": "formdata:/data",
     }))
     assert ids == {"create-name", "create-image", "create-command", "create-env", "create-memory", "create-cpus",
-                   "create-restart", "create-volumes"}
+                   "create-restart", "create-volumes", "create-ports"}
     assert result is not None
-    spec = result.spec
+    spec = spec_from_request(result.request, result.request.name, 256 * 2**20, 0.5)
     assert spec.command == ("sh", "-c", "sleep 600", *hostile.split())
     assert spec.env == (("LD_PRELOAD", "/tmp/x.so"), ("DOCKER_OPTS", "--privileged"))
     assert [(m.name, m.target, m.read_only) for m in spec.volumes] == [("formdata", "/data", False)]
@@ -408,7 +409,7 @@ def test_tui_form_offers_only_the_typed_spec(panel, docker_client, defaults):
     user = store.user_by_name("alice")
     workspace = Workspace(Principal(user.id, "alice", user.role, "SHA256:form-test", "tui-form"), store, engine, settings)
     try:
-        workspace.create(spec, start=True)
+        workspace.create_from(result.request, start=True)
         container = docker_client.containers.get(f"{panel.namespace}.alice.form")
         assert container.attrs["Config"]["Cmd"] == list(spec.command)
         assert container.attrs["HostConfig"]["Memory"] == 32 * 2**20
