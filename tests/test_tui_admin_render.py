@@ -150,7 +150,7 @@ class FakeAdmin:
         self._record("host")
         return HostView(37.5, (25.0, 50.0), 4096 * MIB, 1024 * MIB, 0, 0, "/var/lib/docker", 100 * 1024 * MIB,
                         40 * 1024 * MIB, (0.5, 0.25, 0.1), 3 * 86400 + 4 * 3600 + 5 * 60, "20.10.24", "1.41",
-                        3, 0, 2, 5, 4)
+                        3, 0, 2, 5, 4, True)
 
 
 @pytest.fixture
@@ -416,6 +416,7 @@ async def test_host_screen_refreshes_only_while_shown(admin):
         assert "37.5%" in text and "cpu0" in text and "cpu1" in text and "50%" in text
         assert "1GiB / 4GiB (25%)" in text and "/var/lib/docker" in text
         assert "3 days, 4:05" in text and "3 running" in text and "5 total" in text
+        assert "Unprivileged true" in text
         screen = app.screen
         assert screen._timer._active.is_set()  # measuring while shown
         app.push_screen(ConfirmModal("covering the host screen?"))
