@@ -42,8 +42,8 @@ class HostView:
         containers_stopped: Containers stopped.
         containers_total: All containers.
         images: Images on the engine.
-        unprivileged: The engine remaps user namespaces, so root in a
-            container is an unprivileged uid on the host
+        unprivileged: Root in the engine's containers is an unprivileged
+            uid on the host: it remaps user namespaces or runs rootless
             (`remaps_user_namespaces`).
     """
 
