@@ -81,19 +81,36 @@ if not config.get("userns-remap"):
 }
 
 process_state() {
-  # Prints the state letter of process $1 (R, S, Z, ...); nothing when gone.
+  # Prints the state letter of process $1 (R, S, Z, ...); nothing when gone
+  # or when $1 is not a number (an empty pid file).
+  case "$1" in "" | *[!0-9]*) return 0 ;; esac
   { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1; } || true
 }
 
+running() {
+  # True when process $1 exists and is not a zombie (PID 1 on these
+  # machines may never reap a stopped dockerd, and kill -0 succeeds on one).
+  local state
+  state="$(process_state "$1")"
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
 live_dockerd() {
-  # Prints the pids of running dockerd processes; zombies do not count
-  # (PID 1 on these machines may never reap a stopped dockerd).
-  local pid state
+  # Prints the pids of running dockerd processes (zombies do not count).
+  local pid
   for pid in $(pgrep -x dockerd || true); do
-    state="$(process_state "$pid")"
-    [ -n "$state" ] && [ "$state" != Z ] && echo "$pid"
+    if running "$pid"; then echo "$pid"; fi
   done
   return 0
+}
+
+default_socket() {
+  # True when the docker CLI talks to the local default socket, the one a
+  # dockerd started here listens on.
+  case "${DOCKER_HOST:-}" in
+    "" | unix:///var/run/docker.sock | unix:///run/docker.sock) return 0 ;;
+    *) return 1 ;;
+  esac
 }
 
 own_dockerd() {
@@ -112,11 +129,9 @@ own_dockerd() {
 stop_dockerd() {
   # Stops dockerd $1 with SIGTERM (its containers stop with it) and waits
   # until it has exited.
-  local state
   kill -TERM "$1" 2>/dev/null || true
   for _ in $(seq 1 120); do
-    state="$(process_state "$1")"
-    if [ -z "$state" ] || [ "$state" = Z ]; then return 0; fi
+    if ! running "$1"; then return 0; fi
     sleep 0.5
   done
   log "dockerd $1 did not stop within 60 s"
@@ -132,7 +147,7 @@ setup_docker() {
   if docker_up; then
     if engine_remaps || ! want_userns_remap; then return 0; fi
     local pid
-    if [ -n "${DOCKER_HOST:-}" ] || ! pid="$(own_dockerd)"; then
+    if ! default_socket || ! pid="$(own_dockerd)"; then
       log "the Docker engine does not remap user namespaces and this script did not start it: left as it is"
       log "(root in a container is root on the host; README, \"Unprivileged containers\")"
       return 0
@@ -144,18 +159,18 @@ setup_docker() {
     apt_install docker.io iptables
   fi
   command -v docker >/dev/null 2>&1 || apt_install docker.io
-  if want_userns_remap; then
-    local changed
-    changed="$(set_userns_remap "$DAEMON_JSON")"  # fails (set -e) on a broken file
-    if [ "$changed" = changed ]; then log "set \"userns-remap\": \"default\" in $DAEMON_JSON"; fi
-  fi
-  if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+  if [ -f /var/run/docker.pid ] && ! running "$(cat /var/run/docker.pid)"; then
     rm -f /var/run/docker.pid  # stale pid file makes dockerd refuse to start
   fi
   if [ -S /run/containerd/containerd.sock ] && ! pgrep -x containerd >/dev/null; then
     rm -f /run/containerd/containerd.sock
   fi
   if [ -z "$(live_dockerd)" ]; then
+    if want_userns_remap; then
+      local changed
+      changed="$(set_userns_remap "$DAEMON_JSON")"  # fails (set -e) on a broken file
+      if [ "$changed" = changed ]; then log "set \"userns-remap\": \"default\" in $DAEMON_JSON"; fi
+    fi
     log "starting dockerd"
     # Detached (subshell + setsid): dockerd must not stay a child of the shell
     # that later execs pytest, or a restarted dockerd lingers as a zombie.
