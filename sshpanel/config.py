@@ -78,6 +78,9 @@ class Settings:
             accepts every connection, applies the admission limits and
             hands the connection to the least busy worker (issue 8;
             DESIGN.md "several panel processes behind one address").
+        require_unprivileged: Refuse to start on an engine that does not
+            remap user namespaces (`SSHPANEL_REQUIRE_UNPRIVILEGED=1`; issue
+            21: root in a container must not be root on the host).
     """
 
     listen: str = "0.0.0.0"
@@ -112,6 +115,7 @@ class Settings:
     build_network: str = "none"
     max_startups: tuple[int, int, int] = (10, 30, 100)
     workers: int = 1
+    require_unprivileged: bool = False
 
     @property
     def database_path(self) -> Path:
@@ -213,6 +217,7 @@ _ENV_FIELDS: dict[str, Callable[[str], object]] = {
     "build_network": build_network,
     "max_startups": max_startups,
     "workers": int,
+    "require_unprivileged": boolean,
 }
 
 

@@ -282,6 +282,7 @@ def _host(admin: Admin, ctx: Context, args: argparse.Namespace, text: str) -> in
         return 0
     rows = [
         ("engine", f"Docker {host.engine_version} (API {host.api_version})"),
+        ("unprivileged", "true" if host.unprivileged else "false"),
         ("uptime", _uptime(host.uptime)),
         ("load", " ".join(f"{v:.2f}" for v in host.load)),
         ("cpu", f"{host.cpu_percent:.1f}% (per core: {' '.join(f'{v:.0f}%' for v in host.cpu_per_core)})"),
@@ -297,10 +298,12 @@ def _host(admin: Admin, ctx: Context, args: argparse.Namespace, text: str) -> in
 
 
 def host_json(host: HostView) -> dict:
-    """Returns the host overview as a JSON object (bytes, seconds, percent)."""
+    """Returns the host overview as a JSON object (bytes, seconds, percent;
+    `Unprivileged`: the engine remaps user namespaces)."""
     return {
         "EngineVersion": host.engine_version,
         "ApiVersion": host.api_version,
+        "Unprivileged": host.unprivileged,
         "Uptime": round(host.uptime),
         "Load": list(host.load),
         "CpuPercent": host.cpu_percent,
