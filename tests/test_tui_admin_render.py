@@ -28,7 +28,6 @@ from sshpanel.tui.screens.edit import EditContainerModal, restart_policy
 from sshpanel.tui.screens.keys import UserKeysModal
 from sshpanel.tui.screens.user_forms import NewUserModal, QuotaModal, quota_changes
 from sshpanel.tui.widgets.admin_tables import AllContainersTable, AuditTable, UserTable
-from sshpanel.tui.widgets.host_overview import format_uptime
 from sshpanel.tui.widgets.quota_bar import QuotaBar, meter
 from tests.test_tui_render import FakeWorkspace, async_test, notifications, screen_text, settle, view
 
@@ -426,13 +425,6 @@ async def test_host_screen_refreshes_only_while_shown(admin):
         await pilot.press("4")
         await settle(pilot, lambda: isinstance(app.screen, AuditLogScreen))
         assert not screen.is_attached  # gone, and its timer with it
-
-
-def test_format_uptime():
-    assert format_uptime(42 * 60) == "0:42"
-    assert format_uptime(86400 + 3600) == "1 day, 1:00"
-    assert format_uptime(3 * 86400 + 4 * 3600 + 5 * 60) == "3 days, 4:05"
-
 
 @async_test
 async def test_audit_log_newest_first_and_filters(admin):

@@ -27,7 +27,7 @@ from sshpanel.ssh.driver import neutralise_stdout_redirect
 from sshpanel.tui import PanelApp
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.screens.create import CreateContainerModal, spec_from_form
-from sshpanel.tui.widgets.container_table import ContainerTable, format_age
+from sshpanel.tui.widgets.container_table import ContainerTable
 
 NOW = dt.datetime.now(dt.timezone.utc)
 
@@ -367,14 +367,6 @@ def test_spec_from_form_parses_fields():
 def test_spec_from_form_rejects(fields, fragment):
     with pytest.raises(InvalidValue, match=fragment):
         spec_from_form(*fields)
-
-
-def test_format_age():
-    assert format_age(NOW, NOW) == "just now"
-    assert format_age(NOW - dt.timedelta(seconds=42), NOW) == "42s ago"
-    assert format_age(NOW - dt.timedelta(hours=3), NOW) == "3h ago"
-    assert format_age(NOW - dt.timedelta(days=2), NOW) == "2d ago"
-    assert format_age(NOW - dt.timedelta(days=400), NOW) == (NOW - dt.timedelta(days=400)).strftime("%Y-%m-%d")
 
 
 @async_test
