@@ -74,7 +74,7 @@ class Settings:
             1 to `MAX_WORKERS`): with more than one, a supervisor process
             accepts every connection, applies the admission limits and
             hands the connection to the least busy worker (issue 8;
-            DESIGN.md "several panel processes behind one address").
+            docs/ARCHITECTURE.md "Deployment").
     """
 
     listen: str = "0.0.0.0"

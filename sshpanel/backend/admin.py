@@ -2,11 +2,11 @@
 users, keys of any user, quotas, every user's containers, the audit log and
 the host overview.
 
-The gate sits at the entry point (STYLE.md rule 4): an `Admin` cannot be
-built for a non-admin, and every public method first checks again that the
-principal is still an enabled admin in the database, so an admin demoted or
-disabled while their session is open loses the rights at once, and any
-method added later is gated by default.
+The gate sits at the entry point (docs/ARCHITECTURE.md "Conventions"): an
+`Admin` cannot be built for a non-admin, and every public method first checks
+again that the principal is still an enabled admin in the database, so an admin
+demoted or disabled while their session is open loses the rights at once, and
+any method added later is gated by default.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Provides the admin commands: `user ...`, `audit` and `host`.
 
-One gate covers them all (STYLE.md, soft-serve): every verb of this module
-runs through `_gated`, which builds the `Admin` service first; a non-admin
-gets "permission denied" (exit 1) and the attempt is written to the audit
-log, whatever the subcommand, including ones added later.
+One gate covers them all (docs/ARCHITECTURE.md "Conventions", as in
+soft-serve): every verb of this module runs through `_gated`, which builds the
+`Admin` service first; a non-admin gets "permission denied" (exit 1) and the
+attempt is written to the audit log, whatever the subcommand, including ones
+added later.
 """
 
 from __future__ import annotations
