@@ -77,7 +77,7 @@ class Settings:
             1 to `MAX_WORKERS`): with more than one, a supervisor process
             accepts every connection, applies the admission limits and
             hands the connection to the least busy worker (issue 8;
-            DESIGN.md "several panel processes behind one address").
+            docs/ARCHITECTURE.md "Deployment").
         require_unprivileged: Refuse to start on an engine that does not
             remap user namespaces (`SSHPANEL_REQUIRE_UNPRIVILEGED=1`; issue
             21: root in a container must not be root on the host).

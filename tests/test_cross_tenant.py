@@ -1,7 +1,7 @@
-"""Cross-tenant suite (issue 7, DESIGN.md invariant 1): bob tries every
-command on alice's container, script, key and image, by name, Docker name,
-full ID and every ID prefix of length 1-12. Each answer must be exactly the
-answer for something that never existed (the same exit status and text once
+"""Cross-tenant suite (issue 7, docs/ARCHITECTURE.md invariant 1): bob tries
+every command on alice's container, script, key and image, by name, Docker
+name, full ID and every ID prefix of length 1-12. Each answer must be exactly
+the answer for something that never existed (the same exit status and text once
 the reference is put in), and nothing of alice's may change."""
 
 from __future__ import annotations

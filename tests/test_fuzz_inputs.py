@@ -5,12 +5,13 @@ raises `InvalidValue` (or `UsageError`), never anything else."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from hypothesis import given, settings, strategies as st
 
 from sshpanel.access.quota import parse_port_range
 from sshpanel.access.spec import UNNAMED, CreateRequest, check_env_key, parse_publish, parse_volume, spec_from_request
-from sshpanel.access.units import parse_duration
-from sshpanel.backend.logs import parse_since
+from sshpanel.access.units import parse_duration, parse_since
 from sshpanel.errors import InvalidValue, UsageError
 
 TEXT = st.text(max_size=80)
@@ -30,7 +31,7 @@ def test_value_parsers_raise_only_invalid_value(text):
 @given(MIXED)
 def test_parse_since_raises_only_invalid_value(text):
     try:
-        parse_since(text, now=1_700_000_000.0)
+        parse_since(text, now=dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.timezone.utc))
     except (InvalidValue, UsageError):
         pass
 

@@ -1,10 +1,11 @@
-"""Container policy through every entry point (DESIGN.md invariant 2, issue 7):
-no flag of `run`/`create`/`update`/`exec`/`shell`/`provision` and no field
-of the TUI create form can ask Docker for privileged mode, capabilities,
-devices, host paths, host or `container:` namespaces, security-opt
-overrides, sysctls, a cgroup parent, a runtime, OOM-kill off, ulimits,
-links, labels or ports outside the user's range; and `docker inspect` of
-what the panel did create shows the hardening applied."""
+"""Container policy through every entry point
+(docs/ARCHITECTURE.md invariant 2, issue 7): no flag of
+`run`/`create`/`update`/`exec`/`shell`/`provision` and no field of the TUI
+create form can ask Docker for privileged mode, capabilities, devices, host
+paths, host or `container:` namespaces, security-opt overrides, sysctls, a
+cgroup parent, a runtime, OOM-kill off, ulimits, links, labels or ports outside
+the user's range; and `docker inspect` of what the panel did create shows the
+hardening applied."""
 
 from __future__ import annotations
 

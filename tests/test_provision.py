@@ -141,7 +141,8 @@ def test_provision_needs_a_running_container(panel):
 
 
 def test_bob_cannot_provision_or_read_alice_scripts_regression(panel, box):
-    """Scope (DESIGN.md invariant 1) for containers and scripts alike."""
+    """Scope (docs/ARCHITECTURE.md invariant 1) for containers and scripts
+    alike."""
     alice, bob = panel.users["alice"], panel.users["bob"]
     assert panel.run(alice, "script", "add", "secret", "-", input="echo alice only\n").returncode == 0
     for ref in ("box", box.id, box.id[:12], box.id[:1]):

@@ -266,22 +266,3 @@ def test_port_policy_is_pure_and_strict():
         "quota_containers": 3, "quota_cpus": 1.5, "quota_port_low": None, "quota_port_high": None}
     with pytest.raises(InvalidValue):
         quota_columns(-1, None, None, None, None)
-
-
-def test_durations_and_since():
-    import datetime as dt
-
-    from sshpanel.access.units import parse_duration
-    from sshpanel.errors import InvalidValue
-    from sshpanel.ssh.commands.admin import parse_since
-
-    assert parse_duration("1h30m") == 5400 and parse_duration("2d") == 172800
-    for bad in ("", "1x", "0s", "-1h", "h"):
-        with pytest.raises(InvalidValue):
-            parse_duration(bad)
-    now = dt.datetime(2026, 1, 31, 12, 0, 0)
-    assert parse_since("1h", now) == dt.datetime(2026, 1, 31, 11, 0, 0)
-    assert parse_since("2026-01-30", now) == dt.datetime(2026, 1, 30)
-    assert parse_since("2026-01-30T12:00:00+02:00", now) == dt.datetime(2026, 1, 30, 10, 0, 0)
-    with pytest.raises(InvalidValue):
-        parse_since("yesterday", now)

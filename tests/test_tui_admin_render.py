@@ -28,7 +28,6 @@ from sshpanel.tui.screens.edit import EditContainerModal, restart_policy
 from sshpanel.tui.screens.keys import UserKeysModal
 from sshpanel.tui.screens.user_forms import NewUserModal, QuotaModal, quota_changes
 from sshpanel.tui.widgets.admin_tables import AllContainersTable, AuditTable, UserTable
-from sshpanel.tui.widgets.host_overview import format_uptime
 from sshpanel.tui.widgets.quota_bar import QuotaBar, meter
 from tests.test_tui_render import FakeWorkspace, async_test, notifications, screen_text, settle, view
 
@@ -440,11 +439,6 @@ async def test_host_screen_says_when_container_root_is_host_root(admin):
         await settle(pilot, lambda: isinstance(app.screen, HostScreen) and "Docker 20.10.24" in screen_text(app))
         assert "Unprivileged false (root in a container is root on the host)" in screen_text(app)
 
-
-def test_format_uptime():
-    assert format_uptime(42 * 60) == "0:42"
-    assert format_uptime(86400 + 3600) == "1 day, 1:00"
-    assert format_uptime(3 * 86400 + 4 * 3600 + 5 * 60) == "3 days, 4:05"
 
 
 @async_test

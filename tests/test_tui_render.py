@@ -28,7 +28,7 @@ from sshpanel.tui import PanelApp
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.access.spec import CreateRequest, spec_from_request
 from sshpanel.tui.screens.create import CreateContainerModal
-from sshpanel.tui.widgets.container_table import ContainerTable, format_age
+from sshpanel.tui.widgets.container_table import ContainerTable
 
 NOW = dt.datetime.now(dt.timezone.utc)
 
@@ -370,14 +370,6 @@ def test_spec_from_request_parses_form_fields():
 def test_spec_from_request_rejects_form_fields(fields, fragment):
     with pytest.raises(InvalidValue, match=fragment):
         spec_from_request(CreateRequest(*fields), "web", 256 << 20, 0.5)
-
-
-def test_format_age():
-    assert format_age(NOW, NOW) == "just now"
-    assert format_age(NOW - dt.timedelta(seconds=42), NOW) == "42s ago"
-    assert format_age(NOW - dt.timedelta(hours=3), NOW) == "3h ago"
-    assert format_age(NOW - dt.timedelta(days=2), NOW) == "2d ago"
-    assert format_age(NOW - dt.timedelta(days=400), NOW) == (NOW - dt.timedelta(days=400)).strftime("%Y-%m-%d")
 
 
 @async_test

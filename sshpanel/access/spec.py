@@ -1,7 +1,7 @@
 """Provides `ContainerSpec`, the typed request to create a container.
 
-It is the only way to ask for a container (DESIGN.md invariant 2): there is
-no field for raw Docker options, so privileged mode, host namespaces,
+It is the only way to ask for a container (docs/ARCHITECTURE.md invariant 2):
+there is no field for raw Docker options, so privileged mode, host namespaces,
 devices, capabilities, bind mounts and the like cannot be requested.
 """
 

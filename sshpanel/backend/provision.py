@@ -110,7 +110,7 @@ class Provisioner:
 
     Args:
         workspace: The user's workspace; scripts and containers are the
-            principal's own only (DESIGN.md invariant 1).
+            principal's own only (docs/ARCHITECTURE.md invariant 1).
 
     Every method blocks (database and Docker calls): run it in a thread.
     """

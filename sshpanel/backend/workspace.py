@@ -1,9 +1,10 @@
 """Provides `Workspace`, everything one user can do with their containers.
 
 A Workspace is built for exactly one principal; no method takes a user id
-(STYLE.md rule 3). User text is only ever resolved among the user's own
-records, then the action uses the full Docker ID (DESIGN.md invariant 1), so
-another user's container reads exactly like one that does not exist.
+(docs/ARCHITECTURE.md "Conventions"). User text is only ever resolved among the
+user's own records, then the action uses the full Docker ID
+(docs/ARCHITECTURE.md invariant 1), so another user's container reads exactly
+like one that does not exist.
 """
 
 from __future__ import annotations
@@ -367,7 +368,8 @@ class Workspace:
     def audited(self, action: str, target: str) -> Iterator[None]:
         """Writes one audit entry with the outcome of the enclosed action.
 
-        Every action a user can take goes through this (DESIGN.md invariant 6):
+        Every action a user can take goes through this
+        (docs/ARCHITECTURE.md invariant 6):
         `with workspace.audited("stop", ref): ...`.
         """
         try:

@@ -1,6 +1,7 @@
-"""Provides the hardened SSH algorithm lists (asyncssh's defaults fail
-ssh-audit; these pass with only the "not post-quantum" warning).
-Strict key exchange (Terrapin, CVE-2023-48795) is on since asyncssh 2.14.2."""
+"""Provides the hardened SSH algorithm lists
+(docs/PITFALLS.md "asyncssh server defaults": asyncssh's defaults fail
+ssh-audit; these pass with only the "not post-quantum" warning). Strict key
+exchange (Terrapin, CVE-2023-48795) is on since asyncssh 2.14.2."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Textual's own drivers assume one app per process (signal handlers,
 `sys.__stdin__`); `SSHDriver` writes to the SSH channel and a per-session
 reader task feeds the channel's input to a parser. Process-wide behaviours of
 Textual that break with many apps in one process are neutralised here too
-(PITFALLS.md, "Textual in many sessions in one process").
+(docs/PITFALLS.md "Textual in many sessions in one process").
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Provides `Store`, the repository every other layer uses for the database.
 
 SQLite runs in WAL mode with foreign keys on, `synchronous=FULL` and a busy
-timeout (PITFALLS.md "Peewee / SQLite"); write transactions take the lock at
-once (`BEGIN IMMEDIATE`) so a check and the row it guards cannot interleave
-with another writer. Peewee keeps one connection per thread; callers run
-store methods in worker threads, never on the event loop, and never await
+timeout (docs/PITFALLS.md "Peewee and SQLite"); write transactions take the
+lock at once (`BEGIN IMMEDIATE`) so a check and the row it guards cannot
+interleave with another writer. Peewee keeps one connection per thread; callers
+run store methods in worker threads, never on the event loop, and never await
 inside `write()`.
 """
 

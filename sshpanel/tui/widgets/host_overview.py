@@ -7,7 +7,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from sshpanel.access.units import format_bytes
+from sshpanel.access.units import format_bytes, format_uptime
 from sshpanel.backend.host import HostView
 from sshpanel.tui.widgets.quota_bar import meter
 
@@ -16,18 +16,6 @@ LABEL_WIDTH = 13
 
 CORE_CELL = 21
 """Width of one core's entry in the per-core grid (`cpu12 ████░░░  75%`), cells."""
-
-
-def format_uptime(seconds: float) -> str:
-    """Formats an uptime as `uptime` does (`3 days, 4:05`, `0:42`).
-
-    Args:
-        seconds: Seconds since boot.
-    """
-    days, rest = divmod(int(seconds), 86400)
-    hours, minutes = rest // 3600, rest % 3600 // 60
-    clock = f"{hours}:{minutes:02d}"
-    return f"{days} day{'s' if days != 1 else ''}, {clock}" if days else clock
 
 
 def percent(used: float, total: float) -> str:
