@@ -144,6 +144,10 @@ def test_tui_form_container_root_is_not_host_root_regression(panel, docker_clien
     tina = panel.users["tina"]
     name = f"{panel.namespace}.tina.formed"
     command = [*SSH_BASE[:-2], "-tt", "-i", str(tina.key), "-p", str(panel.port), "tina@127.0.0.1"]
+    # Only the test image is offered (the form chooses the first one; other
+    # tests' builds on the same engine would sort before it).
+    ada = panel.users["ada"]
+    assert panel.run(ada, "image", "allow", "sshpanel-test/*").returncode == 0
     terminal = Terminal(f"sshpanel-{panel.namespace}-userns", command)
     try:
         terminal.wait_for("tina (user)")
@@ -166,6 +170,7 @@ def test_tui_form_container_root_is_not_host_root_regression(panel, docker_clien
     finally:
         terminal.close()
         panel.run(tina, "rm", "-f", "formed")
+        panel.run(ada, "image", "allow", "--rm", "sshpanel-test/*")
 
 
 @engine_tests
