@@ -88,8 +88,11 @@ def test_quota_shows_usage_and_limits(panel, ada):
     assert panel.run(quinn, "run", "--name", "a", "-m", "64m", "--cpus", "0.25", TEST_IMAGE, "sleep", "600").returncode == 0
     assert panel.run(quinn, "create", "--name", "b", "-m", "32m", "--cpus", "0.25", TEST_IMAGE).returncode == 0
     quota = _quota(panel, quinn)
+    disk = {key: quota.pop(key) for key in list(quota) if key.startswith("Disk") or key == "MaxDisk"}
     assert quota == {"Containers": 2, "MaxContainers": 5, "Memory": 96 * MIB, "MaxMemory": 256 * MIB,
                      "Cpus": 0.5, "MaxCpus": 1.0, "Pids": 256, "Ports": "none"}
+    assert set(disk) == {"Disk", "MaxDisk", "DiskFiles", "DiskVolumes", "DiskImages", "DiskContainers",
+                         "DiskMeasuredAt"} and disk["MaxDisk"] == 1024**3
     table = panel.run(quinn, "quota").stdout
     assert "96MiB" in table and "256MiB" in table
 
