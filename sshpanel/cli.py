@@ -1,5 +1,5 @@
 """Provides the local command line: `sshpanel serve`, `sshpanel user add|ls`,
-`sshpanel db check|backup`.
+`sshpanel hostkey`, `sshpanel db check|backup`.
 
 Every flag of `serve` can also be set through an `SSHPANEL_*` environment
 variable (see `sshpanel.config`). Errors print one line and exit non-zero,
@@ -12,11 +12,13 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 
 from sshpanel.config import Settings, load_settings
 from sshpanel.errors import PanelError
+from sshpanel.ssh.hostkeys import ssh_config_snippet
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,9 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name", help="user name (the SSH login name)")
     add.add_argument("--key", required=True, metavar="PUBKEY_FILE", help="OpenSSH public key file, or - for stdin")
     add.add_argument("--admin", action="store_true", help="give the admin role")
+    add.add_argument("--host", metavar="NAME", help="the panel's host name for the printed ~/.ssh/config entry "
+                     "(default: this machine's name)")
+    add.add_argument("--port", type=int, help="the panel's port for that entry (default 2222, env SSHPANEL_PORT)")
     _data_flags(add)
     ls = user_sub.add_parser("ls", help="list users and their key fingerprints")
     _data_flags(ls)
+
+    hostkey = sub.add_parser("hostkey", help="print the host key's fingerprint, known_hosts line and SSHFP records")
+    hostkey.add_argument("--host", metavar="NAME", help="the panel's DNS name (default: this machine's name)")
+    hostkey.add_argument("--port", type=int, help="the panel's port (default 2222, env SSHPANEL_PORT)")
+    hostkey.add_argument("--host-keys", type=Path, dest="host_keys_dir",
+                         help="host key folder (default ./hostkeys, env SSHPANEL_HOST_KEYS_DIR)")
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -72,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(settings, args.verbose)
         if args.command == "db":
             return _db(settings, args)
+        if args.command == "hostkey":
+            return _hostkey(settings, args)
         return _user(settings, args)
     except PanelError as exc:
         print(f"sshpanel: {exc.message}", file=sys.stderr)
@@ -94,11 +107,35 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
             return 1
         summary = accounts.add_user(args.name, text.splitlines(), admin=args.admin)
         print(f"added {summary.role} {summary.name} with key {', '.join(summary.fingerprints)}")
+        print(f"\n# for {summary.name}'s ~/.ssh/config (then: ssh {_host(args).split('.')[0]}):")
+        print(ssh_config_snippet(summary.name, _host(args), settings.port), end="")
         return 0
     for summary in accounts.users():
         state = "disabled" if summary.disabled else "enabled"
         print(f"{summary.name}\t{summary.role}\t{state}\t{' '.join(summary.fingerprints)}")
     return 0
+
+
+def _hostkey(settings: Settings, args: argparse.Namespace) -> int:
+    """Prints what an admin hands users to trust the host key: the SHA256
+    fingerprint (as `ssh-keygen -lf`), the `known_hosts` line and the SSHFP
+    records (RFC 4255) of the panel's name; creates the key on first use,
+    as `serve` would."""
+    from sshpanel.ssh.hostkeys import host_key_fingerprint, known_hosts_line, load_or_create_host_key, sshfp_records
+
+    key, _created = load_or_create_host_key(settings.host_keys_dir)
+    host = _host(args)
+    print(f"fingerprint: {host_key_fingerprint(key)}")
+    print("# known_hosts line (~/.ssh/known_hosts):")
+    print(known_hosts_line(key, [host], settings.port))
+    print("# SSHFP records for the DNS zone (clients: ssh -o VerifyHostKeyDNS=yes):")
+    for record in sshfp_records(key, f"{host}."):
+        print(record)
+    return 0
+
+
+def _host(args: argparse.Namespace) -> str:
+    return getattr(args, "host", None) or socket.getfqdn()
 
 
 def _db(settings: Settings, args: argparse.Namespace) -> int:

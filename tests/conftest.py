@@ -3,6 +3,7 @@ free port with its own data folder, and real SSH keys for test users."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -154,6 +155,10 @@ def remove_namespace(client: docker.DockerClient, namespace: str) -> None:
         network.remove()
     for volume in client.volumes.list(filters={"label": label}):
         volume.remove(force=True)
+    for top in [*Path("/sys/fs/cgroup").glob(f"*/{namespace}-build"), Path(f"/sys/fs/cgroup/{namespace}-build")]:
+        for cgroup in sorted(top.glob("**/"), key=lambda p: len(p.parts), reverse=True):  # builds' cgroups
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()
 
 
 @pytest.fixture(scope="module")

@@ -182,9 +182,9 @@ def test_build_steps_are_held_under_the_pids_quota(panel):
     result = panel.run(panel.users["alice"], "build", "forks", timeout=300)
     output = result.stdout + result.stderr
     assert "can't fork" in output or "Resource temporarily unavailable" in output, output
-    limit = Path(f"/sys/fs/cgroup/pids/{panel.namespace}-build-alice/pids.max")
+    limit = Path(f"/sys/fs/cgroup/pids/{panel.namespace}-build/alice/pids.max")
     if not limit.exists():
-        limit = Path(f"/sys/fs/cgroup/{panel.namespace}-build-alice/pids.max")
+        limit = Path(f"/sys/fs/cgroup/{panel.namespace}-build/alice/pids.max")
     assert limit.read_text().strip() == "256"
 
 

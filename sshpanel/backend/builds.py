@@ -235,7 +235,7 @@ class Builder:
         its cgroup parent (see `build_cgroup`)."""
         with translate_errors():
             driver = str(self.workspace.engine.client.api.info().get("CgroupDriver") or "")
-        return build_cgroup(f"{self.settings.namespace}-build-{self.workspace.principal.name}",
+        return build_cgroup(f"{self.settings.namespace}-build", self.workspace.principal.name,
                             pids_of(user, self.settings), driver)
 
     def _disk_quota(self) -> int:
