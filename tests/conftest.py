@@ -204,3 +204,15 @@ def limited_panel(tmp_path, docker_client):
         stop_panel(server)
         remove_namespace(docker_client, server.namespace)
         remove_images(docker_client, server.namespace)
+
+
+def wait_for(check, timeout: float = 60.0, what: str = "condition"):
+    """Polls `check()` every 0.1 s until it returns a true value, which is
+    returned; raises AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -8,21 +8,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
+
+from tests.conftest import wait_for
 
 RESTART_DOCKERD = os.environ.get("SSHPANEL_TEST_DOCKERD_RESTART") == "1"
 """Read at import: the autouse fixture clears SSHPANEL_* variables in tests."""
 
 
-def wait_for(check, timeout: float = 30.0, what: str = "condition"):
-    """Polls `check()` every 0.2 s until it is truthy; returns its value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def gone(pid: int) -> bool:

@@ -7,25 +7,16 @@ import datetime as dt
 import os
 import re
 import subprocess
-import time
 
 import pytest
 
 from sshpanel.backend.logs import LogLine, find_matches
-from tests.conftest import TEST_IMAGE
+from tests.conftest import TEST_IMAGE, wait_for
 
 CHATTY = "i=0; while :; do i=$((i+1)); echo out $i; echo err $i >&2; sleep 0.1; done"
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z ")
 
 
-def wait_for(check, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -14,20 +13,12 @@ from sshpanel.access.units import parse_size
 from sshpanel.backend.engine import Engine
 from sshpanel.backend.stats import StatsCollector
 from sshpanel.config import Settings
-from tests.conftest import TEST_IMAGE
+from tests.conftest import TEST_IMAGE, wait_for
 
 BUSY = "dd if=/dev/zero of=/dev/shm/ballast bs=1M count=24 2>/dev/null; while :; do :; done"
 """Half a CPU (with --cpus 0.5) and 24 MiB of memory (tmpfs pages count)."""
 
 
-def wait_for(check, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def docker_memory(docker_client, docker_id: str) -> int:

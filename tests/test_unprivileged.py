@@ -27,7 +27,7 @@ from sshpanel.backend.host import remaps_user_namespaces
 from sshpanel.config import load_settings
 from sshpanel.errors import ConfigError
 from sshpanel.ssh.startup import check_unprivileged
-from tests.conftest import ROOT, SSH_BASE, TEST_IMAGE, remove_namespace, ssh_available, start_panel, stop_panel
+from tests.conftest import ROOT, SSH_BASE, TEST_IMAGE, remove_namespace, ssh_available, start_panel, stop_panel, wait_for
 from tests.test_deploy import build, context
 from tests.test_tui_e2e import Terminal
 
@@ -78,14 +78,6 @@ def main_pid(docker_client, container: str) -> int:
     return int(state["Pid"])
 
 
-def _wait(check, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +156,7 @@ def test_tui_form_container_root_is_not_host_root_regression(panel, docker_clien
         terminal.type("sleep 600")
         terminal.wait_for("sleep 600")
         terminal.keys("C-s")
-        _wait(lambda: docker_client.containers.list(filters={"name": f"^{name}$"}), what="the form's container")
+        wait_for(lambda: docker_client.containers.list(filters={"name": f"^{name}$"}), what="the form's container")
         assert_unprivileged(main_pid(docker_client, name))
         terminal.keys("q")
     finally:
@@ -202,7 +194,7 @@ def test_build_run_step_is_not_host_root_regression(panel, docker_client):
     builder.start()
     step_container = None
     try:
-        found = _wait(lambda: [c for c in docker_client.api.containers() if token in c.get("Command", "")],
+        found = wait_for(lambda: [c for c in docker_client.api.containers() if token in c.get("Command", "")],
                       timeout=120, what="the RUN step's build container")
         step_container = found[0]["Id"]
         assert_unprivileged(main_pid(docker_client, step_container))
