@@ -110,7 +110,3 @@ class Home:
             if exc.errno == errno.ELOOP:
                 raise InvalidValue(f"{path!r} goes through a symbolic link") from None
             raise
-
-    def usage(self) -> tuple[int, int]:
-        """Returns (bytes held under the home directory, disk quota bytes)."""
-        return disk_usage(self.root), self.settings.quota_disk

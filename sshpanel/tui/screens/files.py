@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
 from sshpanel.access.units import format_bytes
+from sshpanel.backend.disk import DiskUsage, usage_of
 from sshpanel.backend.home import FileEntry, Home
 from sshpanel.tui.screens.build import BuildScreen
 from sshpanel.tui.screens.calls import BackendCalls
@@ -78,17 +79,17 @@ class FilesScreen(BackendCalls, Screen[None]):
     def action_reload(self) -> None:
         """Reloads the folder and the disk usage."""
         folder = self.folder
-        self.call_backend(lambda: (self.home.list(folder), self.home.usage()),
+        self.call_backend(lambda: (self.home.list(folder), usage_of(self.workspace)),
                           lambda loaded: self._show(folder, *loaded), group="files", exclusive=True)
 
-    def _show(self, folder: str, entries: list[FileEntry], usage: tuple[int, int]) -> None:
+    def _show(self, folder: str, entries: list[FileEntry], usage: DiskUsage) -> None:
         self.folder = folder
         self.entries = {entry.path: entry for entry in entries}
-        used, quota = usage
         where = "~/" + folder if folder else "~ (your home directory)"
+        engine_side = usage.volumes + usage.images + usage.containers  # measured once a minute
         self.query_one("#files-status", Static).update(
-            Text(f"{where}   ·   {format_bytes(used)} of {format_bytes(quota)} used   ·   "
-                 "upload with scp -r DIR HOST: or sftp")
+            Text(f"{where} · {format_bytes(usage.total)} of {format_bytes(usage.quota)} used (files "
+                 f"{format_bytes(usage.home)}, on the engine {format_bytes(engine_side)}) · scp -r DIR HOST:")
         )
         table = self.query_one(DataTable)
         table.clear()
