@@ -1,12 +1,13 @@
 """Every common SSH client works (issue 24): OpenSSH's `ssh`, Dropbear's
 `dbclient`, PuTTY's `plink` and paramiko log in, run a command with the
 right exit code (0 ok, 1 failed action, 2 usage), pass stdin through and
-print `ps --format json`; and a terminal size is bounded whatever a client
-asks for. Real clients against the real server."""
+print `ps --format json`; a terminal size is bounded whatever a client
+asks for; and `y` on the dashboard reaches the client's clipboard (OSC 52). Real clients against the real server."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import shutil
@@ -15,7 +16,7 @@ import subprocess
 import asyncssh
 import pytest
 
-from tests.conftest import ssh_available
+from tests.conftest import TEST_IMAGE, ssh_available
 
 pytestmark = pytest.mark.skipif(not ssh_available(), reason="needs OpenSSH")
 CASES = [  # (command, stdin, exit status, what stdout holds)
@@ -140,3 +141,40 @@ def test_a_huge_terminal_is_clamped_regression(panel, size, resize):
     columns = [int(column) for _, column in re.findall(rb"\x1b\[(\d+);(\d+)H", data)]
     assert rows and max(rows) <= 500 and max(columns) <= 1000, (max(rows), max(columns))
     assert len(data) < 64 * 2**20
+
+
+async def _copy_from_dashboard(panel, user) -> bytes:
+    """Opens the dashboard, waits for the container row, presses `y`, and
+    returns what the client received."""
+    key = asyncssh.read_private_key(str(user.key))
+    async with asyncssh.connect("127.0.0.1", panel.port, username=user.name, client_keys=[key],
+                                known_hosts=None) as conn:
+        process = await conn.create_process(term_type="xterm-256color", term_size=(100, 30), encoding=None)
+        data = b""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        pressed = False
+        while loop.time() < deadline and b"\x1b]52;c;" not in data:
+            try:
+                data += await asyncio.wait_for(process.stdout.read(1 << 16), 0.5)
+            except asyncio.TimeoutError:
+                pass
+            if not pressed and b"copyme" in data:
+                process.stdin.write(b"y")
+                pressed = True
+        data += await asyncio.wait_for(process.stdout.read(1 << 16), 2)
+        process.stdin.write(b"q")
+        return data
+
+
+def test_y_copies_through_ssh_with_osc_52(panel):
+    alice = panel.users["alice"]
+    assert panel.run(alice, "run", "-d", "--name", "copyme", TEST_IMAGE, "sleep", "600").returncode == 0
+    try:
+        full_id = json.loads(panel.run(alice, "inspect", "copyme").stdout)[0]["Id"]
+        data = asyncio.run(_copy_from_dashboard(panel, alice))
+        match = re.search(rb"\x1b\]52;c;([A-Za-z0-9+/=]+)\x07", data)
+        assert match, data[-400:]
+        assert base64.b64decode(match.group(1)).decode() == f"copyme {full_id}"
+    finally:
+        panel.run(alice, "rm", "-f", "copyme")

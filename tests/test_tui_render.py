@@ -228,6 +228,17 @@ async def test_c_opens_create_modal_and_invalid_name_stays_open(workspace):
 
 
 @async_test
+async def test_y_copies_the_selected_container_to_the_clipboard(workspace):
+    app = PanelApp(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, lambda: table(app).row_count == 2)
+        await pilot.press("y")
+        selected = app.screen.table.selected_container
+        await settle(pilot, lambda: app.clipboard == f"{selected.name} {selected.id}")
+        assert f"Copied {selected.name} {selected.short_id} to your clipboard" in [n.message for n in notifications(app)]
+
+
+@async_test
 async def test_create_modal_submits_spec_and_dashboard_creates(workspace):
     app = PanelApp(workspace)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -86,6 +86,7 @@ class DashboardScreen(ContainerActions, Screen[None]):
         Binding("b", "deploy_container", "Deploy", show=False),
         Binding("B", "rollback_container", "Rollback", show=False),
         Binding("i", "open_scripts", "Scripts"),
+        Binding("y", "copy_container", "Copy", show=False),
         Binding("a", "open_admin", "Admin"),
         Binding("a", "refuse_admin", show=False),
         Binding("q", "app.quit", "Quit"),
@@ -225,6 +226,14 @@ class DashboardScreen(ContainerActions, Screen[None]):
     def _create(self, request: CreateRequest) -> str:
         view = in_worker_thread(lambda: self.workspace.create_from(request, start=True))
         return f"Created and started {view.name}"
+
+    def action_copy_container(self) -> None:
+        """Copies the selected container's name and full ID to the user's
+        clipboard, through the terminal (OSC 52, which works over SSH and in
+        tmux with `set-clipboard on`)."""
+        if view := self._selected():
+            self.app.copy_to_clipboard(f"{view.name} {view.id}")
+            self.notify(f"Copied {view.name} {view.short_id} to your clipboard", markup=False)
 
     def action_start_container(self) -> None:
         """Starts the selected container."""
