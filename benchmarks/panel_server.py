@@ -39,6 +39,7 @@ from textual.app import App  # noqa: E402
 from sshpanel.config import load_settings  # noqa: E402
 from sshpanel.ssh.limits import LimitSettings, Limits  # noqa: E402
 from sshpanel.ssh.server import PanelServer  # noqa: E402
+from sshpanel.store import open_store  # noqa: E402
 
 from experiments import PATCHES  # noqa: E402
 
@@ -54,7 +55,8 @@ def probe() -> dict:
 
 
 async def serve(generous: bool) -> None:
-    server = PanelServer(load_settings())
+    settings = load_settings()
+    server = PanelServer(settings, open_store(settings))
     if generous:
         server.limits = Limits(GENEROUS)
     await server.start()

@@ -164,8 +164,12 @@ def _serve(settings: Settings, verbose: bool) -> int:
 async def _serve_async(settings: Settings) -> int:
     from sshpanel.ssh.server import PanelServer
     from sshpanel.ssh.supervisor import Supervisor, check_workers
+    from sshpanel.store import open_store
 
-    server = PanelServer(settings) if check_workers(settings.workers) == 1 else Supervisor(settings)
+    if check_workers(settings.workers) == 1:
+        server: PanelServer | Supervisor = PanelServer(settings, await asyncio.to_thread(open_store, settings))
+    else:
+        server = Supervisor(settings)
     try:
         await server.start()
     except OSError as exc:

@@ -15,6 +15,7 @@ from sshpanel.backend.accounts import Accounts
 from sshpanel.config import load_settings
 from sshpanel.ssh.limits import LimitSettings, Limits
 from sshpanel.ssh.server import PanelServer
+from sshpanel.store import open_store
 from tests.conftest import SSH_BASE, remove_namespace, start_panel, stop_panel
 
 
@@ -126,7 +127,7 @@ def test_locked_account_takes_the_same_lookup_path(tmp_path, docker_client):
             return "refused"
 
     async def scenario() -> dict[str, tuple[str, list]]:
-        server = PanelServer(settings)
+        server = PanelServer(settings, open_store(settings))
         server.limits = Limits(LimitSettings(account_max_failures=3, account_lock_seconds=60), clock=lambda: clock[0])
         await server.start()
         store, passwords = server.store, server.passwords

@@ -23,6 +23,7 @@ from sshpanel.errors import PanelError
 from sshpanel.ssh.commands import build_parser
 from sshpanel.ssh.commands.base import HelpShown
 from sshpanel.ssh.server import PanelServer
+from sshpanel.store import open_store
 from tests.conftest import TEST_IMAGE, remove_namespace, start_panel
 from tests.test_sessions import _read_until
 
@@ -57,7 +58,7 @@ def test_exception_in_one_session_spares_the_others(tmp_path, docker_client, mon
                                       known_hosts=None, agent_path=None)
 
     async def scenario():
-        server = PanelServer(settings)
+        server = PanelServer(settings, open_store(settings))
         await server.start()
         accounts = Accounts(server.store, settings)
         for name, key in keys.items():

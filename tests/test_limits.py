@@ -19,6 +19,7 @@ from sshpanel.config import load_settings
 from sshpanel.errors import ConfigError
 from sshpanel.ssh.limits import LimitSettings, Limits
 from sshpanel.ssh.server import PanelServer
+from sshpanel.store import open_store
 
 
 def retry_until_admitted(login, expected: str, why: str, seconds: float = 20, pause: float = 0.05,
@@ -214,7 +215,8 @@ def test_session_limits_are_settings_and_count_unstarted_channels(tmp_path, dock
 
 def test_bad_session_limit_settings_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="SSHPANEL_MAX_SESSIONS_PER_USER=0"):
-        PanelServer(load_settings({"max_sessions_per_user": 0, "data_dir": tmp_path}))
+        settings = load_settings({"max_sessions_per_user": 0, "data_dir": tmp_path})
+        PanelServer(settings, open_store(settings))
     with pytest.raises(ConfigError, match="SSHPANEL_MAX_SESSIONS_PER_CONNECTION='abc'"):
         load_settings(environ={"SSHPANEL_MAX_SESSIONS_PER_CONNECTION": "abc"})
 

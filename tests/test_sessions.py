@@ -16,6 +16,7 @@ from textual.app import App
 from sshpanel.backend.accounts import Accounts
 from sshpanel.config import load_settings
 from sshpanel.ssh.server import PanelServer
+from sshpanel.store import open_store
 from tests.conftest import remove_namespace
 
 SESSIONS = 30
@@ -52,7 +53,7 @@ def test_no_app_survives_its_session(tmp_path, docker_client):
     baseline = _live_apps()  # apps other tests in this process still hold
 
     async def scenario() -> tuple[int, int]:
-        server = PanelServer(settings)
+        server = PanelServer(settings, open_store(settings))
         await server.start()
         subscribed_by_server = server.events.subscriber_count
         await asyncio.to_thread(

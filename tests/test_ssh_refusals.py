@@ -17,6 +17,7 @@ import pytest
 from sshpanel.backend.accounts import Accounts
 from sshpanel.config import load_settings
 from sshpanel.ssh.server import PanelServer
+from sshpanel.store import open_store
 from tests.conftest import SSH_BASE, TEST_IMAGE, remove_namespace
 
 HOSTILE_ENV = "SetEnv=LD_PRELOAD=/tmp/evil.so SSHPANEL_X=1 LANG=C.UTF-8"
@@ -223,7 +224,7 @@ def test_session_environment_holds_only_allowed_names(tmp_path, docker_client, m
     monkeypatch.setattr(session, "handle_process", recording)
 
     async def scenario() -> None:
-        server = PanelServer(settings)
+        server = PanelServer(settings, open_store(settings))
         await server.start()
         try:
             accounts = Accounts(server.store, settings)

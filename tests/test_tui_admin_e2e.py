@@ -14,6 +14,7 @@ import pytest
 from sshpanel.backend.accounts import Accounts
 from sshpanel.config import load_settings
 from sshpanel.ssh.server import PanelServer
+from sshpanel.store import open_store
 from tests.conftest import SSH_BASE, remove_namespace
 from tests.test_sessions import _live_apps, _read_until
 from tests.test_tui_e2e import Terminal, _wait
@@ -107,7 +108,7 @@ def test_admin_sessions_leave_no_app_and_no_subscriber(tmp_path, docker_client):
     baseline = _live_apps()
 
     async def scenario() -> tuple[int, int]:
-        server = PanelServer(settings)
+        server = PanelServer(settings, open_store(settings))
         await server.start()
         await asyncio.to_thread(
             Accounts(server.store, settings).add_user, "root1", [key.export_public_key().decode()], True

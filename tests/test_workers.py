@@ -362,13 +362,15 @@ def test_a_connection_a_worker_cannot_serve_is_reported_released(tmp_path):
     from sshpanel.config import load_settings
     from sshpanel.ssh.link import Link, link_pair
     from sshpanel.ssh.worker import NOT_HANDED, WorkerServer
+    from sshpanel.store import open_store
 
     async def scenario() -> tuple[list[dict], str | None]:
         ours, theirs = link_pair()
         received: list[dict] = []
         supervisor = Link(ours, lambda message, fds: received.append(message), lambda: None)
         supervisor.start()
-        worker = WorkerServer(load_settings({"data_dir": tmp_path}), theirs, 0)
+        settings = load_settings({"data_dir": tmp_path})
+        worker = WorkerServer(settings, open_store(settings), theirs, 0)
         worker.link.start()
         supervisor.send({"op": "conn", "ticket": 7, "refusal": None})  # no descriptor
         left, right = socket.socketpair()

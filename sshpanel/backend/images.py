@@ -12,18 +12,15 @@ the same as a missing image, so it reveals nothing about other users' images.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sshpanel.access.images import RULE_KINDS, Rules, check_pattern, is_id_or_digest, may_use, normalize_tag
 from sshpanel.access.principal import require_admin
 from sshpanel.access.spec import check_image_ref
 from sshpanel.backend.engine import translate_errors
+from sshpanel.backend.scope import Scope
 from sshpanel.backend.views import ImageView
 from sshpanel.errors import InvalidValue, NotFound, PermissionDenied
 from sshpanel.store import images as queries
-
-if TYPE_CHECKING:
-    from sshpanel.backend.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -56,16 +53,19 @@ def unknown_image(reference: str) -> InvalidValue:
 
 
 class ImagePolicy:
-    """The images one user (a `Workspace`) may use. Every method blocks."""
+    """The images one user may use. Every method blocks.
 
-    def __init__(self, workspace: "Workspace") -> None:
-        self.workspace = workspace
+    Args:
+        scope: The user's session (principal, settings, engine).
+    """
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
         self.rules = current_rules()
 
     def allows(self, tag: str) -> bool:
         """True when the user may use the image tagged `tag` (`repo:tag`)."""
-        ws = self.workspace
-        return may_use(tag, ws.principal.name, ws.settings.namespace, self.rules)
+        return may_use(tag, self.scope.principal.name, self.scope.settings.namespace, self.rules)
 
     def image_id(self, reference: str) -> str:
         """Resolves an image reference present on the engine (never pulled)
@@ -90,7 +90,7 @@ class ImagePolicy:
             raise unknown_image(reference)
         try:
             with translate_errors(f"unknown image {reference!r}"):
-                image = self.workspace.engine.client.api.inspect_image(reference)
+                image = self.scope.engine.client.api.inspect_image(reference)
         except NotFound:
             raise unknown_image(reference) from None
         tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
@@ -107,7 +107,7 @@ class ImagePolicy:
             EngineUnavailable: The engine does not answer.
         """
         with translate_errors():
-            items = self.workspace.engine.client.api.images()
+            items = self.scope.engine.client.api.images()
         views = [
             ImageView(tag, item["Id"], int(item.get("Size") or 0))
             for item in items
@@ -124,11 +124,11 @@ class ImageRules:
     right at once) and audited, refusals included.
 
     Args:
-        workspace: The caller's workspace.
+        scope: The caller's session.
     """
 
-    def __init__(self, workspace: "Workspace") -> None:
-        self.workspace = workspace
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
 
     def rules(self) -> list[RuleView]:
         """Returns every rule (admins only).
@@ -149,12 +149,11 @@ class ImageRules:
             PermissionDenied: The caller is not an admin.
             InvalidValue: Bad kind or pattern (see `check_pattern`).
         """
-        with self.workspace.audited(f"image.{kind}", pattern):
+        with self.scope.audited(f"image.{kind}", pattern):
             self._require()
             _check_kind(kind)
             check_pattern(pattern)
-            ws = self.workspace
-            return queries.add_image_rule(ws.store, kind, pattern, ws.principal.name)
+            return queries.add_image_rule(self.scope.store, kind, pattern, self.scope.principal.name)
 
     def remove(self, kind: str, pattern: str) -> None:
         """Removes a rule (audited `image.allow.rm`/`image.deny.rm`).
@@ -163,25 +162,28 @@ class ImageRules:
             PermissionDenied: The caller is not an admin.
             NotFound: No such rule.
         """
-        with self.workspace.audited(f"image.{kind}.rm", pattern):
+        with self.scope.audited(f"image.{kind}.rm", pattern):
             self._require()
             _check_kind(kind)
-            if not queries.remove_image_rule(self.workspace.store, kind, pattern):
+            if not queries.remove_image_rule(self.scope.store, kind, pattern):
                 raise NotFound(f"no {kind} rule {pattern!r}")
 
     def _require(self) -> None:
-        require_current_admin(self.workspace)
+        require_current_admin(self.scope)
 
 
-def require_current_admin(workspace: "Workspace") -> None:
+def require_current_admin(scope: Scope) -> None:
     """The gate of every admin change of images and templates: the principal
     must be an admin and still an enabled admin in the database.
+
+    Args:
+        scope: The caller's session.
 
     Raises:
         PermissionDenied: Not (or no longer) an admin.
     """
-    require_admin(workspace.principal)
-    me = workspace.store.user_by_id(workspace.principal.user_id)
+    require_admin(scope.principal)
+    me = scope.store.user_by_id(scope.principal.user_id)
     if me is None or me.disabled or me.role != "admin":
         raise PermissionDenied("permission denied: you are no longer an admin")
 

@@ -11,19 +11,15 @@ an admin lowered it after the container was created.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 from sshpanel.access.quota import Usage, check_ports, check_quota
 from sshpanel.access.spec import ContainerSpec, parse_restart
 from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.records import QuotaView
-from sshpanel.backend.views import ContainerView
+from sshpanel.backend.scope import Scope
 from sshpanel.config import Settings
 from sshpanel.errors import InvalidValue, NotFound, PanelError, QuotaExceeded, UsageError
 from sshpanel.store import Store, admin as queries
-
-if TYPE_CHECKING:
-    from sshpanel.backend.workspace import Workspace
 
 MIN_MEMORY = 6 * 1024 * 1024
 """Docker's minimum memory limit, bytes."""
@@ -87,14 +83,18 @@ def check_publish(user, spec: ContainerSpec) -> None:
     check_ports(spec.ports, port_range_of(user), in_use)
 
 
-def check_start(workspace: "Workspace", row) -> None:
+def check_start(store: Store, user_id: int, row) -> None:
     """Refuses to start a container while its owner is over a quota.
+
+    Args:
+        store: The repository.
+        user_id: The owner's user id.
+        row: The container record.
 
     Raises:
         QuotaExceeded: Names the quota, e.g. after an admin lowered it.
     """
-    store = workspace.store
-    user = store.user_by_id(workspace.principal.user_id)
+    user = store.user_by_id(user_id)
     count, memory, cpus = store.usage(user.id)
     others = Usage(count - 1, memory - row.memory, cpus - row.cpus)
     try:
@@ -103,13 +103,33 @@ def check_start(workspace: "Workspace", row) -> None:
         raise QuotaExceeded(f"cannot start {row.name}: {exc.message}") from None
 
 
+def check_update(memory: int | None, cpus: float | None, restart: str | None) -> tuple[str, int] | None:
+    """Validates what `update` was asked to change, before the container is
+    looked up.
+
+    Args:
+        memory: New memory limit, bytes, or None.
+        cpus: New CPU limit, in CPUs, or None.
+        restart: New restart policy (`no`, `always`, `unless-stopped`,
+            `on-failure[:N]`), or None.
+
+    Returns:
+        The parsed restart policy (name, retries), or None to keep it.
+
+    Raises:
+        UsageError: Nothing to change.
+        InvalidValue: Memory under 6 MiB or a bad restart policy.
+    """
+    if memory is None and cpus is None and restart is None:
+        raise UsageError("update: give at least one of -m/--memory, --cpus, --restart")
+    if memory is not None and memory < MIN_MEMORY:
+        raise InvalidValue("memory limit must be at least 6m (Docker's minimum)")
+    return parse_restart(restart) if restart is not None else None
+
+
 def update_limits(
-    workspace: "Workspace",
-    ref: str,
-    memory: int | None = None,
-    cpus: float | None = None,
-    restart: str | None = None,
-) -> ContainerView:
+    scope: Scope, row, memory: int | None, cpus: float | None, policy: tuple[str, int] | None
+) -> None:
     """Changes the memory limit, CPU limit and/or restart policy of one of the
     user's containers, live (`docker update`).
 
@@ -118,59 +138,42 @@ def update_limits(
     limit is always allowed, even when the user is over quota.
 
     Args:
-        workspace: The owner's workspace.
-        ref: Container name or ID prefix.
-        memory: New memory limit, bytes (swap stays equal to memory).
-        cpus: New CPU limit, in CPUs.
-        restart: New restart policy (`no`, `always`, `unless-stopped`,
-            `on-failure[:N]`).
-
-    Returns:
-        The container after the update.
+        scope: The owner's session.
+        row: The container record, resolved among the owner's.
+        memory: New memory limit, bytes (swap stays equal to memory), or None.
+        cpus: New CPU limit, in CPUs, or None.
+        policy: New restart policy from `check_update`, or None.
 
     Raises:
-        UsageError: Nothing to change.
-        InvalidValue: Memory under 6 MiB or a bad restart policy.
-        NotFound: No such container of the user's.
+        NotFound: The container was removed meanwhile.
         QuotaExceeded: Memory or CPU quota would be exceeded.
         EngineError: Docker refused (e.g. memory below what the container uses).
     """
-    store = workspace.store
-    with workspace.audited("update", ref):
-        if memory is None and cpus is None and restart is None:
-            raise UsageError("update: give at least one of -m/--memory, --cpus, --restart")
-        if memory is not None and memory < MIN_MEMORY:
-            raise InvalidValue("memory limit must be at least 6m (Docker's minimum)")
-        policy = parse_restart(restart) if restart is not None else None
-        row = workspace.resolve(ref)
+    store = scope.store
+    with store.write():
+        current = store.container_by_docker_id(row.docker_id)
+        if current is None or current.removed is not None:
+            raise NotFound(f"no such container: {row.name}")
+        spec = json.loads(current.spec)
+        new_memory = memory if memory is not None else current.memory
+        new_cpus = cpus if cpus is not None else current.cpus
+        if policy is not None:
+            spec["restart"], spec["restart_retries"] = policy
+        spec["memory"], spec["cpus"] = new_memory, new_cpus
+        _check_growth(store, current, new_memory, new_cpus)
+        store.update_limits(current.id, new_memory, new_cpus, json.dumps(spec, sort_keys=True))
+    try:
+        _docker_update(scope, current, new_memory, new_cpus, spec["restart"], spec["restart_retries"])
+    except BaseException as exc:
         with store.write():
-            current = store.container_by_docker_id(row.docker_id)
-            if current is None or current.removed is not None:
-                raise NotFound(f"no such container: {row.name}")
-            spec = json.loads(current.spec)
-            new_memory = memory if memory is not None else current.memory
-            new_cpus = cpus if cpus is not None else current.cpus
-            if policy is not None:
-                spec["restart"], spec["restart_retries"] = policy
-            spec["memory"], spec["cpus"] = new_memory, new_cpus
-            _check_growth(store, current, new_memory, new_cpus)
-            store.update_limits(current.id, new_memory, new_cpus, json.dumps(spec, sort_keys=True))
-        try:
-            _docker_update(workspace, current, new_memory, new_cpus, spec["restart"], spec["restart_retries"])
-        except BaseException as exc:
-            with store.write():
-                store.update_limits(current.id, current.memory, current.cpus, current.spec)
-            detail = exc.message if isinstance(exc, PanelError) else type(exc).__name__
-            store.add_event(workspace.principal.user_id, current.id, "update", ok=False, detail=detail)
-            raise
-        store.add_event(
-            workspace.principal.user_id, current.id, "update",
-            detail=f"memory={new_memory} cpus={new_cpus} restart={spec['restart']}",
-        )
-    for view in workspace.containers(all=True):
-        if view.id == current.docker_id:
-            return view
-    raise NotFound(f"no such container: {row.name}")
+            store.update_limits(current.id, current.memory, current.cpus, current.spec)
+        detail = exc.message if isinstance(exc, PanelError) else type(exc).__name__
+        store.add_event(scope.principal.user_id, current.id, "update", ok=False, detail=detail)
+        raise
+    store.add_event(
+        scope.principal.user_id, current.id, "update",
+        detail=f"memory={new_memory} cpus={new_cpus} restart={spec['restart']}",
+    )
 
 
 def _check_growth(store: Store, current, new_memory: int, new_cpus: float) -> None:
@@ -188,14 +191,14 @@ def _check_growth(store: Store, current, new_memory: int, new_cpus: float) -> No
     check_quota(effective, others, Usage(0, new_memory, new_cpus))
 
 
-def _docker_update(workspace: "Workspace", row, memory: int, cpus: float, policy: str, retries: int) -> None:
+def _docker_update(scope: Scope, row, memory: int, cpus: float, policy: str, retries: int) -> None:
     """Calls `POST /containers/{id}/update`.
 
     The SDK's `update_container` cannot send `NanoCpus`, and Docker refuses
     `CpuQuota` on a container created with `NanoCpus` (the policy's
     `nano_cpus`), so the body is posted as the docker CLI sends it.
     """
-    api = workspace.engine.client.api
+    api = scope.engine.client.api
     # Unlike create, update reads an empty name as "unchanged": send `no`.
     restart: dict = {"Name": policy}
     if policy == "on-failure":

@@ -24,7 +24,7 @@ from sshpanel.access.spec import ContainerSpec, CreateRequest, spec_from_request
 from sshpanel.backend.engine import Engine, translate_errors
 from sshpanel.backend.events import DISCONNECTED, EngineEvents
 from sshpanel.backend.images import ImagePolicy
-from sshpanel.backend.quotas import check_publish, check_start, limits_of, pids_of, quota_view, update_limits
+from sshpanel.backend.quotas import check_publish, check_start, check_update, limits_of, pids_of, quota_view, update_limits
 from sshpanel.backend.records import QuotaView
 from sshpanel.backend.secrets import Secrets
 from sshpanel.backend.views import ContainerView, ImageView
@@ -223,7 +223,7 @@ class Workspace:
         """
         with self.audited("start", ref):
             row = self.resolve(ref)
-            check_start(self, row)
+            check_start(self.store, self.principal.user_id, row)
             self._lifecycle(row, "start")
             return row.name
 
@@ -231,8 +231,29 @@ class Workspace:
         self, ref: str, memory: int | None = None, cpus: float | None = None, restart: str | None = None
     ) -> ContainerView:
         """Changes limits of one of the user's containers live, within quota
-        (`docker update`); see `sshpanel.backend.quotas.update_limits`."""
-        return update_limits(self, ref, memory, cpus, restart)
+        (`docker update`); see `sshpanel.backend.quotas.update_limits`.
+
+        Args:
+            ref: Container name or ID prefix.
+            memory: New memory limit, bytes.
+            cpus: New CPU limit, in CPUs.
+            restart: New restart policy (`on-failure[:N]` and the others).
+
+        Returns:
+            The container after the update.
+
+        Raises:
+            UsageError: Nothing to change.
+            InvalidValue: Memory under 6 MiB or a bad restart policy.
+            NotFound: No such container of the user's.
+            QuotaExceeded: Memory or CPU quota would be exceeded.
+            EngineError: Docker refused.
+        """
+        with self.audited("update", ref):
+            policy = check_update(memory, cpus, restart)
+            row = self.resolve(ref)
+            update_limits(self, row, memory, cpus, policy)
+        return self._view_of(row.name)
 
     def quota(self) -> QuotaView:
         """Returns the user's quotas and what their live containers hold."""

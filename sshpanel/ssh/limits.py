@@ -17,7 +17,7 @@ import random
 import time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 
 @dataclass
@@ -140,6 +140,25 @@ class StreakTable:
             self._entries.popitem(last=False)
         else:
             del self._entries[victim]
+
+
+class SessionLimits(Protocol):
+    """The per-user session count every kind of session shares: `Limits` in
+    a single process, `worker.WorkerLimits` in a worker of `serve --workers`.
+
+    Attributes:
+        settings: The numbers (`sessions_per_connection` and the others).
+    """
+
+    settings: LimitSettings
+
+    def open_session(self, user: str) -> bool:
+        """Counts a new session of `user`; False when over the per-user limit."""
+        ...
+
+    def close_session(self, user: str) -> None:
+        """Releases a session counted by `open_session`."""
+        ...
 
 
 @dataclass

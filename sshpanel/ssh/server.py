@@ -1,6 +1,7 @@
 """Provides the asyncssh server: hardened options, public-key authentication
-bound to the key that actually signed, and `PanelServer`, which owns the
-store, the engine and the events listener for the life of the process."""
+bound to the key that actually signed, and `PanelServer`, which serves one
+store and owns the engine and the events listener for the life of the
+process."""
 
 from __future__ import annotations
 
@@ -16,14 +17,17 @@ from sshpanel.backend.events import EngineEvents
 from sshpanel.backend.passwords import BCRYPT_SLOTS, Passwords
 from sshpanel.backend.disk import DiskWatch
 from sshpanel.backend.stats import StatsCollector
-from sshpanel.backend.workspace import Workspace
 from sshpanel.config import Settings
+from sshpanel.ssh import session
 from sshpanel.ssh.algorithms import server_algorithms
+from sshpanel.ssh.channel_codec import prepare_channel
 from sshpanel.ssh.limits import Limits
+from sshpanel.ssh.services import SessionServices
 from sshpanel.ssh.session_channel import ENCODING, ERRORS, LINE_EDITOR, AllowListChannel, SlotProcess
+from sshpanel.ssh.sftp import open_home_sftp
 from sshpanel.ssh.startup import prepare_panel, session_limits
 from sshpanel.ssh.tcp import acknowledge_at_once
-from sshpanel.store import Store, open_store
+from sshpanel.store import Store
 
 log = logging.getLogger("sshpanel.ssh")
 
@@ -41,44 +45,48 @@ class PanelServer:
 
     Args:
         settings: Server settings.
+        store: The open database (`sshpanel.store.open_store`); the caller
+            closes it after `stop`.
 
     Attributes:
         port: The TCP port actually bound (useful with port 0), after `start`.
+        services: What every session of this process is served with.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: Store) -> None:
         """Raises:
             ConfigError: A session limit below 1.
         """
         self.settings = settings
-        self.store: Store | None = None
+        self.store = store
         self.engine = Engine(settings)
         self.events = EngineEvents(self.engine, settings)
         self.stats = StatsCollector(self.engine, settings, events=self.events)
-        self.disk: DiskWatch | None = None
-        """Disk measurements and their enforcement (the serving process only)."""
-        self.accounts: Accounts | None = None
+        self.disk = DiskWatch(store, self.engine, settings, settings.disk_interval)
+        """Disk measurements and their enforcement (started by the serving
+        process only, in `prepare`)."""
+        self.accounts = Accounts(store, settings)
+        self.passwords = Passwords(store)
         self.port = 0
         self._server: asyncssh.SSHAcceptor | None = None
         self.connections: set[PanelSSHServer] = set()
         self.limits = Limits(session_limits(settings))
-        self.passwords: Passwords | None = None
         # Bounds the executor threads password checks hold, so a burst of
         # attempts cannot starve the Docker calls of every session.
         self.password_slots = asyncio.Semaphore(BCRYPT_SLOTS)
+        self.services = SessionServices(
+            settings, store, self.engine, self.events, self.stats, self.passwords, self.close_user_sessions
+        )
 
     async def start(self) -> None:
-        """Opens the database, checks the engine, binds the port.
+        """Checks the engine, binds the port.
 
         Raises:
-            ConfigError: Database or host key unusable, or the engine does
-                not remap user namespaces while `require_unprivileged` is set.
+            ConfigError: Host key unusable, or the engine does not remap
+                user namespaces while `require_unprivileged` is set.
             EngineUnavailable: The Docker engine does not answer.
             OSError: The port cannot be bound (e.g. in use).
         """
-        self.store = await asyncio.to_thread(open_store, self.settings)
-        self.accounts = Accounts(self.store, self.settings)
-        self.passwords = Passwords(self.store)
         if self.settings.password_auth:
             await asyncio.to_thread(self.passwords.prepare)
         key = await self.prepare()
@@ -114,10 +122,8 @@ class PanelServer:
         Returns:
             The host key.
         """
-        assert self.store is not None and self.accounts is not None
         key = await prepare_panel(self.settings, self.store, self.accounts, self.engine)
         self.events.start(self.store)
-        self.disk = DiskWatch(self.store, self.engine, self.settings, self.settings.disk_interval)
         self.disk.start()
         return key
 
@@ -158,22 +164,12 @@ class PanelServer:
         asyncssh calls it before decoding the channel's first input (it
         resumes reading right after this returns), so the codec is set here.
         """
-        from sshpanel.ssh.channel_codec import prepare_channel
-        from sshpanel.ssh.session import handle_process
-
         prepare_channel(process)
-        return handle_process(self, process)
+        return session.handle_process(self.services, process)
 
     def open_sftp(self, chan: asyncssh.SSHServerChannel) -> Awaitable[object]:
         """The SFTP factory of session channels (`sftp.open_home_sftp`)."""
-        from sshpanel.ssh.sftp import open_home_sftp
-
-        return open_home_sftp(self, chan)
-
-    def workspace(self, principal: Principal) -> Workspace:
-        """Returns the Workspace of an authenticated principal."""
-        assert self.store is not None
-        return Workspace(principal, self.store, self.engine, self.settings, self.events)
+        return open_home_sftp(self.services, self.limits, chan)
 
     def close_user_sessions(self, name: str, reason: str) -> int:
         """Disconnects every live connection of user `name` (on the loop thread;
@@ -212,8 +208,7 @@ class PanelServer:
         if self._server is not None:
             await self._server.wait_closed()
         self.events.stop()
-        if self.disk is not None:
-            await asyncio.to_thread(self.disk.stop)
+        await asyncio.to_thread(self.disk.stop)
         await asyncio.to_thread(self.stats.stop)
         await asyncio.to_thread(self.engine.close)
 
@@ -360,7 +355,6 @@ class PanelSSHServer(asyncssh.SSHServer):
         and does not tell that the account exists and is locked.
         """
         accounts = self.panel.accounts
-        assert accounts is not None
         principal = await asyncio.to_thread(accounts.authenticate_key, username, key.public_data, self.source)
         return self._settle(username, None if self.panel.limits.account_locked(username) else principal)
 
@@ -370,7 +364,7 @@ class PanelSSHServer(asyncssh.SSHServer):
         throttled account is checked too, then refused."""
         passwords = self.panel.passwords
         principal = None
-        if self.panel.settings.password_auth and passwords is not None:
+        if self.panel.settings.password_auth:
             # A throttled account pays the same bcrypt check (see above).
             async with self.panel.password_slots:
                 principal = await asyncio.to_thread(passwords.authenticate, username, password, self.source)
@@ -390,7 +384,7 @@ class PanelSSHServer(asyncssh.SSHServer):
 
     def auth_completed(self) -> None:
         self.principal = self._candidate
-        assert self.principal is not None and self.panel.accounts is not None
+        assert self.principal is not None
         self.panel.client_authenticated(self)
         log.info(
             "auth ok user=%s key=%s source=%s", self.principal.name, self.principal.fingerprint, self.source

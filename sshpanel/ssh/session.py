@@ -10,16 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import asyncssh
 
 from sshpanel.backend.admin import Admin
+from sshpanel.backend.workspace import Workspace
 from sshpanel.ssh.commands import run_command
-
-if TYPE_CHECKING:
-    from sshpanel.backend.workspace import Workspace
-    from sshpanel.ssh.server import PanelServer, PanelSSHServer
+from sshpanel.ssh.services import SessionServices
 
 log = logging.getLogger("sshpanel.session")
 
@@ -29,15 +26,15 @@ NO_TERMINAL = (
 )
 
 
-def tui_admin(panel: "PanelServer", workspace: "Workspace") -> Admin | None:
+def tui_admin(services: SessionServices, workspace: Workspace) -> Admin | None:
     """Returns the admin service of a dashboard session: only an admin gets
     one, and without it the TUI offers no admin screens.
 
     Disabling or deleting a user from the TUI closes that user's sessions
-    through `panel.close_user_sessions`, called on the event loop.
+    through `services.close_user_sessions`, called on the event loop.
 
     Args:
-        panel: The server.
+        services: The process's session services.
         workspace: The session's workspace.
     """
     if not workspace.principal.is_admin:
@@ -45,12 +42,12 @@ def tui_admin(panel: "PanelServer", workspace: "Workspace") -> Admin | None:
     loop = asyncio.get_running_loop()
 
     def disconnect(user: str, reason: str) -> None:
-        loop.call_soon_threadsafe(panel.close_user_sessions, user, reason)
+        loop.call_soon_threadsafe(services.close_user_sessions, user, reason)
 
     return Admin(workspace, disconnect)
 
 
-async def run_dashboard(panel: "PanelServer", process: asyncssh.SSHServerProcess, workspace: "Workspace") -> int:
+async def run_dashboard(services: SessionServices, process: asyncssh.SSHServerProcess, workspace: Workspace) -> int:
     """Runs the Textual dashboard on a PTY session, with the services it
     offers: the shared stats collector, and shells in the user's containers
     on this session's terminal (the dashboard is suspended meanwhile).
@@ -69,23 +66,27 @@ async def run_dashboard(panel: "PanelServer", process: asyncssh.SSHServerProcess
     async def open_shell(ref: str) -> int:
         return await hand_over(lambda: bridge_shell(process, workspace, ref))
 
-    services = PanelServices.of(workspace, WorkspaceStats(workspace, panel.stats), open_shell)
-    app = PanelApp(workspace, tui_admin(panel, workspace), services=services)
-    await run_tui(process, app, hand_over, panel.settings.idle_timeout)
+    offered = PanelServices.of(workspace, WorkspaceStats(workspace, services.stats), open_shell)
+    app = PanelApp(workspace, tui_admin(services, workspace), services=offered)
+    await run_tui(process, app, hand_over, services.settings.idle_timeout)
     return 0 if app.return_code in (0, None) else 1
 
 
-async def handle_process(panel: "PanelServer", process: asyncssh.SSHServerProcess) -> None:
-    """Runs one SSH session channel to completion and sets its exit status."""
-    conn = process.get_extra_info("connection")
-    server: PanelSSHServer = conn.get_owner()
-    principal = server.principal
+async def handle_process(services: SessionServices, process: asyncssh.SSHServerProcess) -> None:
+    """Runs one SSH session channel to completion and sets its exit status.
+
+    Args:
+        services: The process's session services.
+        process: The session; its connection's owner (`server.PanelSSHServer`)
+            holds the principal that authenticated.
+    """
+    principal = process.get_extra_info("connection").get_owner().principal
     if principal is None:
         process.exit(1)
         return
     # The channel already holds its place in the session limits, from open
     # to close (`session_channel.SlotProcess`).
-    workspace = panel.workspace(principal)
+    workspace = services.workspace(principal)
     started = time.monotonic()
     kind = "tui" if process.command is None else "exec"
     log.info("session start user=%s source=%s kind=%s", principal.name, principal.source, kind)
@@ -97,9 +98,9 @@ async def handle_process(panel: "PanelServer", process: asyncssh.SSHServerProces
             if process.get_terminal_type() is None:
                 process.stderr.write(NO_TERMINAL)
             else:
-                status = await run_dashboard(panel, process, workspace)
+                status = await run_dashboard(services, process, workspace)
         else:
-            status = await run_command(panel, process, workspace, process.command)
+            status = await run_command(services, process, workspace, process.command)
     except (asyncssh.BreakReceived, asyncssh.SignalReceived, asyncssh.TerminalSizeChanged):
         status = 130
     except (BrokenPipeError, ConnectionError, asyncssh.DisconnectError):

@@ -24,7 +24,7 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 import asyncssh
 from asyncssh.sftp import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TRUNC, FXF_WRITE
@@ -33,9 +33,8 @@ from sshpanel.backend.files import disk_usage, home_dir, open_folder, parent_ben
 from sshpanel.backend.volumes import Volumes
 from sshpanel.backend.workspace import Workspace
 from sshpanel.errors import PanelError
-
-if TYPE_CHECKING:
-    from sshpanel.ssh.server import PanelServer
+from sshpanel.ssh.limits import SessionLimits
+from sshpanel.ssh.services import SessionServices
 
 REFUSED_LINKS = "symbolic and hard links are not allowed in your home directory"
 REFUSED_SESSION = "sshpanel: too many open sessions; close one and try again"
@@ -43,11 +42,14 @@ VOLUMES_TTL = 60.0
 """Seconds an SFTP session reuses the engine's figure of the user's volumes."""
 
 
-async def open_home_sftp(panel: "PanelServer", chan: asyncssh.SSHServerChannel) -> "HomeSFTPServer":
+async def open_home_sftp(
+    services: SessionServices, limits: SessionLimits, chan: asyncssh.SSHServerChannel
+) -> "HomeSFTPServer":
     """The `sftp_factory`: builds the SFTP server of the channel's user.
 
     Args:
-        panel: The running panel (settings, workspaces).
+        services: The process's session services (settings, workspaces).
+        limits: The session limits the session is counted in.
         chan: The SFTP session's channel; its connection's owner is the
             `PanelSSHServer` holding the authenticated principal.
 
@@ -55,8 +57,8 @@ async def open_home_sftp(panel: "PanelServer", chan: asyncssh.SSHServerChannel) 
         The user's SFTP server, rooted at their home directory.
     """
     owner = chan.get_connection().get_owner()
-    workspace = panel.workspace(owner.principal)
-    limits, name = panel.limits, owner.principal.name
+    workspace = services.workspace(owner.principal)
+    name = owner.principal.name
     if owner.sessions >= limits.settings.sessions_per_connection or not limits.open_session(name):
         # Counted like every other session (issue 7). Closing the channel
         # here would end the whole connection (asyncssh's SFTP handler does
@@ -70,8 +72,8 @@ async def open_home_sftp(panel: "PanelServer", chan: asyncssh.SSHServerChannel) 
         limits.close_session(name)
 
     try:
-        root = await asyncio.to_thread(home_dir, panel.settings, name)
-        server = HomeSFTPServer(chan, workspace, str(root), panel.settings.quota_disk, release=release,
+        root = await asyncio.to_thread(home_dir, services.settings, name)
+        server = HomeSFTPServer(chan, workspace, str(root), services.settings.quota_disk, release=release,
                                 volumes_size=Volumes(workspace).size)
         await server.refresh_usage()
     except BaseException:

@@ -42,6 +42,7 @@ from sshpanel.ssh.limits import LimitSettings
 from sshpanel.ssh.link import Link
 from sshpanel.ssh.server import PanelServer, PanelSSHServer
 from sshpanel.ssh.startup import session_limits
+from sshpanel.store import Store, open_store
 
 log = logging.getLogger("sshpanel.worker")
 
@@ -234,12 +235,13 @@ class WorkerServer(PanelServer):
 
     Args:
         settings: The supervisor's settings.
+        store: The open database, shared with the supervisor.
         sock: This worker's end of the link.
         index: The worker's number (0-based), for the log.
     """
 
-    def __init__(self, settings: Settings, sock: socket.socket, index: int) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: Settings, store: Store, sock: socket.socket, index: int) -> None:
+        super().__init__(settings, store)
         self.index = index
         self.handoff = Handoff(self._lost)
         self.link = Link(sock, self._on_message, self._on_link_closed)
@@ -326,7 +328,7 @@ async def serve_worker(settings: Settings, sock: socket.socket, index: int) -> i
     Returns:
         The exit status.
     """
-    server = WorkerServer(settings, sock, index)
+    server = WorkerServer(settings, await asyncio.to_thread(open_store, settings), sock, index)
     await server.start()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, server.gone.set)

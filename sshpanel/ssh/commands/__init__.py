@@ -12,7 +12,6 @@ import asyncio
 import functools
 import inspect
 import shlex
-from typing import TYPE_CHECKING
 
 import asyncssh
 
@@ -20,9 +19,7 @@ from sshpanel.backend.workspace import Workspace
 from sshpanel.errors import PanelError, UsageError
 from sshpanel.ssh.commands import account, admin, build, containers, deploy, images, monitor, secrets, shell, volumes
 from sshpanel.ssh.commands.base import Context, Handler, HelpShown, Parser
-
-if TYPE_CHECKING:
-    from sshpanel.ssh.server import PanelServer
+from sshpanel.ssh.services import SessionServices
 
 MAX_COMMAND_LINE = 64 * 1024
 COMMAND_MODULES = (containers, account, admin, shell, monitor, build, images, deploy, secrets, volumes)
@@ -48,10 +45,21 @@ def build_parser() -> tuple[Parser, dict[str, Handler]]:
 
 
 async def run_command(
-    panel: "PanelServer", process: asyncssh.SSHServerProcess, workspace: Workspace, command: str
+    services: SessionServices, process: asyncssh.SSHServerProcess, workspace: Workspace, command: str
 ) -> int:
-    """Parses and runs one exec command; returns the exit status."""
-    ctx = Context(workspace, panel, process, asyncio.get_running_loop())
+    """Parses and runs one exec command; returns the exit status.
+
+    Args:
+        services: The process's session services; the command gets those
+            it uses (`Context`).
+        process: The exec session.
+        workspace: The caller's workspace.
+        command: The command line as the client sent it.
+    """
+    ctx = Context(
+        workspace, process, asyncio.get_running_loop(),
+        stats=services.stats, passwords=services.passwords, close_user_sessions=services.close_user_sessions,
+    )
     parser, handlers = build_parser()
     try:
         if len(command) > MAX_COMMAND_LINE:

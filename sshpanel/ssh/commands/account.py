@@ -179,7 +179,7 @@ def _update(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def _passwd(ctx: Context, args: argparse.Namespace) -> int:
-    account = Account(ctx.workspace, ctx.panel.passwords)
+    account = Account(ctx.workspace, ctx.passwords)
     if args.delete:
         await asyncio.to_thread(account.set_password, None)
         ctx.out("password removed")

@@ -85,7 +85,7 @@ async def _gated(ctx: Context, args: argparse.Namespace) -> int:
     target = getattr(args, "name", "") or ""
 
     def disconnect(user: str, reason: str) -> None:
-        ctx.loop.call_soon_threadsafe(ctx.panel.close_user_sessions, user, reason)
+        ctx.loop.call_soon_threadsafe(ctx.close_user_sessions, user, reason)
 
     admin = await asyncio.to_thread(open_admin, ctx.workspace, name, target, disconnect)
     text = ""

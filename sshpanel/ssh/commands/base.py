@@ -6,15 +6,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Awaitable, Callable, Union
+from typing import Awaitable, Callable, Union
 
 import asyncssh
 
+from sshpanel.backend.passwords import Passwords
+from sshpanel.backend.stats import StatsCollector
 from sshpanel.backend.workspace import Workspace
 from sshpanel.errors import UsageError
-
-if TYPE_CHECKING:
-    from sshpanel.ssh.server import PanelServer
 
 
 @dataclass
@@ -23,15 +22,20 @@ class Context:
 
     Attributes:
         workspace: The caller's Workspace (their containers only).
-        panel: The server, for admin services (gate with `require_admin`).
         process: The SSH channel (async handlers may read stdin from it).
         loop: The event loop owning the channel.
+        stats: The shared CPU and memory sampler (`stats`).
+        passwords: Password hashing and checks (`passwd`).
+        close_user_sessions: Disconnects every connection of a user
+            `(name, reason)`; call it on `loop` (admin `user disable`/`rm`).
     """
 
     workspace: Workspace
-    panel: "PanelServer"
     process: asyncssh.SSHServerProcess
     loop: asyncio.AbstractEventLoop
+    stats: StatsCollector
+    passwords: Passwords
+    close_user_sessions: Callable[[str, str], int]
 
     def out(self, text: str = "") -> None:
         """Writes one line to stdout (safe from any thread)."""

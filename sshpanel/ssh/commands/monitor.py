@@ -53,7 +53,7 @@ def register(sub) -> dict[str, Handler]:
 
 
 async def _stats(ctx: Context, args: argparse.Namespace) -> int:
-    monitor = WorkspaceStats(ctx.workspace, ctx.panel.stats)
+    monitor = WorkspaceStats(ctx.workspace, ctx.stats)
     refs = args.containers or None
     named = await asyncio.to_thread(_named, ctx, refs)
     terminal = ctx.process.get_terminal_type() is not None

@@ -1,7 +1,7 @@
 """Provides `ContainerActions`, the actions of the dashboard and of the
 graphs screen that need the session's `PanelServices`: a shell in the
-container, provisioning with a script, the scripts screen, logs, live graphs,
-the history, and the dashboard's monitor and last-record line."""
+container, provisioning with a script, the scripts screen, logs, the
+history, and the dashboard's monitor and last-record line."""
 
 from __future__ import annotations
 
@@ -136,21 +136,13 @@ class ContainerActions(BackendCalls):
             self._last_record_error = str(error)
             self.show_backend_error(error)
 
-    # Logs, graphs, history ------------------------------------------------
+    # Logs and history ------------------------------------------------
 
     def action_open_logs(self) -> None:
         """Opens the selected container's log, following it."""
         view = self.current_container()
         if view is not None and self.services is not None:
             self.app.push_screen(LogScreen(self.services.logs, view.name))  # type: ignore[attr-defined]
-
-    def action_open_graphs(self) -> None:
-        """Opens the selected container's CPU and memory graphs."""
-        view = self.current_container()
-        if view is not None and self.services is not None:
-            from sshpanel.tui.screens.container_stats import ContainerStatsScreen  # it mixes this class in
-
-            self.app.push_screen(ContainerStatsScreen(self.services, view))  # type: ignore[attr-defined]
 
     def action_open_history(self) -> None:
         """Opens the history: the user's, or the container's on its own screen."""

@@ -25,6 +25,7 @@ from sshpanel.tui.screens.admin import admin_area
 from sshpanel.tui.screens.calls import in_worker_thread
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.screens.container_actions import SERVICE_ACTIONS, ContainerActions
+from sshpanel.tui.screens.container_stats import ContainerStatsScreen
 from sshpanel.tui.screens.create import CreateContainerModal, NewContainer
 from sshpanel.tui.screens.edit import EditContainerModal
 from sshpanel.tui.screens.files import FilesScreen
@@ -291,6 +292,12 @@ class DashboardScreen(ContainerActions, Screen[None]):
     def action_open_files(self) -> None:
         """Opens the file browser of the home directory (builds start there)."""
         self.app.push_screen(FilesScreen(self.workspace))
+
+    def action_open_graphs(self) -> None:
+        """Opens the selected container's CPU and memory graphs."""
+        view = self.current_container()
+        if view is not None and self.services is not None:
+            self.app.push_screen(ContainerStatsScreen(self.services, view))
 
     def action_deploy_container(self) -> None:
         """Asks, then deploys the newest build of the selected container's name."""
