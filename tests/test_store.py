@@ -1,10 +1,14 @@
-"""The store: pragmas, file mode, additive migrations of an older schema."""
+"""The store: pragmas, file mode, additive migrations of an older schema;
+users, keys and conflicts on PostgreSQL too."""
 
 from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from sshpanel.config import load_settings
+from sshpanel.errors import Conflict
 from sshpanel.store import open_store
 
 
@@ -31,4 +35,17 @@ def test_older_schema_gains_missing_columns(tmp_path):
     store = open_store(load_settings({"data_dir": tmp_path}))
     user = store.user_by_name("old")
     assert user is not None and user.role == "user"
+    store.close()
+
+
+@pytest.mark.databases
+def test_users_keys_and_conflicts(database, tmp_path):
+    store = open_store(load_settings({"data_dir": tmp_path, "database_url": database.new_url()}, environ={}))
+    user = store.create_user("ann", "user", 3, 2**30, 2.0)
+    store.add_key(user, "ssh-ed25519", "SHA256:x", "ssh-ed25519 AAAA", "")
+    with pytest.raises(Conflict, match="already registered"):
+        store.add_key(user, "ssh-ed25519", "SHA256:x", "ssh-ed25519 AAAA", "")
+    with pytest.raises(Conflict, match="already exists"):
+        store.create_user("ann", "user", 1, 1, 1.0)
+    assert store.key_of_user("ann", "SHA256:x")[0].name == "ann"
     store.close()
