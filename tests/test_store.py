@@ -1,5 +1,5 @@
 """The store: pragmas, file mode, additive migrations of an older schema;
-users, keys and conflicts on PostgreSQL too."""
+users, keys, conflicts and user transactions on PostgreSQL too."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from sshpanel.config import load_settings
-from sshpanel.errors import Conflict
+from sshpanel.errors import Conflict, NotFound
 from sshpanel.store import open_store
 
 
@@ -47,5 +47,13 @@ def test_users_keys_and_conflicts(database, tmp_path):
         store.add_key(user, "ssh-ed25519", "SHA256:x", "ssh-ed25519 AAAA", "")
     with pytest.raises(Conflict, match="already exists"):
         store.create_user("ann", "user", 1, 1, 1.0)
-    assert store.key_of_user("ann", "SHA256:x")[0].name == "ann"
+    with store.user_transaction(user.id) as tx:
+        tx.reserve_container("web", "img", "{}", 2**20, 0.5)
+    with pytest.raises(Conflict):
+        with store.user_transaction(user.id) as tx:
+            tx.reserve_container("web", "img", "{}", 2**20, 0.5)
+    assert store.usage(user.id) == (1, 2**20, 0.5)
+    with pytest.raises(NotFound):
+        with store.user_transaction(user.id + 100):
+            pass
     store.close()
