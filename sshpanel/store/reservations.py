@@ -119,6 +119,7 @@ def lock_user(store: "Store", user_id: int) -> Iterator[UserTransaction]:
     Raises:
         NotFound: No such user (deleted meanwhile).
         Conflict: A uniqueness constraint failed inside the block.
+        DatabaseUnavailable: The database cannot be reached.
     """
     with store.write():
         query = User.select().where(User.id == user_id)

@@ -3,7 +3,8 @@
 SQLite runs in WAL mode with foreign keys on, `synchronous=FULL` and a busy
 timeout (PITFALLS.md "Peewee / SQLite"); write transactions take the lock at
 once (`BEGIN IMMEDIATE`) so a check and the row it guards cannot interleave
-with another writer. On PostgreSQL a check and the write it guards
+with another writer. PostgreSQL goes through a bounded pool that reconnects
+(`sshpanel.store.database`); there a check and the write it guards
 serialize per user through `user_transaction` (`sshpanel.store.reservations`).
 Peewee keeps connection state per thread; callers run store methods in
 worker threads, never on the event loop, and never await inside `write()`.
@@ -18,10 +19,10 @@ from pathlib import Path
 from typing import Iterator
 
 import peewee as pw
-from playhouse import db_url
 
 from sshpanel.config import Settings
-from sshpanel.errors import Conflict, ConfigError
+from sshpanel.errors import Conflict, ConfigError, DatabaseUnavailable
+from sshpanel.store.database import connect_database, reason
 from sshpanel.store.migrations import upgrade
 from sshpanel.store.models import (
     MODELS,
@@ -54,20 +55,20 @@ def open_store(settings: Settings) -> "Store":
     """Opens (and creates if needed) the database named by the settings.
 
     Args:
-        settings: `database_url` if set (e.g. `postgresql://u:p@host/db`),
-            else the SQLite file `settings.database_path`.
+        settings: `database_url` if set (e.g. `postgresql://u:p@host/db`,
+            with at most `database_max_connections` connections), else the
+            SQLite file `settings.database_path`.
 
     Returns:
         A `Store` with its tables created.
 
     Raises:
-        ConfigError: The URL is not understood or the database cannot be opened.
+        ConfigError: The URL is not understood or the database cannot be
+            opened; one line, e.g. `cannot open database: connection
+            refused (127.0.0.1:1)`.
     """
     if settings.database_url:
-        try:
-            database = db_url.connect(settings.database_url)
-        except (ValueError, RuntimeError) as exc:
-            raise ConfigError(f"cannot use database URL: {exc}") from None
+        database = connect_database(settings.database_url, settings.database_max_connections)
         if isinstance(database, pw.SqliteDatabase):
             database.init(database.database, pragmas=SQLITE_PRAGMAS)
     else:
@@ -78,8 +79,10 @@ def open_store(settings: Settings) -> "Store":
         database.bind(MODELS)
         with database.connection_context():
             upgrade(database)
+    except DatabaseUnavailable as exc:
+        raise ConfigError(f"cannot open database: {exc.reason}") from None
     except pw.DatabaseError as exc:
-        raise ConfigError(f"cannot open database: {exc}") from None
+        raise ConfigError(f"cannot open database: {reason(exc)}") from None
     if isinstance(database, pw.SqliteDatabase) and database.database != ":memory:":
         for suffix in ("", "-wal", "-shm"):
             wal = Path(database.database + suffix)
@@ -106,6 +109,7 @@ class Store:
 
         Raises:
             Conflict: A uniqueness constraint failed inside the block.
+            DatabaseUnavailable: The database cannot be reached.
         """
         if isinstance(self.database, pw.SqliteDatabase):
             ctx = self.database.atomic(lock_type="IMMEDIATE")
@@ -125,6 +129,7 @@ class Store:
         Raises:
             NotFound: No such user.
             Conflict: A uniqueness constraint failed inside the block.
+            DatabaseUnavailable: The database cannot be reached.
         """
         return lock_user(self, user_id)
 
