@@ -42,7 +42,7 @@ class Databases:
         if not self.is_postgres:
             return ""
         name = f"sptest_{secrets.token_hex(6)}"
-        _admin(f'CREATE DATABASE "{name}"')
+        admin_query(f'CREATE DATABASE "{name}"')
         self.created.append(name)
         return _with_database(POSTGRES_URL, name)
 
@@ -50,7 +50,7 @@ class Databases:
         """Drops every database this object created (their panels have stopped;
         `WITH (FORCE)` ends any connection left over)."""
         for name in self.created:
-            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin_query(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self.created.clear()
 
 
@@ -59,15 +59,17 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
-def _admin(statement: str) -> None:
-    """Runs one statement as the superuser outside a transaction."""
+def admin_query(statement: str, params: tuple = ()) -> list[tuple]:
+    """Runs one statement as the superuser outside a transaction; returns
+    its rows (none for a statement that returns none)."""
     import psycopg2
 
     conn = psycopg2.connect(POSTGRES_URL)
     try:
         conn.autocommit = True
         with conn.cursor() as cursor:
-            cursor.execute(statement)
+            cursor.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
     finally:
         conn.close()
 
