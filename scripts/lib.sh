@@ -34,34 +34,159 @@ setup_venv() {
   "$VENV/bin/pip" install -q --disable-pip-version-check -e "$spec"
 }
 
+DOCKERD_LOG=/var/log/sshpanel-dockerd.log
+DAEMON_JSON=/etc/docker/daemon.json
+
 docker_up() { docker info >/dev/null 2>&1; }
+
+want_userns_remap() {
+  # User-namespace remapping is on unless SSHPANEL_USERNS_REMAP=0 (README,
+  # "Unprivileged containers": for an engine other software relies on).
+  [ "${SSHPANEL_USERNS_REMAP:-1}" != 0 ]
+}
+
+engine_remaps() {
+  # True when the answering engine remaps user namespaces: `docker info`
+  # lists `name=userns` among its security options.
+  docker info --format '{{json .SecurityOptions}}' 2>/dev/null | grep -q 'name=userns'
+}
+
+set_userns_remap() {
+  # Sets "userns-remap": "default" in the daemon.json $1 (created when
+  # missing; every other key and a remap user already set are kept).
+  # Prints "changed" when the file was written.
+  mkdir -p "$(dirname "$1")"
+  python3 -c '
+import json, os, sys
+path = sys.argv[1]
+try:
+    with open(path) as handle:
+        text = handle.read()
+except FileNotFoundError:
+    text = ""
+config = json.loads(text) if text.strip() else {}
+if not isinstance(config, dict):
+    sys.exit(f"{path}: not a JSON object")
+if not config.get("userns-remap"):
+    config["userns-remap"] = "default"
+    mode = os.stat(path).st_mode & 0o7777 if text else 0o644
+    temporary = path + ".sshpanel-new"
+    with open(temporary, "w") as handle:
+        json.dump(config, handle, indent=2)
+        handle.write("\n")
+    os.chmod(temporary, mode)
+    os.replace(temporary, path)
+    print("changed")
+' "$1"
+}
+
+process_state() {
+  # Prints the state letter of process $1 (R, S, Z, ...); nothing when gone
+  # or when $1 is not a number (an empty pid file).
+  case "$1" in "" | *[!0-9]*) return 0 ;; esac
+  { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1; } || true
+}
+
+running() {
+  # True when process $1 exists and is not a zombie (PID 1 on these
+  # machines may never reap a stopped dockerd, and kill -0 succeeds on one).
+  local state
+  state="$(process_state "$1")"
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+live_dockerd() {
+  # Prints the pids of running dockerd processes (zombies do not count).
+  local pid
+  for pid in $(pgrep -x dockerd || true); do
+    if running "$pid"; then echo "$pid"; fi
+  done
+  return 0
+}
+
+default_socket() {
+  # True when the docker CLI talks to the local default socket, the one a
+  # dockerd started here listens on.
+  case "${DOCKER_HOST:-}" in
+    "" | unix:///var/run/docker.sock | unix:///run/docker.sock) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
+own_dockerd() {
+  # Prints the pid of the running dockerd this script started (or the test
+  # suite restarted): the one writing to $DOCKERD_LOG. Fails when none.
+  local pid
+  for pid in $(live_dockerd); do
+    if [ "$(readlink "/proc/$pid/fd/1" 2>/dev/null)" = "$DOCKERD_LOG" ]; then
+      echo "$pid"
+      return 0
+    fi
+  done
+  return 1
+}
+
+stop_dockerd() {
+  # Stops dockerd $1 with SIGTERM (its containers stop with it) and waits
+  # until it has exited.
+  kill -TERM "$1" 2>/dev/null || true
+  for _ in $(seq 1 120); do
+    if ! running "$1"; then return 0; fi
+    sleep 0.5
+  done
+  log "dockerd $1 did not stop within 60 s"
+  return 1
+}
 
 setup_docker() {
   # Makes sure a Docker engine answers on the default socket: installs
-  # Debian's docker.io when no engine is there, then starts dockerd.
-  if docker_up; then return 0; fi
+  # Debian's docker.io when no engine is there, then starts dockerd with
+  # user-namespace remapping (root in a container is an unprivileged uid
+  # on the host). A running engine this script started that does not remap
+  # is restarted with it; any other engine is left as it is.
+  if docker_up; then
+    if engine_remaps || ! want_userns_remap; then return 0; fi
+    local pid
+    if ! default_socket || ! pid="$(own_dockerd)"; then
+      log "the Docker engine does not remap user namespaces and this script did not start it: left as it is"
+      log "(root in a container is root on the host; README, \"Unprivileged containers\")"
+      return 0
+    fi
+    log "restarting dockerd (pid $pid) with user-namespace remapping"
+    stop_dockerd "$pid"
+  fi
   if ! command -v dockerd >/dev/null 2>&1; then
     apt_install docker.io iptables
   fi
   command -v docker >/dev/null 2>&1 || apt_install docker.io
-  if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+  if [ -f /var/run/docker.pid ] && ! running "$(cat /var/run/docker.pid)"; then
     rm -f /var/run/docker.pid  # stale pid file makes dockerd refuse to start
   fi
   if [ -S /run/containerd/containerd.sock ] && ! pgrep -x containerd >/dev/null; then
     rm -f /run/containerd/containerd.sock
   fi
-  if ! pgrep -x dockerd >/dev/null; then
+  if [ -z "$(live_dockerd)" ]; then
+    if want_userns_remap; then
+      local changed
+      changed="$(set_userns_remap "$DAEMON_JSON")"  # fails (set -e) on a broken file
+      if [ "$changed" = changed ]; then log "set \"userns-remap\": \"default\" in $DAEMON_JSON"; fi
+    fi
     log "starting dockerd"
     # Detached (subshell + setsid): dockerd must not stay a child of the shell
     # that later execs pytest, or a restarted dockerd lingers as a zombie.
-    (setsid nohup dockerd >/var/log/sshpanel-dockerd.log 2>&1 &)
+    (setsid nohup dockerd >"$DOCKERD_LOG" 2>&1 &)
   fi
   for _ in $(seq 1 60); do
-    docker_up && return 0
+    if docker_up; then
+      if want_userns_remap && ! engine_remaps; then
+        log "dockerd answers but does not remap user namespaces; see $DOCKERD_LOG and $DAEMON_JSON"
+      fi
+      return 0
+    fi
     sleep 1
   done
-  log "dockerd did not answer within 60 s; see /var/log/sshpanel-dockerd.log"
-  tail -20 /var/log/sshpanel-dockerd.log >&2 || true
+  log "dockerd did not answer within 60 s; see $DOCKERD_LOG"
+  tail -20 "$DOCKERD_LOG" >&2 || true
   return 1
 }
 

@@ -3,7 +3,7 @@
 # images, start a throwaway PostgreSQL server, and run the whole test suite
 # (the database tests on SQLite and on PostgreSQL). .ci/run calls exactly this.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-apt_install python3-venv openssh-client tmux busybox-static
+apt_install python3-venv openssh-client tmux busybox-static dropbear-bin putty-tools
 setup_venv test,postgres
 setup_docker
 make_test_images

@@ -80,7 +80,10 @@ class Settings:
             1 to `MAX_WORKERS`): with more than one, a supervisor process
             accepts every connection, applies the admission limits and
             hands the connection to the least busy worker (issue 8;
-            DESIGN.md "several panel processes behind one address").
+            docs/ARCHITECTURE.md "Deployment").
+        require_unprivileged: Refuse to start on an engine that does not
+            remap user namespaces (`SSHPANEL_REQUIRE_UNPRIVILEGED=1`; issue
+            21: root in a container must not be root on the host).
     """
 
     listen: str = "0.0.0.0"
@@ -116,6 +119,7 @@ class Settings:
     build_network: str = "none"
     max_startups: tuple[int, int, int] = (10, 30, 100)
     workers: int = 1
+    require_unprivileged: bool = False
 
     @property
     def database_path(self) -> Path:
@@ -218,6 +222,7 @@ _ENV_FIELDS: dict[str, Callable[[str], object]] = {
     "build_network": build_network,
     "max_startups": max_startups,
     "workers": int,
+    "require_unprivileged": boolean,
 }
 
 

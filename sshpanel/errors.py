@@ -46,7 +46,8 @@ class InvalidValue(PanelError):
 class NotFound(PanelError):
     """The object does not exist *or* belongs to someone else.
 
-    Both cases give the same message on purpose (DESIGN.md invariant 1).
+    Both cases give the same message on purpose
+    (docs/ARCHITECTURE.md invariant 1).
     """
 
     title = "Not found"

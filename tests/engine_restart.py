@@ -54,6 +54,18 @@ def start_dockerd(argv: list[str]) -> None:
     )
 
 
+def engine_remaps() -> bool:
+    """True when the engine remaps user namespaces (`docker info` lists
+    `name=userns` among its security options)."""
+    result = subprocess.run(["docker", "info", "--format", "{{json .SecurityOptions}}"],
+                            capture_output=True, text=True, check=True)
+    return "name=userns" in result.stdout
+
+
 def restart_dockerd() -> None:
-    """Stops dockerd and starts it again with the same command line."""
+    """Stops dockerd and starts it again with the same command line; the
+    restarted engine remaps user namespaces exactly when the old one did
+    (`/etc/docker/daemon.json` is read again, issue 21)."""
+    remapped = engine_remaps()
     start_dockerd(stop_dockerd())
+    assert engine_remaps() == remapped, "the restarted dockerd changed its user-namespace remapping"

@@ -1,6 +1,6 @@
 """Shared checks of what `docker inspect` shows for a container the panel
-created (DESIGN.md invariant 2, CIS Docker Benchmark section 5), used by the
-policy, docker-bench and TUI-form tests."""
+created (docs/ARCHITECTURE.md invariant 2, CIS Docker Benchmark section 5),
+used by the policy, docker-bench and TUI-form tests."""
 
 from __future__ import annotations
 

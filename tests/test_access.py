@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 
 import pytest
@@ -12,7 +13,7 @@ from sshpanel.access.names import check_container_name, check_user_name, generat
 from sshpanel.access.policy import create_arguments
 from sshpanel.access.quota import Usage, check_quota
 from sshpanel.access.spec import make_spec, parse_env, parse_restart
-from sshpanel.access.units import format_age, parse_cpus, parse_size
+from sshpanel.access.units import format_age, format_uptime, parse_cpus, parse_duration, parse_since, parse_size
 from sshpanel.errors import InvalidValue, QuotaExceeded
 
 
@@ -109,7 +110,56 @@ def test_create_arguments_are_an_allow_list():
     assert args["name"] == "ns.alice.web" and args["network"] == "ns.alice"
 
 
-def test_format_age():
-    assert format_age(0.2) == "Less than a second ago"
-    assert format_age(90) == "About a minute ago"
-    assert format_age(3 * 3600) == "3 hours ago"
+@pytest.mark.parametrize(
+    "seconds, docker, compact",
+    [
+        # go-units HumanDuration + " ago", as `docker ps` prints CREATED.
+        (-5, "Less than a second ago", "just now"),
+        (0.2, "Less than a second ago", "just now"),
+        (1, "1 second ago", "1s ago"),
+        (42, "42 seconds ago", "42s ago"),
+        (60, "About a minute ago", "1m ago"),
+        (119, "About a minute ago", "1m ago"),
+        (120, "2 minutes ago", "2m ago"),
+        (59 * 60 + 59, "59 minutes ago", "59m ago"),
+        (3600, "About an hour ago", "1h ago"),
+        (89 * 60, "About an hour ago", "1h ago"),
+        (90 * 60, "2 hours ago", "2h ago"),
+        (3 * 3600, "3 hours ago", "3h ago"),
+        (47 * 3600, "47 hours ago", "47h ago"),
+        (47.5 * 3600, "2 days ago", "2d ago"),
+        (13 * 86400, "13 days ago", "13d ago"),
+        (14 * 86400, "2 weeks ago", "2w ago"),
+        (59 * 86400, "8 weeks ago", "8w ago"),
+        (60 * 86400, "2 months ago", "2mo ago"),
+        (400 * 86400, "13 months ago", "13mo ago"),
+        (730 * 86400, "2 years ago", "2y ago"),
+    ],
+)
+def test_format_age_words_as_docker(seconds, docker, compact):
+    assert format_age(seconds) == docker
+    assert format_age(seconds, compact=True) == compact
+
+
+def test_format_uptime():
+    assert format_uptime(42 * 60) == "0:42"
+    assert format_uptime(86400 + 3600) == "1 day, 1:00"
+    assert format_uptime(3 * 86400 + 4 * 3600 + 5 * 60) == "3 days, 4:05"
+
+
+def test_durations_and_since():
+    assert parse_duration("1h30m") == 5400 and parse_duration("2d") == 172800
+    for bad in ("", "1x", "0s", "-1h", "h"):
+        with pytest.raises(InvalidValue):
+            parse_duration(bad)
+    utc = dt.timezone.utc
+    now = dt.datetime(2026, 1, 31, 12, 0, 0, tzinfo=utc)
+    assert parse_since("1h", now) == dt.datetime(2026, 1, 31, 11, 0, 0, tzinfo=utc)
+    assert parse_since("1h30m", now) == now - dt.timedelta(seconds=5400)
+    assert parse_since("2026-01-30", now) == dt.datetime(2026, 1, 30, tzinfo=utc)
+    assert parse_since("2026-01-30T12:00:00+02:00", now) == dt.datetime(2026, 1, 30, 10, 0, 0, tzinfo=utc)
+    assert parse_since("2024-05-01T12:00:00.123456789Z", now) == dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=utc)
+    assert parse_since("1699999999.5", now) == dt.datetime.fromtimestamp(1699999999.5, utc)
+    for bad in ("yesterday", "soon", "nan", "1e308", ""):
+        with pytest.raises(InvalidValue, match="invalid --since"):
+            parse_since(bad, now)

@@ -283,7 +283,8 @@ def test_host_overview(panel, ada, docker_client):
     assert host["Containers"] == host["ContainersRunning"] + host["ContainersPaused"] + host["ContainersStopped"]
     assert host["Images"] >= 1 and host["Uptime"] > 0 and len(host["Load"]) == 3
     table = panel.run(ada, "host")
-    for label in ("engine", "cpu", "memory", "swap", "disk", "load", "uptime", "containers", "images"):
+    assert isinstance(host["Unprivileged"], bool)
+    for label in ("engine", "unprivileged", "cpu", "memory", "swap", "disk", "load", "uptime", "containers", "images"):
         assert f"\n{label} " in "\n" + table.stdout
 
 

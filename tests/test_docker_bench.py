@@ -20,7 +20,7 @@ from sshpanel.backend.engine import Engine
 from sshpanel.backend.workspace import Workspace
 from sshpanel.config import load_settings
 from sshpanel.store import open_store
-from sshpanel.tui.screens.create import spec_from_form
+from sshpanel.access.spec import CreateRequest
 from tests.conftest import TEST_IMAGE
 from tests.hardening import EXPECTED_CAP_MASK, capability_mask
 from tests.test_policy_deploy_build import build
@@ -79,8 +79,8 @@ def _create_from_the_tui_form(panel, port_low) -> list[str]:
     try:
         user = store.user_by_name("alice")
         workspace = Workspace(Principal(user.id, "alice", user.role, "SHA256:bench", "tui-form"), store, engine, settings)
-        spec = spec_from_form("form", TEST_IMAGE, shlex.join(STOPPABLE), "A=1", "32m", "0.2", "no", "formdata:/data")
-        workspace.create(spec, start=True)
+        workspace.create_from(CreateRequest(TEST_IMAGE, "form", shlex.join(STOPPABLE), "A=1", "32m", "0.2", "no",
+                                            volumes="formdata:/data"), start=True)
     finally:
         engine.close()
         store.close()

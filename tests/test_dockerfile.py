@@ -110,9 +110,9 @@ def test_the_reported_bypasses_name_bobs_image_regression(text):
 
 
 @pytest.mark.parametrize("text", [
-    f"FROM base:1\nADD http:\\\n//127.0.0.1:9/x /y\n",
-    f"FROM base:1\nADD h\"t\"tp://127.0.0.1/x /y\n",
-    f"FROM base:1\nADD [\"\\u0068ttp://127.0.0.1/x\", \"/y\"]\n",
+    "FROM base:1\nADD http:\\\n//127.0.0.1:9/x /y\n",
+    "FROM base:1\nADD h\"t\"tp://127.0.0.1/x /y\n",
+    "FROM base:1\nADD [\"\\u0068ttp://127.0.0.1/x\", \"/y\"]\n",
     "FROM base:1\nARG U=http://127.0.0.1/x\nADD $U /y\n",
     "FROM base:1\nADD ${U:-http://127.0.0.1/x} /y\n",
     "FROM base:1\nADD h\\ttp://127.0.0.1/x /y\n",

@@ -85,7 +85,7 @@ def test_one_commands_flags_never_reach_the_next(panel, docker_client):
     [
         (["run", "--name", "../x", TEST_IMAGE], 1, "invalid container name"),
         (["run", "--name", "a" * 300, TEST_IMAGE], 1, "invalid container name"),
-        (["run", "--name", "", TEST_IMAGE], 1, "invalid container name"),
+        (["run", "--name", "a b", TEST_IMAGE], 1, "invalid container name"),
         (["run", "--name", "ok", "-m=-5m", TEST_IMAGE], 1, "invalid size"),
         (["run", "--name", "ok", "-m", "0", TEST_IMAGE], 1, "invalid size"),
         (["run", "--name", "ok", "--cpus", "-1", TEST_IMAGE], 1, "invalid CPU"),

@@ -1,6 +1,7 @@
 """Faults stay contained: an exception in one session ends only that session
-with a message (DESIGN.md invariant 5); SIGTERM closes sessions promptly and
-leaves a sound database; the exec parser survives hostile input."""
+with a message (docs/ARCHITECTURE.md invariant 5); SIGTERM closes sessions
+promptly and leaves a sound database; the exec parser survives hostile
+input."""
 
 from __future__ import annotations
 

@@ -24,7 +24,8 @@ from tests.conftest import TEST_IMAGE, ssh_available
 pytestmark = pytest.mark.skipif(not ssh_available(), reason="needs OpenSSH")
 
 RECORDS = ("audit_entry", "event")
-"""Tables that record a refused command too (DESIGN.md invariant 6)."""
+"""Tables that record a refused command too
+(docs/ARCHITECTURE.md invariant 6)."""
 STEP = 20.0
 """Longest wait for one command; a streaming one (`logs -f`, `stats`) is
 ended by closing its channel after this."""

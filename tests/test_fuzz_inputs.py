@@ -5,14 +5,14 @@ raises `InvalidValue` (or `UsageError`), never anything else."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from hypothesis import given, settings, strategies as st
 
 from sshpanel.access.quota import parse_port_range
-from sshpanel.access.spec import check_env_key, parse_publish, parse_volume
-from sshpanel.access.units import parse_duration
-from sshpanel.backend.logs import parse_since
+from sshpanel.access.spec import UNNAMED, CreateRequest, check_env_key, parse_publish, parse_volume, spec_from_request
+from sshpanel.access.units import parse_duration, parse_since
 from sshpanel.errors import InvalidValue, UsageError
-from sshpanel.tui.screens.create import spec_from_form
 
 TEXT = st.text(max_size=80)
 HOSTILE = st.sampled_from(["../", "/etc", "\x00", "\n", ":", "$(id)", "`id`", "~", "%s", "\u202e", "-" * 70, "ro"])
@@ -31,7 +31,7 @@ def test_value_parsers_raise_only_invalid_value(text):
 @given(MIXED)
 def test_parse_since_raises_only_invalid_value(text):
     try:
-        parse_since(text, now=1_700_000_000.0)
+        parse_since(text, now=dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.timezone.utc))
     except (InvalidValue, UsageError):
         pass
 
@@ -40,10 +40,11 @@ def test_parse_since_raises_only_invalid_value(text):
 @given(MIXED, MIXED, MIXED, MIXED, MIXED, MIXED, MIXED)
 def test_create_form_raises_only_invalid_value(name, image, command, env, memory, cpus, restart):
     try:
-        spec = spec_from_form(name, image, command, env, memory, cpus, restart)
+        request = CreateRequest(image, name, command, env, memory, cpus, restart)
+        spec = spec_from_request(request, name or UNNAMED, 64 << 20, 0.5)
     except InvalidValue:
         return
-    assert spec.name == name and not spec.volumes
+    assert spec.name == (name or UNNAMED).strip() and not spec.volumes
 
 
 @given(MIXED)

@@ -1,5 +1,5 @@
-"""The layer rules of DESIGN.md, written as import-linter contracts in
-pyproject.toml, hold."""
+"""The layer rules of docs/ARCHITECTURE.md "Layers", written as import-linter
+contracts in pyproject.toml, hold."""
 
 from __future__ import annotations
 

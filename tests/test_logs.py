@@ -11,8 +11,7 @@ import time
 
 import pytest
 
-from sshpanel.backend.logs import LogLine, find_matches, parse_since
-from sshpanel.errors import InvalidValue
+from sshpanel.backend.logs import LogLine, find_matches
 from tests.conftest import TEST_IMAGE
 
 CHATTY = "i=0; while :; do i=$((i+1)); echo out $i; echo err $i >&2; sleep 0.1; done"
@@ -150,17 +149,6 @@ def test_logs_follow_without_stdin_keeps_following(panel, chatty):
     finally:
         process.kill()
         process.wait()
-
-
-def test_parse_since_forms():
-    now = 1_700_000_000.0
-    assert parse_since("10m", now) == now - 600
-    assert parse_since("1h30m", now) == now - 5400
-    assert parse_since("1699999999.5", now) == 1699999999.5
-    moment = dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc).timestamp()
-    assert moment - 2e-6 < parse_since("2024-05-01T12:00:00Z", now) < moment  # a line stamped so is included
-    with pytest.raises(InvalidValue):
-        parse_since("soon", now)
 
 
 def test_log_line_time_and_search_spans():

@@ -1,9 +1,9 @@
 """Container policy through `deploy`, `rollback`, `provision` and images the
-user built themselves (DESIGN.md invariant 2, issue 7): no flag of deploy
-or provision loosens the policy, and a container deployed, rolled back, or
-made from a Dockerfile that claims another owner (`LABEL`), root (`USER`),
-volumes (`VOLUME`), ports (`EXPOSE`), a health check and a stop signal
-passes `assert_hardened` on its `docker inspect`."""
+user built themselves (docs/ARCHITECTURE.md invariant 2, issue 7): no flag of
+deploy or provision loosens the policy, and a container deployed, rolled back,
+or made from a Dockerfile that claims another owner (`LABEL`), root (`USER`),
+volumes (`VOLUME`), ports (`EXPOSE`), a health check and a stop signal passes
+`assert_hardened` on its `docker inspect`."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
-"""Container policy through every entry point (DESIGN.md invariant 2, issue 7):
-no flag of `run`/`create`/`update`/`exec`/`shell`/`provision` and no field
-of the TUI create form can ask Docker for privileged mode, capabilities,
-devices, host paths, host or `container:` namespaces, security-opt
-overrides, sysctls, a cgroup parent, a runtime, OOM-kill off, ulimits,
-links, labels or ports outside the user's range; and `docker inspect` of
-what the panel did create shows the hardening applied."""
+"""Container policy through every entry point
+(docs/ARCHITECTURE.md invariant 2, issue 7): no flag of
+`run`/`create`/`update`/`exec`/`shell`/`provision` and no field of the TUI
+create form can ask Docker for privileged mode, capabilities, devices, host
+paths, host or `container:` namespaces, security-opt overrides, sysctls, a
+cgroup parent, a runtime, OOM-kill off, ulimits, links, labels or ports outside
+the user's range; and `docker inspect` of what the panel did create shows the
+hardening applied."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from textual.app import App
 from textual.widgets import Input, Select, TextArea
 
 from sshpanel.access.principal import Principal
+from sshpanel.access.spec import spec_from_request
 from sshpanel.backend.engine import Engine
 from sshpanel.backend.workspace import Workspace
 from sshpanel.config import load_settings
@@ -395,9 +397,9 @@ def test_tui_form_offers_only_the_typed_spec(panel, docker_client, defaults):
         "volumes": "formdata:/data",
     }))
     assert ids == {"create-name", "create-image", "create-command", "create-env", "create-memory", "create-cpus",
-                   "create-restart", "create-volumes"}
+                   "create-restart", "create-volumes", "create-ports"}
     assert result is not None
-    spec = result.spec
+    spec = spec_from_request(result.request, result.request.name, 256 * 2**20, 0.5)
     assert spec.command == ("sh", "-c", "sleep 600", *hostile.split())
     assert spec.env == (("LD_PRELOAD", "/tmp/x.so"), ("DOCKER_OPTS", "--privileged"))
     assert [(m.name, m.target, m.read_only) for m in spec.volumes] == [("formdata", "/data", False)]
@@ -408,7 +410,7 @@ def test_tui_form_offers_only_the_typed_spec(panel, docker_client, defaults):
     user = store.user_by_name("alice")
     workspace = Workspace(Principal(user.id, "alice", user.role, "SHA256:form-test", "tui-form"), store, engine, settings)
     try:
-        workspace.create(spec, start=True)
+        workspace.create_from(result.request, start=True)
         container = docker_client.containers.get(f"{panel.namespace}.alice.form")
         assert container.attrs["Config"]["Cmd"] == list(spec.command)
         assert container.attrs["HostConfig"]["Memory"] == 32 * 2**20

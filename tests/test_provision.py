@@ -141,7 +141,8 @@ def test_provision_needs_a_running_container(panel):
 
 
 def test_bob_cannot_provision_or_read_alice_scripts_regression(panel, box):
-    """Scope (DESIGN.md invariant 1) for containers and scripts alike."""
+    """Scope (docs/ARCHITECTURE.md invariant 1) for containers and scripts
+    alike."""
     alice, bob = panel.users["alice"], panel.users["bob"]
     assert panel.run(alice, "script", "add", "secret", "-", input="echo alice only\n").returncode == 0
     for ref in ("box", box.id, box.id[:12], box.id[:1]):
@@ -194,6 +195,9 @@ def quick_panel(tmp_path_factory, docker_client):
 
 
 def test_timeout_kills_the_script_and_records_a_failure(quick_panel, docker_client):
+    """A run that times out is killed with every process it started, also
+    those that left its session or process group (issue 26: `setsid` and a
+    daemonized `nohup` escaped before)."""
     carol = quick_panel.users["carol"]
     assert quick_panel.run(carol, "run", "--name", "slow", TEST_IMAGE, "sleep", "3600").returncode == 0
     container = docker_client.containers.get(f"{quick_panel.namespace}.carol.slow")
@@ -208,6 +212,12 @@ def test_timeout_kills_the_script_and_records_a_failure(quick_panel, docker_clie
     assert not event.ok
     assert "timed out after 2s" in event.detail.splitlines()[0]
     assert event.detail.splitlines()[1:] == ["started"]
+    escapees = ("echo started\nsetsid sh -c 'trap \"\" TERM HUP; while :; do sleep 1; done' &\n"
+                "(trap '' TERM; exec nohup sh -c 'while :; do sleep 1; done' >/dev/null 2>&1 &)\nsleep 3002\n")
+    result = quick_panel.run(carol, "provision", "slow", "-", input=escapees)
+    assert result.returncode == 1 and "timed out" in result.stderr
+    processes = container.exec_run(["ps", "-o", "pid,args"]).output.decode()
+    assert "while :" not in processes and "sleep 3002" not in processes, processes
     longer = quick_panel.run(carol, "provision", "--timeout", "5", "slow", "-", input="echo hi\n")
     assert longer.returncode == 1
     assert "at most 2 seconds" in longer.stderr

@@ -1,6 +1,8 @@
-"""Sessions end cleanly: after many TUI sessions connect and disconnect
-(some abruptly), no Textual App is left alive and nothing is subscribed
-(DESIGN.md invariant 5; PITFALLS.md leak through the parser cache)."""
+"""Sessions end cleanly: after many TUI sessions connect and disconnect (some
+abruptly), no Textual App is left alive and nothing is subscribed
+(docs/ARCHITECTURE.md invariant 5;
+docs/PITFALLS.md "Textual in many sessions in one process": the leak through
+the parser cache)."""
 
 from __future__ import annotations
 

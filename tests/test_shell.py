@@ -170,8 +170,8 @@ def test_exec_in_a_stopped_container_fails(panel, docker_client):
 
 
 def test_bob_cannot_exec_into_alice_container_regression(panel, box, docker_client):
-    """Scope (DESIGN.md invariant 1): name, full ID and every ID prefix read
-    as "not found"."""
+    """Scope (docs/ARCHITECTURE.md invariant 1): name, full ID and every ID
+    prefix read as "not found"."""
     bob = panel.users["bob"]
     refs = ["box", box.id, box.name, *[box.id[:n] for n in range(1, 13)]]
     for ref in refs:

@@ -28,7 +28,6 @@ from sshpanel.tui.screens.edit import EditContainerModal, restart_policy
 from sshpanel.tui.screens.keys import UserKeysModal
 from sshpanel.tui.screens.user_forms import NewUserModal, QuotaModal, quota_changes
 from sshpanel.tui.widgets.admin_tables import AllContainersTable, AuditTable, UserTable
-from sshpanel.tui.widgets.host_overview import format_uptime
 from sshpanel.tui.widgets.quota_bar import QuotaBar, meter
 from tests.test_tui_render import FakeWorkspace, async_test, notifications, screen_text, settle, view
 
@@ -77,6 +76,7 @@ class FakeAdmin:
         self.user_list = [user("alice", containers=0), user("bob"), user("root1", "admin")]
         self.key_list = [KeyView("ssh-ed25519", FINGERPRINT, "bob@laptop", "ssh-ed25519 AAAA bob@laptop", NOW, None)]
         self.owned = {"alice": EditableWorkspace(), "bob": EditableWorkspace([view("api")])}
+        self.unprivileged = True
 
     def _record(self, *call) -> None:
         self.threads.add(threading.current_thread().name)
@@ -150,7 +150,7 @@ class FakeAdmin:
         self._record("host")
         return HostView(37.5, (25.0, 50.0), 4096 * MIB, 1024 * MIB, 0, 0, "/var/lib/docker", 100 * 1024 * MIB,
                         40 * 1024 * MIB, (0.5, 0.25, 0.1), 3 * 86400 + 4 * 3600 + 5 * 60, "20.10.24", "1.41",
-                        3, 0, 2, 5, 4)
+                        3, 0, 2, 5, 4, self.unprivileged)
 
 
 @pytest.fixture
@@ -416,6 +416,7 @@ async def test_host_screen_refreshes_only_while_shown(admin):
         assert "37.5%" in text and "cpu0" in text and "cpu1" in text and "50%" in text
         assert "1GiB / 4GiB (25%)" in text and "/var/lib/docker" in text
         assert "3 days, 4:05" in text and "3 running" in text and "5 total" in text
+        assert "Unprivileged true" in text
         screen = app.screen
         assert screen._timer._active.is_set()  # measuring while shown
         app.push_screen(ConfirmModal("covering the host screen?"))
@@ -428,10 +429,16 @@ async def test_host_screen_refreshes_only_while_shown(admin):
         assert not screen.is_attached  # gone, and its timer with it
 
 
-def test_format_uptime():
-    assert format_uptime(42 * 60) == "0:42"
-    assert format_uptime(86400 + 3600) == "1 day, 1:00"
-    assert format_uptime(3 * 86400 + 4 * 3600 + 5 * 60) == "3 days, 4:05"
+@async_test
+async def test_host_screen_says_when_container_root_is_host_root(admin):
+    admin.unprivileged = False
+    app = admin_app(admin)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_users(app, pilot)
+        await pilot.press("3")
+        await settle(pilot, lambda: isinstance(app.screen, HostScreen) and "Docker 20.10.24" in screen_text(app))
+        assert "Unprivileged false (root in a container is root on the host)" in screen_text(app)
+
 
 
 @async_test

@@ -77,6 +77,10 @@ def _status(docker_client, name: str) -> str | None:
 
 def test_create_and_drive_a_container_from_the_dashboard(panel, docker_client, terminal):
     name = f"{panel.namespace}.alice.tuiweb"
+    # Only the test image is offered: the form chooses the first image, and
+    # other tests' builds on the same engine would sort before it.
+    admin = panel.add_user("tuiadmin", admin=True)
+    assert panel.run(admin, "image", "allow", "sshpanel-test/*").returncode == 0
     terminal.wait_for("alice (user)")
     terminal.wait_for("No containers yet")
     terminal.keys("c")

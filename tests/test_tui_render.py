@@ -26,8 +26,9 @@ from sshpanel.errors import EngineUnavailable, InvalidValue, PanelError
 from sshpanel.ssh.driver import neutralise_stdout_redirect
 from sshpanel.tui import PanelApp
 from sshpanel.tui.screens.confirm import ConfirmModal
-from sshpanel.tui.screens.create import CreateContainerModal, spec_from_form
-from sshpanel.tui.widgets.container_table import ContainerTable, format_age
+from sshpanel.access.spec import CreateRequest, spec_from_request
+from sshpanel.tui.screens.create import CreateContainerModal
+from sshpanel.tui.widgets.container_table import ContainerTable
 
 NOW = dt.datetime.now(dt.timezone.utc)
 
@@ -86,7 +87,8 @@ class FakeWorkspace:
         self._record("images")
         return [ImageView("sshpanel-test/busybox:latest", "sha256:" + "1" * 64, 1234)]
 
-    def create(self, spec, start: bool = False) -> ContainerView:
+    def create_from(self, request, start: bool = False) -> ContainerView:
+        spec = spec_from_request(request, request.name or "generated", 256 * 1024 * 1024, 0.5)
         self._record("create", spec, start)
         made = view(spec.name, minutes=0)
         self.views.insert(0, made)
@@ -347,8 +349,9 @@ async def test_screenshot_is_not_offered_in_the_palette(workspace):
         assert "Quit" in titles and "Screenshot" not in titles
 
 
-def test_spec_from_form_parses_fields():
-    spec = spec_from_form("web", "busybox:latest", "sh -c 'sleep 1'", "A=1\n\n B=x,y \n", "64m", "1.5", "always")
+def test_spec_from_request_parses_form_fields():
+    request = CreateRequest("busybox:latest", "web", "sh -c 'sleep 1'", "A=1\n\n B=x,y \n", "64m", "1.5", "always")
+    spec = spec_from_request(request, "web", 256 << 20, 0.5)
     assert spec.command == ("sh", "-c", "sleep 1")
     assert spec.env == (("A", "1"), ("B", "x,y"))
     assert (spec.memory, spec.cpus, spec.restart) == (64 * 1024 * 1024, 1.5, "always")
@@ -357,24 +360,16 @@ def test_spec_from_form_parses_fields():
 @pytest.mark.parametrize(
     "fields, fragment",
     [
-        (("web", "", "", "", "64m", "1", "no"), "choose an image"),
-        (("web", "busybox:latest", "sh -c 'x", "", "64m", "1", "no"), "invalid command"),
-        (("web", "busybox:latest", "", "NOEQUALS", "64m", "1", "no"), "environment variable"),
-        (("web", "busybox:latest", "", "", "lots", "1", "no"), "invalid size"),
-        (("web", "busybox:latest", "", "", "64m", "-1", "no"), "CPU"),
+        (("", "web", "", "", "64m", "1", "no"), "choose an image"),
+        (("busybox:latest", "web", "sh -c 'x", "", "64m", "1", "no"), "invalid command"),
+        (("busybox:latest", "web", "", "NOEQUALS", "64m", "1", "no"), "environment variable"),
+        (("busybox:latest", "web", "", "", "lots", "1", "no"), "invalid size"),
+        (("busybox:latest", "web", "", "", "64m", "-1", "no"), "CPU"),
     ],
 )
-def test_spec_from_form_rejects(fields, fragment):
+def test_spec_from_request_rejects_form_fields(fields, fragment):
     with pytest.raises(InvalidValue, match=fragment):
-        spec_from_form(*fields)
-
-
-def test_format_age():
-    assert format_age(NOW, NOW) == "just now"
-    assert format_age(NOW - dt.timedelta(seconds=42), NOW) == "42s ago"
-    assert format_age(NOW - dt.timedelta(hours=3), NOW) == "3h ago"
-    assert format_age(NOW - dt.timedelta(days=2), NOW) == "2d ago"
-    assert format_age(NOW - dt.timedelta(days=400), NOW) == (NOW - dt.timedelta(days=400)).strftime("%Y-%m-%d")
+        spec_from_request(CreateRequest(*fields), "web", 256 << 20, 0.5)
 
 
 @async_test

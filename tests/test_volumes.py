@@ -10,7 +10,7 @@ import time
 import pytest
 
 from sshpanel.errors import InvalidValue
-from sshpanel.tui.screens.create import spec_from_form
+from sshpanel.access.spec import CreateRequest, spec_from_request
 from tests.conftest import TEST_IMAGE, remove_namespace, ssh_available, start_panel, stop_panel
 
 pytestmark = pytest.mark.skipif(not ssh_available(), reason="needs OpenSSH")
@@ -116,4 +116,4 @@ def test_volumes_count_in_the_disk_quota(small_quota):
 @pytest.mark.parametrize("text", ["/:/host", "/var/run/docker.sock:/s", "./x:/y", "data:/data,../up:/z"])
 def test_the_create_form_refuses_host_paths(text):
     with pytest.raises(InvalidValue, match="host paths are not allowed"):
-        spec_from_form("web", TEST_IMAGE, "", "", "64m", "0.5", "no", volumes=text)
+        spec_from_request(CreateRequest(TEST_IMAGE, "web", memory="64m", cpus="0.5", volumes=text), "web", 64 << 20, 0.5)

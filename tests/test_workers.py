@@ -1,6 +1,6 @@
 """`sshpanel serve --workers N` (issue 8): a supervisor accepts and admits,
-worker processes serve. Every limit of DESIGN.md / issue 7 must hold over
-all the processes together, not per process: these tests put the pieces of
+worker processes serve. Every limit of issue 7 must hold over all
+the processes together, not per process: these tests put the pieces of
 one attack on different workers and check that the whole is still refused."""
 
 from __future__ import annotations

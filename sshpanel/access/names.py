@@ -1,6 +1,6 @@
 """Provides validation of user-typed names and the per-user Docker names.
 
-Docker names are global on an engine (PITFALLS.md "Docker"), so every
+Docker names are global on an engine (docs/PITFALLS.md "Docker"), so every
 container, network and image tag the panel creates is namespaced by its
 owner. User names cannot contain `.`, which makes `ns.user.name`
 unambiguous.

@@ -1,8 +1,9 @@
 """Provides the translation of a `ContainerSpec` into Docker create arguments.
 
 This is an allow-list: the returned mapping is built here field by field and
-nothing from the user passes through unchecked (DESIGN.md invariant 2). The
-hardening follows the CIS Docker Benchmark v1.6 section 5:
+nothing from the user passes through unchecked
+(docs/ARCHITECTURE.md invariant 2). The hardening follows the CIS Docker
+Benchmark v1.6 section 5:
 - 5.25 `no-new-privileges` always on;
 - 5.3 a reduced capability set: `NET_RAW` (ARP/ICMP spoofing on the shared
   bridge), `MKNOD`, `AUDIT_WRITE`, `SETFCAP` and `SETPCAP` are dropped from
@@ -28,7 +29,7 @@ def owner_labels(label_prefix: str, owner: str, name: str) -> dict[str, str]:
     """Returns the labels the server sets on every container it creates.
 
     They override any label of the same key inherited from the image
-    (PITFALLS.md: image labels can fake ownership otherwise).
+    (docs/PITFALLS.md "Docker": image labels can fake ownership otherwise).
     """
     return {f"{label_prefix}owner": owner, f"{label_prefix}name": name}
 

@@ -33,7 +33,7 @@ def check_quota(limit: Usage, used: Usage, extra: Usage) -> None:
     """Checks that `used + extra` stays within `limit`.
 
     Call inside the same transaction that counted `used` and records `extra`
-    (DESIGN.md invariant 3).
+    (docs/ARCHITECTURE.md invariant 3).
 
     Raises:
         QuotaExceeded: Names the quota and by how much it would be exceeded.
@@ -87,8 +87,9 @@ def check_ports(
     """Checks that every published host port is inside the user's range and
     not published by another live container.
 
-    Call inside the transaction that records the container (DESIGN.md
-    invariant 3), so two creates cannot take the same port.
+    Call inside the transaction that records the container
+    (docs/ARCHITECTURE.md invariant 3), so two creates cannot take the same
+    port.
 
     Args:
         ports: The requested mappings.

@@ -1,7 +1,7 @@
 """Provides `ContainerSpec`, the typed request to create a container.
 
-It is the only way to ask for a container (DESIGN.md invariant 2): there is
-no field for raw Docker options, so privileged mode, host namespaces,
+It is the only way to ask for a container (docs/ARCHITECTURE.md invariant 2):
+there is no field for raw Docker options, so privileged mode, host namespaces,
 devices, capabilities, bind mounts and the like cannot be requested.
 """
 
@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+import shlex
 from dataclasses import asdict, dataclass, field
 
 from sshpanel.access.names import check_container_name
-from sshpanel.access.units import parse_cpus
+from sshpanel.access.units import parse_cpus, parse_size
 from sshpanel.errors import InvalidValue
 
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
@@ -253,3 +254,84 @@ def make_spec(
     if len(set(targets)) != len(targets):
         raise InvalidValue("invalid volumes: a container path is given twice")
     return ContainerSpec(name, image, memory, cpus, command, pairs, policy, retries, mappings, mounts)
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """A container as the user typed it, in `run`/`create` flags or the
+    create form: text, parsed and validated only by `spec_from_request`, so
+    both front-ends accept and refuse exactly the same (issue 18).
+
+    Attributes:
+        image: Image reference.
+        name: Short name; "" to have one generated.
+        command: Arguments (`run IMAGE ARG...`) or one shell line (the
+            form), split as a POSIX shell would.
+        env: `KEY=VALUE` items, or lines of them (each line stripped,
+            blank lines skipped).
+        memory: Memory limit (`256m`, `1g`, `256MiB`); "" for the default.
+        cpus: CPU limit in CPUs (`0.5`); "" for the default.
+        restart: Restart policy (`on-failure:3`); "" for `no`.
+        publish: `HOSTPORT:CONTAINERPORT[/PROTO]` items, or one text of them
+            separated by spaces or commas.
+        volumes: `VOLUME:/path[:ro]` items, or one such text.
+    """
+
+    image: str
+    name: str = ""
+    command: tuple[str, ...] | str = ()
+    env: tuple[str, ...] | str = ()
+    memory: str = ""
+    cpus: str = ""
+    restart: str = ""
+    publish: tuple[str, ...] | str = ()
+    volumes: tuple[str, ...] | str = ()
+
+
+UNNAMED = "unnamed"
+"""A valid stand-in name, for checking a request whose name is generated later."""
+
+
+def spec_from_request(request: CreateRequest, name: str, default_memory: int, default_cpus: float) -> ContainerSpec:
+    """Parses and validates what the user typed (see `make_spec` for the
+    rules of each field).
+
+    Args:
+        request: The typed fields.
+        name: The container's name: `request.name`, or the generated one.
+        default_memory: Bytes, when `request.memory` is empty.
+        default_cpus: CPUs, when `request.cpus` is empty.
+
+    Returns:
+        The spec.
+
+    Raises:
+        InvalidValue: A field is invalid; the message says which and why.
+    """
+    if not request.image.strip():
+        raise InvalidValue("choose an image")
+    command = request.command
+    if isinstance(command, str):
+        try:
+            command = shlex.split(command)
+        except ValueError as exc:
+            raise InvalidValue(f"invalid command: {exc}") from None
+    env = request.env
+    if isinstance(env, str):  # a text area: one item a line, blank lines skipped
+        env = [line.strip() for line in env.splitlines() if line.strip()]
+    return make_spec(
+        name.strip(),
+        request.image.strip(),
+        parse_size(request.memory) if request.memory.strip() else default_memory,
+        parse_cpus(request.cpus) if request.cpus.strip() else default_cpus,
+        command=command,
+        env=tuple(env),
+        restart=request.restart.strip() or "no",
+        ports=_items(request.publish),
+        volumes=_items(request.volumes),
+    )
+
+
+def _items(value: tuple[str, ...] | str) -> tuple[str, ...]:
+    """Items given one by one, or in one text separated by spaces or commas."""
+    return tuple(value.replace(",", " ").split()) if isinstance(value, str) else tuple(value)

@@ -4,6 +4,7 @@ public keys and their password), and the key functions `Admin` shares."""
 from __future__ import annotations
 
 from sshpanel.access.keys import parse_public_key
+from sshpanel.backend.accounts import keys_in
 from sshpanel.backend.passwords import Passwords
 from sshpanel.backend.records import KeyView
 from sshpanel.backend.workspace import Workspace
@@ -81,16 +82,11 @@ def key_view(key) -> KeyView:
 def key_target(line: str) -> str:
     """Returns the fingerprint of a key line for the audit log, or a marker
     when the line does not parse (the action then fails and says why)."""
-    lines = key_lines(line)
+    lines = keys_in(line)
     try:
         return parse_public_key(lines[0]).fingerprint if len(lines) == 1 else "(invalid key)"
     except InvalidValue:
         return "(invalid key)"
-
-
-def key_lines(text: str) -> list[str]:
-    """Returns the key lines of pasted text (blank lines and `#` comments dropped)."""
-    return [item for item in (text or "").splitlines() if item.strip() and not item.lstrip().startswith("#")]
 
 
 def keys_of(store: Store, user_id: int) -> list[KeyView]:
@@ -107,7 +103,7 @@ def add_key(store: Store, user_id: int, line: str) -> KeyView:
         Conflict: The key belongs to someone already.
         NotFound: No such user.
     """
-    lines = key_lines(line)
+    lines = keys_in(line)
     if len(lines) != 1:
         raise InvalidValue("give exactly one OpenSSH public key line")
     parsed = parse_public_key(lines[0])

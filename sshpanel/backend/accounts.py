@@ -4,13 +4,17 @@ line (`sshpanel user ...`) and for SSH authentication."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sshpanel.access.keys import ParsedKey, fingerprint_of_blob, parse_public_key
+from sshpanel.access.keys import fingerprint_of_blob, parse_public_key
 from sshpanel.access.names import check_user_name
 from sshpanel.access.principal import ROLES, Principal
 from sshpanel.config import Settings
-from sshpanel.errors import InvalidValue, NotFound
+from sshpanel.errors import Conflict, InvalidValue, NotFound
 from sshpanel.store import Store
+
+if TYPE_CHECKING:
+    from sshpanel.store.models import User
 
 
 @dataclass(frozen=True)
@@ -51,28 +55,19 @@ class Accounts:
 
         Args:
             name: User name (`[a-z_][a-z0-9_-]{0,31}`).
-            key_lines: OpenSSH public key lines (at least one).
+            key_lines: OpenSSH public key lines (at least one; blank lines
+                and `#` comments are skipped).
             admin: Give the `admin` role.
 
         Raises:
             InvalidValue: Bad name or key text, or no key.
             Conflict: The name or a key is already registered.
         """
-        check_user_name(name)
-        keys = [parse_public_key(line) for line in key_lines if line.strip() and not line.lstrip().startswith("#")]
-        if not keys:
+        lines = keys_in("\n".join(key_lines))
+        if not lines:
             raise InvalidValue("give at least one public key")
-        role = "admin" if admin else "user"
-        with self.store.write():
-            user = self.store.create_user(
-                name, role, self.settings.quota_containers, self.settings.quota_memory, self.settings.quota_cpus
-            )
-            for key in keys:
-                self._add_key(user, key)
+        create_user(self.store, self.settings, name, lines, admin)
         return self.summary(name)
-
-    def _add_key(self, user, key: ParsedKey) -> None:
-        self.store.add_key(user, key.algorithm, key.fingerprint, key.openssh, key.comment)
 
     def summary(self, name: str) -> UserSummary:
         """Returns one user's summary.
@@ -124,3 +119,41 @@ class Accounts:
         found = self.store.key_of_user(principal.name, principal.fingerprint)
         if found is not None:
             self.store.record_login(found[1])
+
+
+def keys_in(text: str) -> list[str]:
+    """Returns the key lines of pasted text (blank lines and `#` comments dropped)."""
+    return [item for item in (text or "").splitlines() if item.strip() and not item.lstrip().startswith("#")]
+
+
+def create_user(store: Store, settings: Settings, name: str, lines: list[str], admin: bool) -> User:
+    """Creates a user with the server's default quotas and these keys, all
+    or nothing: the one way a user comes to exist (`sshpanel user add`, the
+    initial admin, and an admin's `user add` and form).
+
+    Args:
+        store: The repository.
+        settings: Default quotas.
+        name: User name (`[a-z_][a-z0-9_-]{0,31}`, the SSH login name).
+        lines: OpenSSH public key lines, one key each (may be empty: the user
+            then cannot log in until a key or a password is set).
+        admin: Give the `admin` role.
+
+    Returns:
+        The new user's row.
+
+    Raises:
+        InvalidValue: Bad name or key text (RSA < 2048 bits, `ssh-dss`).
+        Conflict: The name or a key is already registered.
+    """
+    check_user_name(name)
+    parsed = [parse_public_key(line) for line in lines]
+    with store.write():
+        if store.user_by_name(name) is not None:
+            raise Conflict(f"user {name} already exists")
+        user = store.create_user(
+            name, "admin" if admin else "user", settings.quota_containers, settings.quota_memory, settings.quota_cpus
+        )
+        for key in parsed:
+            store.add_key(user, key.algorithm, key.fingerprint, key.openssh, key.comment)
+    return user

@@ -2,11 +2,11 @@
 users, keys of any user, quotas, every user's containers, the audit log and
 the host overview.
 
-The gate sits at the entry point (STYLE.md rule 4): an `Admin` cannot be
-built for a non-admin, and every public method first checks again that the
-principal is still an enabled admin in the database, so an admin demoted or
-disabled while their session is open loses the rights at once, and any
-method added later is gated by default.
+The gate sits at the entry point (docs/ARCHITECTURE.md "Conventions"): an
+`Admin` cannot be built for a non-admin, and every public method first checks
+again that the principal is still an enabled admin in the database, so an admin
+demoted or disabled while their session is open loses the rights at once, and
+any method added later is gated by default.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Callable
 
-from sshpanel.access.keys import parse_public_key
-from sshpanel.access.names import check_user_name, network_name
+from sshpanel.access.names import network_name
 from sshpanel.access.principal import ROLES, Principal, require_admin
 from sshpanel.access.quota import quota_columns
-from sshpanel.backend.account import add_key, key_lines, key_target, keys_of, remove_key
+from sshpanel.backend.account import add_key, key_target, keys_of, remove_key
+from sshpanel.backend.accounts import create_user, keys_in
 from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.host import HostView, host_overview
 from sshpanel.backend.quotas import quota_view
@@ -122,18 +122,9 @@ class Admin:
         """
         with self.workspace.audited("user.add", name):
             self._require()
-            check_user_name(name)
-            parsed = [parse_public_key(line) for line in key_lines(keys)]
-            with self.store.write():
-                if self.store.user_by_name(name) is not None:
-                    raise Conflict(f"user {name} already exists")
-                s = self.settings
-                user = self.store.create_user(
-                    name, "admin" if admin else "user", s.quota_containers, s.quota_memory, s.quota_cpus
-                )
-                for key in parsed:
-                    self.store.add_key(user, key.algorithm, key.fingerprint, key.openssh, key.comment)
-        return self._user_view(user, {}, {user.id: len(parsed)}, {})
+            lines = keys_in(keys)
+            user = create_user(self.store, self.settings, name, lines, admin)
+        return self._user_view(user, {}, {user.id: len(lines)}, {})
 
     def remove_user(self, name: str, force: bool = False) -> list[str]:
         """Deletes a user, their keys, records and network.

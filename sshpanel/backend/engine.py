@@ -16,7 +16,8 @@ from sshpanel.config import Settings
 from sshpanel.errors import Conflict, EngineError, EngineUnavailable, NotFound
 
 API_VERSION = "auto"
-"""Negotiated: the CLI on the machine may be newer than the engine (PITFALLS.md)."""
+"""Negotiated: the CLI on the machine may be newer than the engine
+(docs/PITFALLS.md "Docker")."""
 
 
 class Engine:

@@ -1,11 +1,13 @@
 """Provides the host overview an admin sees: CPU, memory, swap, the disk of
-the Docker data root, load and uptime (psutil), and the engine's figures."""
+the Docker data root, load and uptime (psutil), and the engine's figures,
+among them whether it remaps user namespaces (`remaps_user_namespaces`)."""
 
 from __future__ import annotations
 
 import os
 import time
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import psutil
 
@@ -40,6 +42,9 @@ class HostView:
         containers_stopped: Containers stopped.
         containers_total: All containers.
         images: Images on the engine.
+        unprivileged: Root in the engine's containers is an unprivileged
+            uid on the host: it remaps user namespaces or runs rootless
+            (`remaps_user_namespaces`).
     """
 
     cpu_percent: float
@@ -60,6 +65,39 @@ class HostView:
     containers_stopped: int
     containers_total: int
     images: int
+    unprivileged: bool
+
+
+def remaps_user_namespaces(info: Mapping[str, Any]) -> bool:
+    """Tells whether root in an engine's containers is an unprivileged uid
+    on the host: the engine remaps user namespaces (dockerd
+    `--userns-remap`, `"userns-remap"` in daemon.json), or the engine itself
+    runs rootless (root inside is then the unprivileged user that runs
+    dockerd).
+
+    Args:
+        info: The engine's `docker info` (`/info`) answer. Its
+            `SecurityOptions` list holds `name=userns` when the engine's root
+            uid or gid is not 0 and `name=rootless` in rootless mode (moby
+            `daemon/info.go`, `fillSecurityOptions`), beside entries such as
+            `name=seccomp,profile=default`.
+
+    Returns:
+        True on such an engine.
+    """
+    names = {str(option).split(",")[0] for option in info.get("SecurityOptions") or []}
+    return bool(names & {"name=userns", "name=rootless"})
+
+
+def engine_unprivileged(engine: Engine) -> bool:
+    """Asks the engine whether it remaps user namespaces
+    (`remaps_user_namespaces` of its `info()`).
+
+    Raises:
+        EngineUnavailable: The engine does not answer.
+    """
+    with translate_errors():
+        return remaps_user_namespaces(engine.client.api.info())
 
 
 def host_overview(engine: Engine, sample: float = CPU_SAMPLE_SECONDS) -> HostView:
@@ -102,6 +140,7 @@ def host_overview(engine: Engine, sample: float = CPU_SAMPLE_SECONDS) -> HostVie
         containers_stopped=int(info.get("ContainersStopped", 0)),
         containers_total=int(info.get("Containers", 0)),
         images=int(info.get("Images", 0)),
+        unprivileged=remaps_user_namespaces(info),
     )
 
 

@@ -16,7 +16,6 @@ import datetime as dt
 import re
 import struct
 import threading
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -24,10 +23,9 @@ import docker.errors
 import requests.exceptions
 from docker.types import CancellableStream
 
-from sshpanel.access.units import parse_duration
 from sshpanel.backend.engine import Engine, translate_errors
 from sshpanel.backend.workspace import Workspace
-from sshpanel.errors import EngineUnavailable, InvalidValue, PanelError
+from sshpanel.errors import EngineUnavailable, PanelError
 
 MAX_LINE = 64 * 1024
 """Bytes after which a line without a newline is cut (a flood without
@@ -69,7 +67,7 @@ class LogFollower:
         docker_id: Full container ID (already resolved for its owner).
         follow: Keep reading new lines until closed or the container stops.
         tail: Start with only the last N lines; None for the whole log.
-        since: Only lines from this time on, seconds since the epoch.
+        since: Only lines from this time on (timezone-aware).
         max_lines: Lines the buffer holds.
         drop_oldest: When the buffer is full, drop its oldest line (a screen
             that shows the newest lines) instead of waiting for `take` (a
@@ -89,7 +87,7 @@ class LogFollower:
         docker_id: str,
         follow: bool = True,
         tail: int | None = None,
-        since: float | None = None,
+        since: dt.datetime | None = None,
         max_lines: int = 10_000,
         drop_oldest: bool = True,
     ) -> None:
@@ -130,7 +128,9 @@ class LogFollower:
             "tail": "all" if self.tail is None else str(max(0, self.tail)),
         }
         if self.since is not None:
-            params["since"] = f"{self.since:.9f}"
+            # A float holds an epoch time to ~0.24 µs: one microsecond earlier keeps
+            # a line stamped exactly `since` (as `logs -t` prints it) included.
+            params["since"] = f"{self.since.timestamp() - 1e-6:.9f}"
         url = f"{api.base_url}/v{api.api_version}/containers/{self.docker_id}/logs"
         with translate_errors("no such container"):
             tty = bool(api.inspect_container(self.docker_id).get("Config", {}).get("Tty"))
@@ -284,7 +284,7 @@ class WorkspaceLogs:
         ref: str,
         follow: bool = True,
         tail: int | None = None,
-        since: float | None = None,
+        since: dt.datetime | None = None,
         max_lines: int = 10_000,
         drop_oldest: bool = True,
     ) -> LogFollower:
@@ -313,45 +313,6 @@ def _line(stream: str, raw: bytes) -> LogLine:
         stamp = match.group(1).decode("ascii")
         raw = raw[match.end() :]
     return LogLine(stream, raw.decode("utf-8", errors="replace"), stamp)
-
-
-def parse_since(text: str, now: float | None = None) -> float:
-    """Parses `--since` as `docker logs` takes it.
-
-    Args:
-        text: A duration before now (`10m`, `1h30m`, `90s`, `2d`), an RFC 3339
-            time (`2024-05-01T12:00:00Z`, `2024-05-01`), or seconds since the
-            epoch.
-        now: The current time (seconds since the epoch), for tests.
-
-    Returns:
-        Seconds since the epoch.
-
-    Raises:
-        InvalidValue: None of these forms.
-    """
-    text = text.strip()
-    now = time.time() if now is None else now
-    try:
-        return now - parse_duration(text)
-    except InvalidValue:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidValue(
-            f"invalid --since {text[:40]!r}: use a duration (10m, 1h30m), a time (2024-05-01T12:00:00Z) "
-            "or a Unix timestamp"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    # A float holds an epoch time to ~0.24 µs: one microsecond earlier keeps
-    # the line stamped exactly `text` (as `logs -t` prints it) included.
-    return moment.timestamp() - 1e-6
 
 
 def find_matches(text: str, query: str, ignore_case: bool = True) -> list[tuple[int, int]]:

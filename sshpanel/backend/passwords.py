@@ -1,5 +1,5 @@
 """Provides `Passwords`: bcrypt hashing and checking of optional login
-passwords (PITFALLS.md "bcrypt").
+passwords (docs/PITFALLS.md "bcrypt").
 
 bcrypt at cost 12 takes about 0.4 s of CPU, so every call blocks: run them
 in threads, never on the event loop. A small semaphore bounds how many

@@ -22,6 +22,7 @@ from typing import Callable
 from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.exec_stream import ExecStream
 from sshpanel.backend.scripts import (
+    MARKER,
     build_archive,
     check_script_body,
     check_script_name,
@@ -110,7 +111,7 @@ class Provisioner:
 
     Args:
         workspace: The user's workspace; scripts and containers are the
-            principal's own only (DESIGN.md invariant 1).
+            principal's own only (docs/ARCHITECTURE.md invariant 1).
 
     Every method blocks (database and Docker calls): run it in a thread.
     """
@@ -236,6 +237,8 @@ class _Run:
         self.on_output = on_output
         self.cancel = cancel
         self.timeout = timeout
+        self.marker = f"{MARKER}={secrets.token_hex(16)}"
+        """In the environment of every process of the run (see `_kill`)."""
         self.tail = collections.deque()
         self.tail_size = 0
         self.started = utcnow()
@@ -288,7 +291,7 @@ class _Run:
             (exit status, "" or why it was stopped: "cancelled"/"timeout").
         """
         argv = run_argv(folder, self.interpreter)
-        stream = start_exec(self.api, self.row, argv)
+        stream = start_exec(self.api, self.row, argv, environment=[self.marker])
         stopped = ""
         deadline = self.clock + self.timeout
         try:
@@ -316,9 +319,10 @@ class _Run:
             stream.close()
 
     def _kill(self, folder: str) -> None:
-        """Kills the script's process group (as root in the container)."""
+        """Kills the script's process group and every process that inherited
+        the run's marker (as root in the container)."""
         try:
-            self._helper(stop_argv(folder))
+            self._helper(stop_argv(folder, self.marker))
         except PanelError as exc:
             log.warning("could not kill a provisioning script in %s: %s", self.row.docker_id[:12], exc.message)
 

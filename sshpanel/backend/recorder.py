@@ -170,7 +170,7 @@ class EventRecorder:
         Records whose container is gone are marked removed with a `remove`
         event `removed outside the panel`. Labelled containers without a
         record are logged once and returned; they are left alone (never
-        adopted: DESIGN.md invariant 7).
+        adopted: docs/ARCHITECTURE.md invariant 7).
 
         Raises:
             EngineUnavailable, EngineError: The engine could not be asked.

@@ -9,7 +9,7 @@ before any session can create anything, each reservation is completed when
 the engine has exactly the container it was creating (same Docker name,
 owner and name labels, claimed by no other record), else dropped; labelled
 containers still without a record are logged for admins and left alone
-(DESIGN.md invariant 7). It runs before any session is served (with
+(docs/ARCHITECTURE.md invariant 7). It runs before any session is served (with
 `serve --workers`, in the supervisor before the workers start), so no
 reservation can belong to a live create; a worker killed in the middle of
 a create leaves its reservation until the panel's next start.

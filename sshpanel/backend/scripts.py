@@ -29,9 +29,30 @@ _WRAPPER = b"""# Written by sshpanel for one provisioning run: records this proc
 echo "$$" > "${0%/*}/pid"
 exec "$@"
 """
-_STOPPER = b"""# Written by sshpanel: kills the provisioning script's process group.
+_STOPPER = b"""# Written by sshpanel: kills the provisioning script's process group, then
+# every process that carries the run's marker in its environment (children
+# that left the group with setsid or by daemonizing keep it), sweeping until
+# none is left (a process may fork while a sweep runs), at most 20 times.
 read -r pid < "${0%/*}/pid" && [ -n "$pid" ] && kill -s KILL -- "-$pid"
+marker="$1"
+rounds=0
+while [ "$rounds" -lt 20 ]; do
+    rounds=$((rounds + 1))
+    found=0
+    for dir in /proc/[0-9]*; do
+        pid="${dir#/proc/}"
+        [ "$pid" = "$$" ] && continue
+        if tr '\\000' '\\n' < "$dir/environ" 2>/dev/null | grep -qxF "$marker"; then
+            kill -s KILL "$pid" 2>/dev/null && found=1
+        fi
+    done
+    [ "$found" = 0 ] && break
+done
 """
+MARKER = "SSHPANEL_PROVISION"
+"""Environment variable every process of a provisioning run inherits, with
+the run's own random value: how the stopper finds the ones that left the
+script's process group."""
 
 
 def check_script_name(name: str) -> str:
@@ -132,9 +153,10 @@ def run_argv(folder: str, interpreter: tuple[str, ...]) -> list[str]:
     return ["/bin/sh", f"{folder}/run", *interpreter, f"{folder}/script"]
 
 
-def stop_argv(folder: str) -> list[str]:
-    """Returns the exec argv that kills a run's process group."""
-    return ["/bin/sh", f"{folder}/stop"]
+def stop_argv(folder: str, marker: str) -> list[str]:
+    """Returns the exec argv that kills a run's process group and every
+    process whose environment holds `marker` (`MARKER=<token>`)."""
+    return ["/bin/sh", f"{folder}/stop", marker]
 
 
 def shown(text: str) -> str:

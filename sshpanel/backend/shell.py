@@ -74,7 +74,7 @@ def open_exec(workspace: Workspace, ref: str, options: ExecOptions) -> ExecStrea
 
     Args:
         workspace: The user's workspace (the container is resolved among
-            their own only; DESIGN.md invariant 1).
+            their own only; docs/ARCHITECTURE.md invariant 1).
         ref: The container's short name or an ID prefix.
         options: What to run.
 

@@ -9,7 +9,7 @@ at most once per interval, and every viewer reads the same sample. A sample
 comes from the container's cgroup files when the panel sees the host's
 cgroups (`cgroups.CgroupReader`, no daemon work at all), else from one
 `GET /containers/ID/stats?stream=false&one-shot=true` (about 2 s without
-one-shot: PITFALLS.md "Docker"), all containers' requests at once because
+one-shot: docs/PITFALLS.md "Docker"), all containers' requests at once because
 Docker 20.10 answers them at the next tick of its 1-second collector
 (`API_WORKERS`). Figures are in
 benchmarks/README.md. Nobody watching means no sampling at all. The

@@ -1,24 +1,26 @@
 """Provides `Workspace`, everything one user can do with their containers.
 
 A Workspace is built for exactly one principal; no method takes a user id
-(STYLE.md rule 3). User text is only ever resolved among the user's own
-records, then the action uses the full Docker ID (DESIGN.md invariant 1), so
-another user's container reads exactly like one that does not exist.
+(docs/ARCHITECTURE.md "Conventions"). User text is only ever resolved among the
+user's own records, then the action uses the full Docker ID
+(docs/ARCHITECTURE.md invariant 1), so another user's container reads exactly
+like one that does not exist.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import secrets
 from typing import Callable, Iterator
 
 import docker.errors
 
-from sshpanel.access.names import network_name
+from sshpanel.access.names import generate_name, network_name
 from sshpanel.access.policy import create_arguments
 from sshpanel.access.principal import Principal
 from sshpanel.access.quota import Usage, check_quota
-from sshpanel.access.spec import ContainerSpec
+from sshpanel.access.spec import ContainerSpec, CreateRequest, spec_from_request
 from sshpanel.backend.engine import Engine, translate_errors
 from sshpanel.backend.events import DISCONNECTED, EngineEvents
 from sshpanel.backend.images import ImagePolicy
@@ -151,6 +153,22 @@ class Workspace:
         raise NotFound(f"no such container: {_shown(ref)}")
 
     # Acting --------------------------------------------------------------
+
+    def create_from(self, request: CreateRequest, start: bool = False) -> ContainerView:
+        """Creates a container from what the user typed (`run`/`create` and
+        the TUI form alike): a missing name is generated among the user's
+        names, defaults are filled, every field is validated, then `create`.
+
+        Raises:
+            InvalidValue: A field is invalid (see `spec_from_request`).
+            NotFound, Conflict, QuotaExceeded, EngineError: See `create`.
+        """
+        name = request.name.strip()
+        if not name:
+            taken = {row.name for row in self.store.containers_of(self.principal.user_id)}
+            name = generate_name(request.image, taken, secrets.token_hex(8))
+        spec = spec_from_request(request, name, self.settings.default_memory, self.settings.default_cpus)
+        return self.create(spec, start=start)
 
     def create(self, spec: ContainerSpec, start: bool = False) -> ContainerView:
         """Creates a container from a validated spec (and starts it).
@@ -347,7 +365,8 @@ class Workspace:
     def audited(self, action: str, target: str) -> Iterator[None]:
         """Writes one audit entry with the outcome of the enclosed action.
 
-        Every action a user can take goes through this (DESIGN.md invariant 6):
+        Every action a user can take goes through this
+        (docs/ARCHITECTURE.md invariant 6):
         `with workspace.audited("stop", ref): ...`.
         """
         try:

@@ -1,3 +1,3 @@
 """Provides the SSH transport: the asyncssh server, authentication, the
 Textual driver and the exec command line. The only package importing
-asyncssh (DESIGN.md layers)."""
+asyncssh (docs/ARCHITECTURE.md "Layers")."""

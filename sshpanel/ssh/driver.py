@@ -4,7 +4,7 @@ Textual's own drivers assume one app per process (signal handlers,
 `sys.__stdin__`); `SSHDriver` writes to the SSH channel and a per-session
 reader task feeds the channel's input to a parser. Process-wide behaviours of
 Textual that break with many apps in one process are neutralised here too
-(PITFALLS.md, "Textual in many sessions in one process").
+(docs/PITFALLS.md "Textual in many sessions in one process").
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from textual.driver import Driver
 from textual.geometry import Size
 from textual.message import Message
 from textual.messages import InBandWindowResize
+
 from sshpanel.ssh.driver_patches import (
     SessionParser,
     apply_color_system,
@@ -31,6 +32,7 @@ from sshpanel.ssh.driver_patches import (
     neutralise_stdout_redirect,
     share_parsed_stylesheets,
 )
+from sshpanel.ssh.pty import pty_size
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -39,7 +41,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_SIZE = (80, 24)
 """Terminal size used when the client did not send one."""
 READ_SIZE = 4096
 """Characters read from the channel at a time."""
@@ -176,9 +177,10 @@ class _Session:
         self._pending.clear()
 
     def terminal_size(self) -> tuple[int, int]:
-        """The PTY size the client last sent, or 80×24 when it sent none."""
+        """The PTY size the client last sent (clamped, see `pty_size`), or
+        80×24 when it sent none."""
         width, height, *_ = self.process.get_terminal_size()
-        return (width, height) if width > 0 and height > 0 else DEFAULT_SIZE
+        return pty_size(width, height)
 
     def write(self, data: str) -> None:
         """Writes to the channel (event-loop thread only); drops output once it
@@ -325,6 +327,10 @@ class _Session:
             self._deliver(events.Resize(Size(width, height), Size(width, height)))
 
     def _deliver(self, message: Message) -> None:
+        if isinstance(message, events.Resize):  # window changes and in-band reports alike
+            size = Size(*pty_size(message.size.width, message.size.height))
+            if size != message.size:
+                message = events.Resize(size, size, pixel_size=message.pixel_size)
         if self.driver is None:
             if len(self._pending) < MAX_PENDING:
                 self._pending.append(message)

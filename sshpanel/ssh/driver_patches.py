@@ -1,5 +1,5 @@
 """Provides the process-wide fixes Textual needs when many apps share one
-process (PITFALLS.md, "Textual in many sessions in one process"): the
+process (docs/PITFALLS.md "Textual in many sessions in one process"): the
 per-session colour system, no stdout/stderr redirect, render caches that
 respect the colour system, a key parser whose cache dies with it, and
 parsed stylesheets shared between apps.

@@ -1,4 +1,5 @@
-"""Provides the connection and login limits asyncssh lacks (PITFALLS.md):
+"""Provides the connection and login limits asyncssh lacks
+(docs/PITFALLS.md "asyncssh server defaults"):
 OpenSSH-style `MaxStartups` admission, a per-source cap on unauthenticated
 connections, `PerSourcePenalties` after repeated failures, per-account
 throttling, and per-user session counts.

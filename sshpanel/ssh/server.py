@@ -72,7 +72,8 @@ class PanelServer:
         """Opens the database, checks the engine, binds the port.
 
         Raises:
-            ConfigError: Database or host key unusable.
+            ConfigError: Database or host key unusable, or the engine does
+                not remap user namespaces while `require_unprivileged` is set.
             EngineUnavailable: The Docker engine does not answer.
             OSError: The port cannot be bound (e.g. in use).
         """

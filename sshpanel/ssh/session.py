@@ -2,7 +2,7 @@
 command gets the docker-like command line, anything else a one-line message.
 
 An exception inside one session ends that session with a message, never the
-server (DESIGN.md invariant 5).
+server (docs/ARCHITECTURE.md invariant 5).
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """Provides the session channels the server opens: the client environment
 allow-list, and a session slot held from channel open to channel close.
 
-asyncssh accepts every `env` request a client sends (PITFALLS.md: e.g.
-`LD_PRELOAD`) and has no public hook to refuse one, and with a
-`process_factory` it counts nothing before a session starts. So the server
-opens its session channels itself (`SSHServer.session_requested`): a
-channel class that refuses environment variables outside `ALLOWED_ENV`, and
-a process that holds its place in the session limits for as long as the
-channel is open, whether or not the client ever sends shell, exec or a
-subsystem (OpenSSH `MaxSessions` also counts open channels).
+asyncssh accepts every `env` request a client sends
+(docs/PITFALLS.md "asyncssh server defaults": e.g. `LD_PRELOAD`) and has no
+public hook to refuse one, and with a `process_factory` it counts nothing
+before a session starts. So the server opens its session channels itself
+(`SSHServer.session_requested`): a channel class that refuses environment
+variables outside `ALLOWED_ENV`, and a process that holds its place in the
+session limits for as long as the channel is open, whether or not the client
+ever sends shell, exec or a subsystem (OpenSSH `MaxSessions` also counts open
+channels).
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ ENCODING = "utf-8"
 ERRORS = "replace"
 """Decoding errors never end a session."""
 LINE_EDITOR = False
-"""Textual reads raw keys (PITFALLS.md: asyncssh's default is on)."""
+"""Textual reads raw keys (asyncssh's default is on:
+docs/PITFALLS.md "asyncssh server defaults")."""
 
 ALLOWED_ENV = re.compile(r"TERM|LANG|LC_[A-Z_]{1,32}")
-"""Names of the client environment variables the server keeps (PITFALLS.md:
+"""Names of the client environment variables the server keeps
+(docs/PITFALLS.md "asyncssh server defaults":
 `TERM`, `LANG`, `LC_*`, as OpenSSH's usual `AcceptEnv LANG LC_*`); every
 other one is refused."""
 

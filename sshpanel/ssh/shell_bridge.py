@@ -20,11 +20,11 @@ from sshpanel.backend.shell import ExecOptions, open_exec
 from sshpanel.backend.workspace import Workspace
 from sshpanel.errors import PanelError
 from sshpanel.ssh.channel_codec import byte_exact, input_bytes, output_decoder
+from sshpanel.ssh.pty import pty_size
 
 READ_SIZE = 64 * 1024
 """Characters read from the SSH channel at a time."""
 
-DEFAULT_SIZE = (80, 24)
 """Terminal size used when the client sent none."""
 
 HANGUP_STATUS = 129
@@ -127,11 +127,10 @@ async def _bridge(process: asyncssh.SSHServerProcess, stream: ExecStream) -> int
 
 
 def terminal_size(process: asyncssh.SSHServerProcess) -> tuple[int, int]:
-    """The client's terminal size as (columns, rows); 80×24 when it sent none."""
+    """The client's terminal size as (columns, rows), clamped (`pty_size`);
+    80×24 when it sent none."""
     width, height, *_ = process.get_terminal_size()
-    if width <= 0 or height <= 0:
-        return DEFAULT_SIZE
-    return width, height
+    return pty_size(width, height)
 
 
 async def _forward_output(process, stream: ExecStream, loop, pool) -> None:
@@ -160,7 +159,7 @@ async def _forward_input(process, stream: ExecStream, loop, pool) -> None:
         except asyncssh.TerminalSizeChanged as change:
             if stream.tty and change.width > 0 and change.height > 0:
                 with contextlib.suppress(PanelError):
-                    await asyncio.to_thread(stream.resize, change.width, change.height)
+                    await asyncio.to_thread(stream.resize, *pty_size(change.width, change.height))
             continue
         except (asyncssh.BreakReceived, asyncssh.SignalReceived):
             continue

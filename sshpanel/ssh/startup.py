@@ -1,6 +1,8 @@
 """Provides the start-up work of a panel, done once before any session
 (`prepare_panel`: by the one serving process, or by the supervisor of
-`serve --workers`), and the limit numbers of the settings (`session_limits`)."""
+`serve --workers`), the engine's user-namespace check
+(`check_unprivileged`) and the limit numbers of the settings
+(`session_limits`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import asyncssh
 
 from sshpanel.backend.accounts import Accounts
 from sshpanel.backend.engine import Engine
+from sshpanel.backend.host import engine_unprivileged
 from sshpanel.backend.recovery import recover_interrupted_creates
 from sshpanel.config import Settings
 from sshpanel.errors import ConfigError
@@ -23,14 +26,16 @@ log = logging.getLogger("sshpanel.ssh")
 
 async def prepare_panel(settings: Settings, store: Store, accounts: Accounts, engine: Engine) -> asyncssh.SSHKey:
     """The start-up work done once per panel, before any session: the
-    initial admin, the engine check, the crash recovery and the host key
-    (created once).
+    initial admin, the engine check (reachable; unprivileged when the
+    settings require it), the crash recovery and the host key (created
+    once).
 
     Returns:
         The host key.
 
     Raises:
-        ConfigError: Host key unusable.
+        ConfigError: Host key unusable, or an engine that does not remap
+            user namespaces while `require_unprivileged` is set.
         EngineUnavailable: The Docker engine does not answer.
     """
     created_admin = await asyncio.to_thread(accounts.ensure_initial_admin)
@@ -40,12 +45,43 @@ async def prepare_panel(settings: Settings, store: Store, accounts: Accounts, en
         log.warning("no users yet: add one with `sshpanel user add NAME --key ~/.ssh/id_ed25519.pub --admin`")
     version = await asyncio.to_thread(engine.ping)
     log.info("Docker engine %s at %s", version, engine.address)
+    unprivileged = await asyncio.to_thread(engine_unprivileged, engine)
+    if unprivileged:
+        log.info("Unprivileged: true (the engine remaps user namespaces: root in a container is an "
+                 "unprivileged uid on the host)")
+    else:
+        log.warning("Unprivileged: false (the engine does not remap user namespaces: root in a container is "
+                    "root on the host)")
+    check_unprivileged(settings, unprivileged, engine.address)
     # Before any session can create: a killed process may have left
     # half-written records (issue 7, crash recovery).
     await asyncio.to_thread(recover_interrupted_creates, store, engine, settings)
     key, created = await asyncio.to_thread(load_or_create_host_key, settings.host_keys_dir)
     log.info("%s host key %s", "created" if created else "loaded", host_key_fingerprint(key))
     return key
+
+
+def check_unprivileged(settings: Settings, unprivileged: bool, address: str) -> None:
+    """Refuses an engine whose container root is host root when the settings
+    require unprivileged containers (`SSHPANEL_REQUIRE_UNPRIVILEGED=1`,
+    issue 21).
+
+    Args:
+        settings: `require_unprivileged` is read.
+        unprivileged: The engine remaps user namespaces
+            (`backend.host.remaps_user_namespaces`).
+        address: The engine's address, for the message.
+
+    Raises:
+        ConfigError: Required but not the case; the message says how to
+            turn remapping on.
+    """
+    if settings.require_unprivileged and not unprivileged:
+        raise ConfigError(
+            f"SSHPANEL_REQUIRE_UNPRIVILEGED is set but the Docker engine at {address} does not remap user "
+            'namespaces (root in a container would be root on the host): set "userns-remap": "default" in '
+            "/etc/docker/daemon.json and restart dockerd (README, \"Unprivileged containers\")"
+        )
 
 
 def session_limits(settings: Settings) -> LimitSettings:

@@ -121,8 +121,9 @@ class Supervisor:
         and accepts.
 
         Raises:
-            ConfigError: Database or host key unusable, or a worker did not
-                start.
+            ConfigError: Database or host key unusable, a worker did not
+                start, or the engine does not remap user namespaces while
+                `require_unprivileged` is set.
             EngineUnavailable: The Docker engine does not answer.
             OSError: The port cannot be bound (e.g. in use).
         """

@@ -3,7 +3,7 @@ and passwords, quotas and the audit log viewer.
 
 Functions that change rows do not open a transaction themselves: callers
 wrap a check and the change it guards in one `Store.write()` block
-(DESIGN.md invariant 3). All of them block; call them from threads.
+(docs/ARCHITECTURE.md invariant 3). All of them block; call them from threads.
 """
 
 from __future__ import annotations

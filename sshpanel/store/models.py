@@ -1,4 +1,4 @@
-"""Provides the Peewee models of sshpanel (DESIGN.md "Data model").
+"""Provides the Peewee models of sshpanel (docs/ARCHITECTURE.md "Data model").
 
 The models are bound to a database by `sshpanel.store.store.open_store`; one
 process serves one database.

@@ -1,7 +1,8 @@
 """Provides the queries over users' provisioning scripts (`Script` rows).
 
-Every function takes the owner's user id and only ever touches that user's
-rows (DESIGN.md invariant 1). Call them from worker threads, like `Store`.
+Every function takes the owner's user id and only ever touches that user's rows
+(docs/ARCHITECTURE.md invariant 1). Call them from worker threads, like
+`Store`.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """Provides `Store`, the repository every other layer uses for the database.
 
 SQLite runs in WAL mode with foreign keys on, `synchronous=FULL` and a busy
-timeout (PITFALLS.md "Peewee / SQLite"); write transactions take the lock at
-once (`BEGIN IMMEDIATE`) so a check and the row it guards cannot interleave
-with another writer. PostgreSQL goes through a bounded pool that reconnects
-(`sshpanel.store.database`); there a check and the write it guards
-serialize per user through `user_transaction` (`sshpanel.store.reservations`).
-Peewee keeps connection state per thread; callers run store methods in
-worker threads, never on the event loop, and never await inside `write()`.
+timeout (docs/PITFALLS.md "Peewee and SQLite"); write transactions take the
+lock at once (`BEGIN IMMEDIATE`) so a check and the row it guards cannot
+interleave with another writer. PostgreSQL goes through a bounded pool that
+reconnects (`sshpanel.store.database`); there a check and the write it
+guards serialize per user through `user_transaction`
+(`sshpanel.store.reservations`). Peewee keeps connection state per thread;
+callers run store methods in worker threads, never on the event loop, and
+never await inside `write()`.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ import asyncssh
 import psutil
 import pytest
 
+from sshpanel.backend.stats import API_WORKERS as STATS_API_WORKERS
 from tests.conftest import TEST_IMAGE, Panel, User, remove_namespace, start_panel, stop_panel
 
 FULL = os.environ.get("SSHPANEL_LOAD_FULL") == "1"
@@ -46,6 +47,9 @@ FULL = os.environ.get("SSHPANEL_LOAD_FULL") == "1"
 SESSIONS = 200 if FULL else 30
 WAVE_SECONDS = 120.0 if FULL else 8.0
 SLOTS_PER_USER = 6
+DOCKER_POOL = 10
+"""Connections the engine's Docker SDK client keeps open at most (the SDK's
+default `max_pool_size`)."""
 """Slots of one user: each holds two sessions at most, and the server allows
 20 per user; a closed channel's place is freed a moment after the client
 saw it close, so each slot may count three for a moment (6 x 3 = 18). The churn slots come first, so that few users create a network:
@@ -283,9 +287,17 @@ def test_concurrent_sessions_with_churn(tmp_path, docker_client, capsys):
         for figures_inside in inside:
             assert figures_inside["apps"] == 0, figures
             assert figures_inside["tasks"] <= idle_inside["tasks"], figures
+        # Nothing leaks: what the waves leave behind is bounded by the pools the
+        # server keeps, which fill lazily (asyncio's default executor, each of
+        # its threads with its SQLite connection: the database and WAL files;
+        # the engine client's and the stats sampler's Docker connection pools),
+        # never by the hundreds of sessions served. Comparing one wave with the
+        # next instead caught a pool still growing (issue 26: `14 <= 11 + 2`).
+        pool = min(32, (os.cpu_count() or 1) + 4)
+        for usage in after:
+            assert usage.threads <= idle.threads + pool + 4, (idle, after)
+            assert usage.fds <= idle.fds + 2 * pool + DOCKER_POOL + STATS_API_WORKERS + 8, (idle, after)
         first, second = after
-        assert second.threads <= first.threads + 2, after
-        assert second.fds <= first.fds + 5, after
         assert second.rss <= first.rss + max(24 * 2**20, first.rss // 10), after
         left = docker_client.api.containers(all=True, filters={"label": f"io.{panel.namespace}.owner"})
         assert left == []

@@ -1,7 +1,7 @@
 """Provides the docker-like command line over SSH (`ssh panel.host ps -a`).
 
 Exit status: 0 on success, 1 on a failed action (reason on stderr), 2 on a
-usage error (DESIGN.md "Command line over SSH"). Each module of this package
+usage error (docs/ARCHITECTURE.md "Command line"). Each module of this package
 registers its own verbs; plain handlers run in a worker thread (they call
 Docker and the database), coroutine handlers on the event loop.
 """

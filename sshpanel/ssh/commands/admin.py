@@ -1,9 +1,10 @@
 """Provides the admin commands: `user ...`, `audit` and `host`.
 
-One gate covers them all (STYLE.md, soft-serve): every verb of this module
-runs through `_gated`, which builds the `Admin` service first; a non-admin
-gets "permission denied" (exit 1) and the attempt is written to the audit
-log, whatever the subcommand, including ones added later.
+One gate covers them all (docs/ARCHITECTURE.md "Conventions", as in
+soft-serve): every verb of this module runs through `_gated`, which builds the
+`Admin` service first; a non-admin gets "permission denied" (exit 1) and the
+attempt is written to the audit log, whatever the subcommand, including ones
+added later.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import datetime as dt
 import json
 from typing import Callable
 
-from sshpanel.access.units import format_age, format_bytes, parse_cpus, parse_duration, parse_size
+from sshpanel.access.units import format_age, format_bytes, format_uptime, parse_cpus, parse_since, parse_size
 from sshpanel.backend.admin import Admin, open_admin
 from sshpanel.backend.host import HostView
 from sshpanel.backend.records import AuditView, UserView
-from sshpanel.errors import InvalidValue
 from sshpanel.ssh.commands.account import print_keys, quota_json, read_stdin
 from sshpanel.ssh.commands.base import Context, Handler, table
 
@@ -221,33 +221,8 @@ _USER_ACTIONS: dict[str, Action] = {
 _KEY_ACTIONS: dict[str, Action] = {"ls": _key_ls, "add": _key_add, "rm": _key_rm}
 
 
-def parse_since(text: str, now: dt.datetime) -> dt.datetime:
-    """Parses `--since` as docker does: a duration back from `now` (`1h`),
-    or a time (`2026-01-31`, `2026-01-31T12:00:00`, UTC unless an offset
-    is given).
-
-    Returns:
-        The time, UTC, naive (as stored).
-
-    Raises:
-        InvalidValue: Neither.
-    """
-    try:
-        return now - dt.timedelta(seconds=parse_duration(text))
-    except InvalidValue:
-        pass
-    try:
-        when = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidValue(f"invalid --since {text[:32]!r}: use a duration (1h, 30m, 2d) or a time (2026-01-31T12:00)") from None
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return when
-
-
 def _audit(admin: Admin, ctx: Context, args: argparse.Namespace, text: str) -> int:
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    since = parse_since(args.since, now) if args.since else None
+    since = parse_since(args.since) if args.since else None
     entries = admin.audit_log(args.user, since, args.action, args.outcome, args.limit)
     if args.format == "json":
         for entry in entries:
@@ -282,7 +257,8 @@ def _host(admin: Admin, ctx: Context, args: argparse.Namespace, text: str) -> in
         return 0
     rows = [
         ("engine", f"Docker {host.engine_version} (API {host.api_version})"),
-        ("uptime", _uptime(host.uptime)),
+        ("unprivileged", "true" if host.unprivileged else "false"),
+        ("uptime", format_uptime(host.uptime)),
         ("load", " ".join(f"{v:.2f}" for v in host.load)),
         ("cpu", f"{host.cpu_percent:.1f}% (per core: {' '.join(f'{v:.0f}%' for v in host.cpu_per_core)})"),
         ("memory", f"{format_bytes(host.memory_used)} / {format_bytes(host.memory_total)}"),
@@ -297,10 +273,12 @@ def _host(admin: Admin, ctx: Context, args: argparse.Namespace, text: str) -> in
 
 
 def host_json(host: HostView) -> dict:
-    """Returns the host overview as a JSON object (bytes, seconds, percent)."""
+    """Returns the host overview as a JSON object (bytes, seconds, percent;
+    `Unprivileged`: the engine remaps user namespaces)."""
     return {
         "EngineVersion": host.engine_version,
         "ApiVersion": host.api_version,
+        "Unprivileged": host.unprivileged,
         "Uptime": round(host.uptime),
         "Load": list(host.load),
         "CpuPercent": host.cpu_percent,
@@ -318,13 +296,6 @@ def host_json(host: HostView) -> dict:
         "Containers": host.containers_total,
         "Images": host.images,
     }
-
-
-def _uptime(seconds: float) -> str:
-    """Formats an uptime as `3 days, 4:05`."""
-    days, rest = divmod(int(seconds), 86400)
-    hours, minutes = rest // 3600, rest % 3600 // 60
-    return f"{days} days, {hours}:{minutes:02d}" if days else f"{hours}:{minutes:02d}"
 
 
 def _iso(when: dt.datetime | None) -> str | None:

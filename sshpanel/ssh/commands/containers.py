@@ -6,12 +6,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import secrets
 from typing import Callable
 
-from sshpanel.access.names import generate_name
-from sshpanel.access.spec import make_spec
-from sshpanel.access.units import format_age, parse_cpus, parse_size
+from sshpanel.access.spec import CreateRequest
+from sshpanel.access.units import format_age
 from sshpanel.backend.views import ContainerView
 from sshpanel.errors import PanelError
 from sshpanel.ssh.commands.base import Context, Handler, table
@@ -117,14 +115,12 @@ def _images(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _create_or_run(ctx: Context, args: argparse.Namespace) -> int:
-    memory = parse_size(args.memory) if args.memory else ctx.workspace.settings.default_memory
-    cpus = parse_cpus(args.cpus) if args.cpus else ctx.workspace.settings.default_cpus
-    name = args.name
-    if name is None:
-        taken = {view.name for view in ctx.workspace.containers(all=True)}
-        name = generate_name(args.image, taken, secrets.token_hex(8))
-    spec = make_spec(name, args.image, memory, cpus, args.command, args.env or (), args.restart, args.publish or (), args.volume or ())
-    view = ctx.workspace.create(spec, start=args.verb == "run")
+    request = CreateRequest(
+        image=args.image, name=args.name or "", command=tuple(args.command), env=tuple(args.env or ()),
+        memory=args.memory or "", cpus=args.cpus or "", restart=args.restart, publish=tuple(args.publish or ()),
+        volumes=tuple(args.volume or ()),
+    )
+    view = ctx.workspace.create_from(request, start=args.verb == "run")
     ctx.out(view.name)
     return 0
 

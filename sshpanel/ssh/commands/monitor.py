@@ -14,9 +14,9 @@ import json
 
 import asyncssh
 
-from sshpanel.access.units import format_bytes
+from sshpanel.access.units import format_bytes, parse_since
 from sshpanel.backend.history import MAX_DAYS, DailyCount, HistoryEntry, WorkspaceHistory
-from sshpanel.backend.logs import LogLine, WorkspaceLogs, parse_since
+from sshpanel.backend.logs import LogLine, WorkspaceLogs
 from sshpanel.backend.samples import ContainerStats, StatsRound
 from sshpanel.backend.stats import WorkspaceStats
 from sshpanel.errors import UsageError

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from rich.text import Text
 from textual.widgets import Static
 
-from sshpanel.access.spec import ContainerSpec
+from sshpanel.access.spec import CreateRequest
 from sshpanel.backend.history import HistoryEntry
 from sshpanel.backend.provision import ScriptView
 from sshpanel.backend.views import ContainerView
@@ -200,11 +200,11 @@ class ContainerActions(BackendCalls):
             screen = ProvisionScreen(self.services.provisioner, container, script)
             self.app.push_screen(screen)  # type: ignore[attr-defined]
 
-    def create_and_provision(self, spec: ContainerSpec, script: str) -> None:
+    def create_and_provision(self, request: CreateRequest, script: str) -> None:
         """Creates and starts a container, then runs a script in it.
 
         Args:
-            spec: The container.
+            request: The container, as typed in the form.
             script: The script's name.
         """
 
@@ -212,4 +212,4 @@ class ContainerActions(BackendCalls):
             self._action_done(f"Created and started {view.name}")
             self.open_provision(view.name, script)
 
-        self.call_backend(lambda: self.workspace.create(spec, start=True), created, group="create")
+        self.call_backend(lambda: self.workspace.create_from(request, start=True), created, group="create")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -15,57 +14,9 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
-from sshpanel.access.spec import RESTART_POLICIES, ContainerSpec, make_spec
-from sshpanel.access.units import format_bytes, parse_cpus, parse_size
+from sshpanel.access.spec import RESTART_POLICIES, UNNAMED, CreateRequest, spec_from_request
+from sshpanel.access.units import format_bytes
 from sshpanel.errors import InvalidValue
-
-
-def spec_from_form(
-    name: str,
-    image: str,
-    command: str,
-    env: str,
-    memory: str,
-    cpus: str,
-    restart: str,
-    volumes: str = "",
-) -> ContainerSpec:
-    """Turns the form's text into a validated spec.
-
-    Args:
-        name: Short container name.
-        image: Image reference (empty when none was chosen).
-        command: Command line, split as a POSIX shell would (`shlex`).
-        env: `KEY=VALUE` lines; blank lines are skipped.
-        memory: Memory limit (`256m`, `1g`, `256MiB`).
-        cpus: CPU limit (`0.5`).
-        restart: Restart policy.
-        volumes: `VOLUME:/path[:ro]` items of the user's named volumes,
-            separated by spaces or commas (`run -v`); host paths are refused.
-
-    Returns:
-        The spec.
-
-    Raises:
-        InvalidValue: A field is invalid; the message says which and why.
-    """
-    if not image:
-        raise InvalidValue("choose an image")
-    try:
-        argv = shlex.split(command)
-    except ValueError as exc:
-        raise InvalidValue(f"invalid command: {exc}") from None
-    variables = [line.strip() for line in env.splitlines() if line.strip()]
-    return make_spec(
-        name.strip(),
-        image,
-        parse_size(memory),
-        parse_cpus(cpus),
-        command=argv,
-        env=variables,
-        restart=restart,
-        volumes=volumes.replace(",", " ").split(),
-    )
 
 
 @dataclass(frozen=True)
@@ -73,11 +24,12 @@ class NewContainer:
     """What the create form asks for.
 
     Attributes:
-        spec: The container.
+        request: The container, as typed (the backend's `create_from`
+            generates a missing name and validates it, as for `run`).
         script: The user's script to run right after it started, or None.
     """
 
-    spec: ContainerSpec
+    request: CreateRequest
     script: str | None = None
 
 
@@ -118,7 +70,8 @@ class CreateContainerModal(ModalScreen[NewContainer | None]):
         with Vertical(id="create-dialog", classes="dialog") as dialog:
             dialog.border_title = "New container"
             dialog.border_subtitle = "Ctrl+S create · Esc cancel"
-            yield self._row("Name", Input(placeholder="e.g. web", id="create-name", compact=True))
+            yield self._row("Name", Input(placeholder="optional, generated when empty", id="create-name",
+                                          compact=True))
             yield self._row(
                 "Image",
                 Select(
@@ -136,8 +89,13 @@ class CreateContainerModal(ModalScreen[NewContainer | None]):
                 ))
             yield self._row("Memory", Input(format_bytes(self.default_memory), id="create-memory", compact=True))
             yield self._row("CPUs", Input(f"{self.default_cpus:g}", id="create-cpus", compact=True))
-            yield self._row("Volumes", Input(placeholder="optional, e.g. data:/data", id="create-volumes",
-                                             compact=True))
+            yield Horizontal(  # two fields on one row, so that the form still fits 24 lines
+                Label("Volumes", classes="form-label"),
+                Input(placeholder="e.g. data:/data", id="create-volumes", compact=True),
+                Label("Ports", id="create-ports-label"),
+                Input(placeholder="optional, e.g. 8080:80", id="create-ports", compact=True),
+                classes="form-row",
+            )
             restart = Select(
                 [(policy, policy) for policy in RESTART_POLICIES],
                 value="no",
@@ -174,25 +132,33 @@ class CreateContainerModal(ModalScreen[NewContainer | None]):
     @on(Input.Submitted)
     @on(Button.Pressed, "#create-submit")
     def action_submit(self) -> None:
-        """Validates the form; dismisses with the spec, or shows what is wrong."""
-        image = self.query_one("#create-image", Select).value
-        restart = self.query_one("#create-restart", Select).value
+        """Checks the form with the backend's own rules (`spec_from_request`,
+        the same as `run`'s); dismisses with the typed request, or shows
+        what is wrong and stays open."""
+        request = self.request()
         try:
-            spec = spec_from_form(
-                name=self.query_one("#create-name", Input).value,
-                image=image if isinstance(image, str) else "",
-                command=self.query_one("#create-command", Input).value,
-                env=self.query_one("#create-env", TextArea).text,
-                memory=self.query_one("#create-memory", Input).value,
-                cpus=self.query_one("#create-cpus", Input).value,
-                restart=restart if isinstance(restart, str) else "no",
-                volumes=self.query_one("#create-volumes", Input).value,
-            )
+            spec_from_request(request, request.name or UNNAMED, self.default_memory, self.default_cpus)
         except InvalidValue as exc:
             self._show_error(exc.message)
             return
         script = self.query_one("#create-script", Select).value if self.scripts else None
-        self.dismiss(NewContainer(spec, script if isinstance(script, str) else None))
+        self.dismiss(NewContainer(request, script if isinstance(script, str) else None))
+
+    def request(self) -> CreateRequest:
+        """The form's fields as typed."""
+        image = self.query_one("#create-image", Select).value
+        restart = self.query_one("#create-restart", Select).value
+        return CreateRequest(
+            image=image if isinstance(image, str) else "",
+            name=self.query_one("#create-name", Input).value,
+            command=self.query_one("#create-command", Input).value,
+            env=self.query_one("#create-env", TextArea).text,
+            memory=self.query_one("#create-memory", Input).value,
+            cpus=self.query_one("#create-cpus", Input).value,
+            restart=restart if isinstance(restart, str) else "no",
+            publish=self.query_one("#create-ports", Input).value,
+            volumes=self.query_one("#create-volumes", Input).value,
+        )
 
     @on(Button.Pressed, "#create-cancel")
     def action_cancel(self) -> None:

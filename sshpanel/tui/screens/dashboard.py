@@ -16,7 +16,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerState
 
-from sshpanel.access.spec import ContainerSpec
+from sshpanel.access.spec import CreateRequest
 from sshpanel.backend.deploy import Deployer
 from sshpanel.backend.records import QuotaView
 from sshpanel.backend.views import ContainerView, ImageView
@@ -214,12 +214,17 @@ class DashboardScreen(ContainerActions, Screen[None]):
     def _create_submitted(self, new: NewContainer | None) -> None:
         if new is None:
             return
-        spec: ContainerSpec = new.spec
-        self.notify(f"Creating {spec.name}…", markup=False)
+        request = new.request
+        self.notify(f"Creating {request.name or 'a container'}…", markup=False)
         if new.script is not None:
-            self.create_and_provision(spec, new.script)
+            self.create_and_provision(request, new.script)
         else:
-            self._act(functools.partial(self.workspace.create, spec, start=True), f"Created and started {spec.name}")
+            self._create(request)
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _create(self, request: CreateRequest) -> str:
+        view = in_worker_thread(lambda: self.workspace.create_from(request, start=True))
+        return f"Created and started {view.name}"
 
     def action_start_container(self) -> None:
         """Starts the selected container."""

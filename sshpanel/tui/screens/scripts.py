@@ -14,12 +14,11 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static, TextArea
 
-from sshpanel.access.units import format_bytes
+from sshpanel.access.units import format_age, format_bytes
 from sshpanel.backend.provision import ScriptView
 from sshpanel.tui.screens.calls import BackendCalls
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.screens.script_editor import ScriptEditorScreen, code_view
-from sshpanel.tui.widgets.container_table import format_age
 from sshpanel.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
@@ -97,7 +96,7 @@ class ScriptsScreen(BackendCalls, Screen[None]):
                 Text(script.name, style="bold"),
                 Text(format_bytes(script.size)),
                 Text(script.sha256[:12]),
-                Text(format_age(created, now)),
+                Text(format_age((now - created).total_seconds())),
                 key=script.name,
             )
         if current in self.scripts:

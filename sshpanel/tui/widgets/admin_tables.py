@@ -7,10 +7,10 @@ import datetime as dt
 
 from rich.text import Text
 
-from sshpanel.access.units import format_bytes
+from sshpanel.access.units import format_age, format_bytes
 from sshpanel.backend.records import AuditView, KeyView, UserView
 from sshpanel.backend.views import ContainerView
-from sshpanel.tui.widgets.container_table import STATE_STYLES, format_age
+from sshpanel.tui.widgets.container_table import STATE_STYLES
 from sshpanel.tui.widgets.record_table import Column, RecordTable
 
 
@@ -56,7 +56,8 @@ class UserTable(RecordTable[UserView]):
             Text(f"{record.running}/{quota.containers} of {quota.max_containers}"),
             Text(f"{format_bytes(quota.memory)}/{format_bytes(quota.max_memory)}"),
             Text(f"{quota.cpus:g}/{quota.max_cpus:g}"),
-            Text(format_age(as_utc(record.last_login), now) if record.last_login else "never"),
+            Text(format_age((now - as_utc(record.last_login)).total_seconds(), compact=True) if record.last_login
+                 else "never"),
         )
 
 

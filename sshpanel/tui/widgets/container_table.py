@@ -10,6 +10,7 @@ from textual import events
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
+from sshpanel.access.units import format_age
 from sshpanel.backend.views import ContainerView
 
 COLUMNS = (
@@ -36,29 +37,6 @@ STATE_STYLES = {
 SHRINK_ORDER = (("image", 12), ("ports", 9), ("status", 12))
 """Columns shortened (with `…`) when the table is too narrow, in this order,
 each never below the given width."""
-
-
-def format_age(created: dt.datetime, now: dt.datetime) -> str:
-    """Formats how long ago something was created, compactly (`5m ago`).
-
-    Args:
-        created: The time, timezone-aware.
-        now: The current time, timezone-aware.
-
-    Returns:
-        `just now`, `42s ago`, `5m ago`, `3h ago`, `2d ago`, `3w ago`, or the
-        date for anything older than about two months.
-    """
-    seconds = int((now - created).total_seconds())
-    if seconds < 5:
-        return "just now"
-    for unit, size in (("s", 60), ("m", 60), ("h", 24), ("d", 7)):
-        if seconds < size:
-            return f"{seconds}{unit} ago"
-        seconds //= size
-    if seconds < 9:
-        return f"{seconds}w ago"
-    return created.strftime("%Y-%m-%d")
 
 
 def shorten(text: str, width: int) -> str:
@@ -135,7 +113,7 @@ class ContainerTable(DataTable):
                 for (_, column), cell in zip(COLUMNS, cells):
                     # Every update re-renders the table, and a width update lays out the
                     # screen again: skip unchanged cells, widths only when the text's width
-                    # changed ("5 minutes ago" -> "6 minutes ago" keeps it; issue 8, idle CPU).
+                    # changed ("5m ago" -> "6m ago" keeps it; issue 8, idle CPU).
                     old = self.get_cell(key, column)
                     if (old.plain, old.style, old.spans) != (cell.plain, cell.style, cell.spans):
                         self.update_cell(key, column, cell, update_width=old.cell_len != cell.cell_len)
@@ -171,7 +149,8 @@ class ContainerTable(DataTable):
 
     @staticmethod
     def _texts(view: ContainerView, now: dt.datetime) -> tuple[str, ...]:
-        return (view.name, view.image, view.state, view.status, view.ports, format_age(view.created, now))
+        return (view.name, view.image, view.state, view.status, view.ports,
+                format_age((now - view.created).total_seconds(), compact=True))
 
     def _cells(self, view: ContainerView, now: dt.datetime, limits: dict[str, int]) -> tuple[Text, ...]:
         name, image, state, status, ports, created = self._texts(view, now)

@@ -1,32 +1,21 @@
 """Provides `HostOverview`, the host's CPU, memory, swap, disk, load, uptime
-and Docker engine figures drawn with meters."""
+and Docker engine figures drawn with meters, and whether the engine's
+containers are unprivileged."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widget import Widget
 
-from sshpanel.access.units import format_bytes
+from sshpanel.access.units import format_bytes, format_uptime
 from sshpanel.backend.host import HostView
 from sshpanel.tui.widgets.quota_bar import meter
 
-LABEL_WIDTH = 11
-"""Width of the labels on the left, cells."""
+LABEL_WIDTH = 13
+"""Width of the labels on the left, cells (the longest, `Unprivileged`, and a space)."""
 
 CORE_CELL = 21
 """Width of one core's entry in the per-core grid (`cpu12 ████░░░  75%`), cells."""
-
-
-def format_uptime(seconds: float) -> str:
-    """Formats an uptime as `uptime` does (`3 days, 4:05`, `0:42`).
-
-    Args:
-        seconds: Seconds since boot.
-    """
-    days, rest = divmod(int(seconds), 86400)
-    hours, minutes = rest // 3600, rest % 3600 // 60
-    clock = f"{hours}:{minutes:02d}"
-    return f"{days} day{'s' if days != 1 else ''}, {clock}" if days else clock
 
 
 def percent(used: float, total: float) -> str:
@@ -77,6 +66,8 @@ class HostOverview(Widget):
             self._line("Load", Text(" ".join(f"{value:.2f}" for value in host.load)), "  (1, 5, 15 min)"),
             self._line("Uptime", Text(format_uptime(host.uptime))),
             self._line("Engine", Text(f"Docker {host.engine_version} (API {host.api_version})")),
+            self._line("Unprivileged", Text("true", style="green") if host.unprivileged else Text.assemble(
+                ("false", "bold red"), " (root in a container is root on the host)")),
             self._line("Containers", Text.assemble(
                 (f"{host.containers_running} running", "green"),
                 f" · {host.containers_paused} paused · {host.containers_stopped} stopped"
