@@ -210,3 +210,57 @@ make_test_images() {
     --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/bin' - sshpanel-test/busybox:latest >/dev/null
   rm -rf "$root"
 }
+
+PG_USER="sshpanel-pg"
+
+setup_postgres() {
+  # Starts a throwaway PostgreSQL server for the tests: Debian's server
+  # binaries, run as the unprivileged user $PG_USER (the server refuses root),
+  # data in a temporary folder, listening on a free loopback port only, a
+  # random password. Exports SSHPANEL_TEST_POSTGRES_URL (the superuser's URL)
+  # and SSHPANEL_TEST_POSTGRES_{BIN,DATA,USER} (for tests that stop and start
+  # it); stop it with stop_postgres.
+  if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    apt_install postgresql
+  fi
+  local bin port password
+  bin="$(dirname "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")"
+  id "$PG_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_USER"
+  PG_DIR="$(mktemp -d /tmp/sshpanel-pg.XXXXXX)"
+  chown "$PG_USER" "$PG_DIR"
+  chmod 700 "$PG_DIR"
+  password="$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"
+  printf '%s\n' "$password" >"$PG_DIR/pwfile"
+  chown "$PG_USER" "$PG_DIR/pwfile"
+  port="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  runuser -u "$PG_USER" -- "$bin/initdb" -D "$PG_DIR/data" -U postgres --pwfile="$PG_DIR/pwfile" \
+    --auth=scram-sha-256 -E UTF8 --no-sync >"$PG_DIR/initdb.log" 2>&1 \
+    || { tail -20 "$PG_DIR/initdb.log" >&2; return 1; }
+  rm -f "$PG_DIR/pwfile"
+  # Test data only: fsync off; connections are the panels' and the tests'.
+  cat >>"$PG_DIR/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$PG_DIR'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_connections = 300
+CONF
+  export SSHPANEL_TEST_POSTGRES_BIN="$bin" SSHPANEL_TEST_POSTGRES_DATA="$PG_DIR/data" SSHPANEL_TEST_POSTGRES_USER="$PG_USER"
+  log "starting PostgreSQL on 127.0.0.1:$port (data in $PG_DIR)"
+  runuser -u "$PG_USER" -- "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/data/server.log" start >/dev/null
+  for _ in $(seq 1 60); do
+    "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" && break
+    sleep 0.5
+  done
+  "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" || { log "PostgreSQL did not answer"; tail -20 "$PG_DIR/data/server.log" >&2; return 1; }
+  export SSHPANEL_TEST_POSTGRES_URL="postgresql://postgres:$password@127.0.0.1:$port/postgres"
+}
+
+stop_postgres() {
+  # Stops the server setup_postgres started and removes its data.
+  [ -n "${PG_DIR:-}" ] && [ -d "$PG_DIR" ] || return 0
+  runuser -u "$PG_USER" -- "$SSHPANEL_TEST_POSTGRES_BIN/pg_ctl" -D "$PG_DIR/data" stop -m fast >/dev/null 2>&1 || true
+  rm -rf "$PG_DIR"
+}

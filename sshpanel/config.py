@@ -30,6 +30,9 @@ class Settings:
         data_dir: Folder for the SQLite database and per-user data.
         host_keys_dir: Folder holding the ed25519 host key (created once).
         database_url: Peewee database URL; empty means SQLite in `data_dir`.
+        database_max_connections: PostgreSQL connections one process opens
+            at most (its pool; a connection is held only for one statement
+            or one transaction, a thread over the maximum waits for one).
         docker_host: Docker engine address (`unix:///var/run/docker.sock`);
             empty means the Docker SDK's default from the environment.
         namespace: Prefix of Docker names, labels and networks the panel owns.
@@ -88,6 +91,7 @@ class Settings:
     data_dir: Path = Path("data")
     host_keys_dir: Path = Path("hostkeys")
     database_url: str = ""
+    database_max_connections: int = 10
     docker_host: str = ""
     namespace: str = "sshpanel"
     default_memory: int = 256 * MIB
@@ -191,6 +195,7 @@ _ENV_FIELDS: dict[str, Callable[[str], object]] = {
     "data_dir": Path,
     "host_keys_dir": Path,
     "database_url": str,
+    "database_max_connections": int,
     "docker_host": str,
     "namespace": str,
     "default_memory": int,

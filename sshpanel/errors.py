@@ -83,6 +83,22 @@ class EngineError(PanelError):
     title = "Docker error"
 
 
+class DatabaseUnavailable(PanelError):
+    """The database server cannot be reached (down, restarting, or every
+    pooled connection busy); the same request later may succeed.
+
+    Attributes:
+        reason: One line for the log, e.g. `connection refused
+            (127.0.0.1:5432)`; users see only `message`.
+    """
+
+    title = "Database unavailable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("database unavailable, try again later")
+        self.reason = reason
+
+
 class ConfigError(PanelError):
     """A setting or an operator-supplied file is unusable."""
 

@@ -1,5 +1,10 @@
 """Shared fixtures: a real Docker engine, a real panel server process on a
-free port with its own data folder, and real SSH keys for test users."""
+free port with its own data folder, and real SSH keys for test users.
+
+A module marked `pytestmark = pytest.mark.databases` runs every test that
+uses the `database` fixture (directly or through `panel`/`limited_panel`)
+once on SQLite and once on PostgreSQL (`tests/databases.py`); elsewhere
+`database` is SQLite."""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from pathlib import Path
 
 import docker
 import pytest
+
+from tests.databases import KINDS, POSTGRES_URL, Databases
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_IMAGE = "sshpanel-test/busybox:latest"
@@ -37,6 +44,28 @@ def _isolate_environment(monkeypatch):
     for name in list(os.environ):
         if name.startswith("SSHPANEL_"):
             monkeypatch.delenv(name, raising=False)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "databases: run the module's database tests on SQLite and PostgreSQL")
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrizes `database` over `KINDS` in modules marked `databases`."""
+    if "database" in metafunc.fixturenames and metafunc.definition.get_closest_marker("databases"):
+        metafunc.parametrize("database", KINDS, indirect=True)
+
+
+@pytest.fixture(scope="module")
+def database(request):
+    """The `Databases` of this module's kind (`sqlite` unless parametrized);
+    drops the PostgreSQL databases it handed out at the end of the module."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "postgres" and not POSTGRES_URL:
+        pytest.skip("needs PostgreSQL: run scripts/test.sh (it sets SSHPANEL_TEST_POSTGRES_URL)")
+    databases = Databases(kind)
+    yield databases
+    databases.drop_all()
 
 
 @pytest.fixture(scope="session")
@@ -75,11 +104,15 @@ class Panel:
     log_path: Path
     keys_dir: Path
     users: dict[str, User] = field(default_factory=dict)
+    database_url: str = ""
+    """`SSHPANEL_DATABASE_URL` of the panel (empty: SQLite in `data_dir`)."""
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["SSHPANEL_DATA_DIR"] = str(self.data_dir)
         env["SSHPANEL_NAMESPACE"] = self.namespace
+        if self.database_url:
+            env["SSHPANEL_DATABASE_URL"] = self.database_url
         return env
 
     def add_user(self, name: str, admin: bool = False) -> User:
@@ -112,9 +145,10 @@ class Panel:
 
 
 def start_panel(tmp: Path, namespace: str, extra_env: dict[str, str] | None = None, host_keys: Path | None = None,
-                command: list[str] | None = None) -> Panel:
+                command: list[str] | None = None, database_url: str = "") -> Panel:
     """Starts `sshpanel serve` (or `command`, which must serve the same way)
-    on a free port and waits until it listens."""
+    on a free port and waits until it listens; on the database at
+    `database_url` (`Databases.new_url`), else SQLite in its data dir."""
     data_dir = tmp / "data"
     keys_dir = tmp / "keys"
     keys_dir.mkdir(parents=True, exist_ok=True)
@@ -122,6 +156,8 @@ def start_panel(tmp: Path, namespace: str, extra_env: dict[str, str] | None = No
     env = dict(os.environ)
     env.update({"SSHPANEL_DATA_DIR": str(data_dir), "SSHPANEL_NAMESPACE": namespace, "SSHPANEL_PORT": "0",
                 "SSHPANEL_LISTEN": "127.0.0.1", "SSHPANEL_HOST_KEYS_DIR": str(host_keys or tmp / "hostkeys")})
+    if database_url:
+        env["SSHPANEL_DATABASE_URL"] = database_url
     env.update(extra_env or {})
     with open(log_path, "w") as log:
         process = subprocess.Popen(command or [sys.executable, "-m", "sshpanel", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
@@ -129,7 +165,8 @@ def start_panel(tmp: Path, namespace: str, extra_env: dict[str, str] | None = No
     while time.monotonic() < deadline:
         match = re.search(r"listening on [^:]+:(\d+)", log_path.read_text())
         if match:
-            return Panel(int(match.group(1)), data_dir, namespace, process, log_path, keys_dir)
+            return Panel(int(match.group(1)), data_dir, namespace, process, log_path, keys_dir,
+                         database_url=database_url)
         if process.poll() is not None:
             break
         time.sleep(0.05)
@@ -162,11 +199,11 @@ def remove_namespace(client: docker.DockerClient, namespace: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def panel(tmp_path_factory, docker_client):
+def panel(tmp_path_factory, docker_client, database):
     """A panel server for one test module, with users alice and bob."""
     namespace = f"sptest{secrets.token_hex(3)}"
     tmp = tmp_path_factory.mktemp("panel")
-    server = start_panel(tmp, namespace)
+    server = start_panel(tmp, namespace, database_url=database.new_url())
     server.add_user("alice")
     server.add_user("bob")
     yield server
@@ -187,14 +224,14 @@ def remove_images(docker_client, namespace: str) -> None:
 
 
 @pytest.fixture
-def limited_panel(tmp_path, docker_client):
+def limited_panel(tmp_path, docker_client, database):
     """Starts a panel with extra `SSHPANEL_*` settings and the user alice;
     stops it and removes what it made at the end of the test."""
     started = []
 
     def start(**env: str):
         namespace = f"sptest{secrets.token_hex(3)}"
-        server = start_panel(tmp_path / namespace, namespace, env)
+        server = start_panel(tmp_path / namespace, namespace, env, database_url=database.new_url())
         started.append(server)
         server.add_user("alice")
         return server

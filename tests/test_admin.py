@@ -1,6 +1,7 @@
-"""Admin flows end to end over real SSH: users, roles, quotas, keys of any
-user, disabling (live sessions closed), deletion, the audit log and the host
-overview; every admin command refused and audited for a non-admin."""
+"""Admin flows end to end over real SSH, on SQLite and PostgreSQL: users,
+roles, quotas, keys of any user, disabling (live sessions closed),
+deletion, the audit log and the host overview; every admin command refused
+and audited for a non-admin."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from sshpanel.errors import PermissionDenied
 from sshpanel.store import open_store
 from tests.conftest import SSH_BASE, TEST_IMAGE
 
+pytestmark = pytest.mark.databases
+
 
 @pytest.fixture(scope="module")
 def ada(panel):
@@ -28,7 +31,7 @@ def ada(panel):
 
 
 def _store(panel):
-    return open_store(load_settings({"data_dir": panel.data_dir}))
+    return open_store(load_settings({"data_dir": panel.data_dir, "database_url": panel.database_url}))
 
 
 def _users(panel, admin) -> dict[str, dict]:
@@ -289,7 +292,8 @@ def test_demoted_admin_loses_rights_in_an_open_session(panel):
     """The backend re-checks the role on every call: an Admin service built
     while the principal was an admin stops working once they are demoted."""
     panel.add_user("gina", admin=True)
-    settings = load_settings({"data_dir": panel.data_dir, "namespace": panel.namespace})
+    settings = load_settings({"data_dir": panel.data_dir, "namespace": panel.namespace,
+                              "database_url": panel.database_url})
     store = open_store(settings)
     engine = Engine(settings)
     try:
@@ -317,7 +321,8 @@ def test_admin_sees_every_container_and_acts_as_the_owner(panel, docker_client):
     with the admin as the actor."""
     alice = panel.users["alice"]
     assert panel.run(alice, "create", "--name", "shared", TEST_IMAGE).returncode == 0
-    settings = load_settings({"data_dir": panel.data_dir, "namespace": panel.namespace})
+    settings = load_settings({"data_dir": panel.data_dir, "namespace": panel.namespace,
+                              "database_url": panel.database_url})
     store = open_store(settings)
     engine = Engine(settings)
     try:

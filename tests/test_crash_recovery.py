@@ -1,5 +1,6 @@
 """Crash recovery (issue 7): the panel killed with SIGKILL in the middle of
-creates. After a restart the database passes its integrity check, no
+creates, on SQLite and PostgreSQL. After a restart the database passes
+its integrity check, no
 half-written record is left (a reservation without a Docker ID would hold a
 name and quota forever), and every container carrying the panel's owner
 label is either recorded or reported in the log."""
@@ -8,34 +9,48 @@ from __future__ import annotations
 
 import re
 import secrets
-import sqlite3
 import subprocess
 import sys
 import time
 
+import pytest
+
 from sshpanel.config import load_settings
 from sshpanel.store import deployments, open_store
 from tests.conftest import TEST_IMAGE, Panel, remove_namespace, start_panel, stop_panel
+
+pytestmark = pytest.mark.databases
 
 BURST = 12
 """Concurrent `run` commands when the server is killed."""
 
 
 def _restart(old: Panel, tmp) -> Panel:
-    """Starts a new server on the same data folder and host key."""
-    panel = start_panel(tmp, old.namespace)
+    """Starts a new server on the same data folder, database and host key."""
+    panel = start_panel(tmp, old.namespace, database_url=old.database_url)
     panel.users.update(old.users)
     return panel
 
 
+def _settings(panel: Panel):
+    return load_settings({"data_dir": panel.data_dir, "namespace": panel.namespace,
+                          "database_url": panel.database_url}, environ={})
+
+
+def _rows(panel: Panel, sql: str) -> list[tuple]:
+    store = open_store(_settings(panel))
+    try:
+        return store.database.execute_sql(sql).fetchall()
+    finally:
+        store.close()
+
+
 def _half_written(panel: Panel) -> list[tuple]:
-    with sqlite3.connect(panel.data_dir / "sshpanel.db") as db:
-        return db.execute("SELECT id, name FROM container WHERE docker_id IS NULL AND removed IS NULL").fetchall()
+    return _rows(panel, "SELECT id, name FROM container WHERE docker_id IS NULL AND removed IS NULL")
 
 
 def _recorded_ids(panel: Panel) -> set[str]:
-    with sqlite3.connect(panel.data_dir / "sshpanel.db") as db:
-        return {row[0] for row in db.execute("SELECT docker_id FROM container WHERE docker_id IS NOT NULL")}
+    return {row[0] for row in _rows(panel, "SELECT docker_id FROM container WHERE docker_id IS NOT NULL")}
 
 
 def _labelled(docker_client, panel: Panel) -> set[str]:
@@ -61,8 +76,8 @@ def _wait_for(condition, timeout: float = 60, what: str = "") -> None:
         time.sleep(0.05)
 
 
-def _setup(tmp, docker_client) -> Panel:
-    panel = start_panel(tmp, f"sptest{secrets.token_hex(3)}")
+def _setup(tmp, database) -> Panel:
+    panel = start_panel(tmp, f"sptest{secrets.token_hex(3)}", database_url=database.new_url())
     ada = panel.add_user("ada", admin=True)
     panel.add_user("alice")
     quota = panel.run(ada, "user", "set-quota", "alice", "--containers", "100", "--memory", "8g", "--cpus", "50")
@@ -70,8 +85,8 @@ def _setup(tmp, docker_client) -> Panel:
     return panel
 
 
-def test_sigkill_during_a_burst_of_creates(tmp_path, docker_client):
-    panel = _setup(tmp_path, docker_client)
+def test_sigkill_during_a_burst_of_creates(tmp_path, docker_client, database):
+    panel = _setup(tmp_path, database)
     try:
         alice = panel.users["alice"]
         runs = [
@@ -105,24 +120,24 @@ def test_sigkill_during_a_burst_of_creates(tmp_path, docker_client):
         remove_namespace(docker_client, panel.namespace)
 
 
-def test_interrupted_creates_are_completed_or_dropped_at_start(tmp_path, docker_client):
+def test_interrupted_creates_are_completed_or_dropped_at_start(tmp_path, docker_client, database):
     """Each window of a killed create, made exactly: a reservation whose
     container was never made, one whose container was made, one whose
     same-named container is not what the panel made, and a labelled
     container with no record at all."""
-    panel = _setup(tmp_path, docker_client)
+    panel = _setup(tmp_path, database)
     try:
         alice = panel.users["alice"]
         assert panel.run(alice, "create", "--name", "keep", TEST_IMAGE).returncode == 0
         panel.process.kill()
         panel.process.wait(timeout=10)
 
-        settings = load_settings({"data_dir": panel.data_dir, "namespace": panel.namespace})
+        settings = _settings(panel)
         store = open_store(settings)
         user_id = store.user_by_name("alice").id
-        with store.write():
+        with store.user_transaction(user_id) as tx:
             for name in ("ghost", "half", "fake"):
-                store.reserve_container(user_id, name, TEST_IMAGE, "{}", 8 * 2**20, 0.05)
+                tx.reserve_container(name, TEST_IMAGE, "{}", 8 * 2**20, 0.05)
         store.close()
         label = settings.label_prefix
 
@@ -177,18 +192,19 @@ def _replacement(docker_client, store, settings, user_id: int, name: str):
         TEST_IMAGE, ["sleep", "600"], name=f"{settings.namespace}.alice.{name}",
         labels={f"{label}owner": "alice", f"{label}name": name},
     )
-    reserved = store.reserve_container(user_id, name, TEST_IMAGE, "{}", 8 * 2**20, 0.05)
+    with store.user_transaction(user_id) as tx:
+        reserved = tx.reserve_container(name, TEST_IMAGE, "{}", 8 * 2**20, 0.05)
     store.attach_docker_id(reserved.id, new.id)
     return new, reserved
 
 
-def test_interrupted_deploy_replacement_is_put_back_at_start(tmp_path, docker_client):
+def test_interrupted_deploy_replacement_is_put_back_at_start(tmp_path, docker_client, database):
     """The two windows of a deploy killed while replacing a container: the
     old one set aside with no new one yet (`one`), and set aside with the
     new one created but not settled (`two`). After a restart each old
     container has its name and record back (stopped), the new one is gone,
     no `.replaced-` container is left, and the history says so."""
-    panel = _setup(tmp_path, docker_client)
+    panel = _setup(tmp_path, database)
     try:
         alice = panel.users["alice"]
         for name in ("one", "two"):
@@ -196,7 +212,7 @@ def test_interrupted_deploy_replacement_is_put_back_at_start(tmp_path, docker_cl
         panel.process.kill()
         panel.process.wait(timeout=10)
 
-        settings = load_settings({"data_dir": panel.data_dir, "namespace": panel.namespace})
+        settings = _settings(panel)
         store = open_store(settings)
         user_id = store.user_by_name("alice").id
         old = {row.name: row for row in store.containers_of(user_id)}
@@ -226,18 +242,18 @@ def test_interrupted_deploy_replacement_is_put_back_at_start(tmp_path, docker_cl
         remove_namespace(docker_client, panel.namespace)
 
 
-def test_deploy_interrupted_after_it_succeeded_keeps_the_new_container(tmp_path, docker_client):
+def test_deploy_interrupted_after_it_succeeded_keeps_the_new_container(tmp_path, docker_client, database):
     """The third window: the new container settled and its deployment was
     recorded, then the panel died before the old one was removed. After a
     restart the new container stays, the old one is removed."""
-    panel = _setup(tmp_path, docker_client)
+    panel = _setup(tmp_path, database)
     try:
         alice = panel.users["alice"]
         assert panel.run(alice, "run", "--name", "three", "-m", "8m", TEST_IMAGE, "sleep", "600").returncode == 0
         panel.process.kill()
         panel.process.wait(timeout=10)
 
-        settings = load_settings({"data_dir": panel.data_dir, "namespace": panel.namespace})
+        settings = _settings(panel)
         store = open_store(settings)
         user_id = store.user_by_name("alice").id
         (old,) = store.containers_of(user_id)

@@ -1,6 +1,7 @@
-"""History: the events listener records lifecycle events once, attributed to
-the owner; failures land on the right day; reconciliation; and, when
-enabled, events recorded through a `dockerd` restart."""
+"""History, on SQLite and PostgreSQL: the events listener records lifecycle
+events once, attributed to the owner; failures land on the right day;
+reconciliation; and, when enabled, events recorded through a `dockerd`
+restart."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from sshpanel.store import open_store
 from sshpanel.store.models import Container
 from tests.conftest import TEST_IMAGE
 from tests.engine_restart import RESTART_DOCKERD, restart_dockerd, wait_for
+
+pytestmark = pytest.mark.databases
 
 EVENT_KEYS = {"Time", "Container", "Kind", "OK", "ExitCode", "Detail"}
 
@@ -132,13 +135,13 @@ def test_history_usage_errors(panel):
     assert table.returncode == 0 and table.stdout.splitlines()[0].split() == ["DATE", "DEPLOYMENTS", "FAILURES"]
 
 
-def test_reconcile_marks_vanished_records_and_reports_unclaimed(tmp_path, docker_client):
+def test_reconcile_marks_vanished_records_and_reports_unclaimed(tmp_path, docker_client, database):
     namespace = f"sprec{secrets.token_hex(3)}"
-    settings = Settings(namespace=namespace, data_dir=tmp_path)
+    settings = Settings(namespace=namespace, data_dir=tmp_path, database_url=database.new_url())
     store = open_store(settings)
     user = store.create_user("carol", "user", 10, 2**30, 2.0)
-    with store.write():
-        gone = store.reserve_container(user.id, "gone", TEST_IMAGE, "{}", 2**26, 0.5)
+    with store.user_transaction(user.id) as tx:
+        gone = tx.reserve_container("gone", TEST_IMAGE, "{}", 2**26, 0.5)
     store.attach_docker_id(gone.id, "f" * 64)
     stray = docker_client.containers.create(TEST_IMAGE, ["true"], labels={f"io.{namespace}.owner": "carol"})
     engine = Engine(settings)

@@ -26,15 +26,18 @@ from tests.conftest import TEST_IMAGE, remove_namespace, start_panel, stop_panel
 from tests.test_limits import _bare_session, retry_until_admitted
 from tests.test_sessions import _read_until
 
+pytestmark = pytest.mark.databases
+
 WORKERS_ENV = {"SSHPANEL_WORKERS": "2", "SSHPANEL_MAX_SESSIONS_PER_USER": "3"}
 
 
 @pytest.fixture(scope="module")
-def workers_panel(tmp_path_factory, docker_client):
+def workers_panel(tmp_path_factory, docker_client, database):
     """A panel of two workers, users alice (admin), bob and carol; a user
     may hold 3 sessions."""
     namespace = f"sptest{secrets.token_hex(3)}"
-    server = start_panel(tmp_path_factory.mktemp("workers"), namespace, extra_env=WORKERS_ENV)
+    server = start_panel(tmp_path_factory.mktemp("workers"), namespace, extra_env=WORKERS_ENV,
+                         database_url=database.new_url())
     server.add_user("alice", admin=True)
     server.add_user("bob")
     server.add_user("carol")

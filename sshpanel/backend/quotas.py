@@ -19,7 +19,8 @@ from sshpanel.backend.records import QuotaView
 from sshpanel.backend.scope import Scope
 from sshpanel.config import Settings
 from sshpanel.errors import InvalidValue, NotFound, PanelError, QuotaExceeded, UsageError
-from sshpanel.store import Store, admin as queries
+from sshpanel.store import Store
+from sshpanel.store.reservations import UserTransaction
 
 MIN_MEMORY = 6 * 1024 * 1024
 """Docker's minimum memory limit, bytes."""
@@ -65,10 +66,10 @@ def quota_view(store: Store, user, settings: Settings, usage: tuple[int, int, fl
     )
 
 
-def check_publish(user, spec: ContainerSpec) -> None:
+def check_publish(tx: UserTransaction, spec: ContainerSpec) -> None:
     """Checks a spec's published ports against the user's range and the
-    ports other live containers publish. Call inside the `write()` that
-    reserves the container.
+    ports other live containers publish, in the transaction that reserves
+    the container (the host ports stay locked until it ends).
 
     Raises:
         QuotaExceeded: No range, or a host port outside it.
@@ -77,10 +78,10 @@ def check_publish(user, spec: ContainerSpec) -> None:
     if not spec.ports:
         return
     in_use = {
-        key: (f"your container {name}" if owner == user.id else "another user's container")
-        for key, (owner, name) in queries.published_ports().items()
+        key: (f"your container {name}" if owner == tx.user.id else "another user's container")
+        for key, (owner, name) in tx.published_ports().items()
     }
-    check_ports(spec.ports, port_range_of(user), in_use)
+    check_ports(spec.ports, port_range_of(tx.user), in_use)
 
 
 def check_start(store: Store, user_id: int, row) -> None:
@@ -150,7 +151,7 @@ def update_limits(
         EngineError: Docker refused (e.g. memory below what the container uses).
     """
     store = scope.store
-    with store.write():
+    with store.user_transaction(scope.principal.user_id) as tx:
         current = store.container_by_docker_id(row.docker_id)
         if current is None or current.removed is not None:
             raise NotFound(f"no such container: {row.name}")
@@ -160,13 +161,13 @@ def update_limits(
         if policy is not None:
             spec["restart"], spec["restart_retries"] = policy
         spec["memory"], spec["cpus"] = new_memory, new_cpus
-        _check_growth(store, current, new_memory, new_cpus)
-        store.update_limits(current.id, new_memory, new_cpus, json.dumps(spec, sort_keys=True))
+        _check_growth(tx, current, new_memory, new_cpus)
+        tx.update_limits(current.id, new_memory, new_cpus, json.dumps(spec, sort_keys=True))
     try:
         _docker_update(scope, current, new_memory, new_cpus, spec["restart"], spec["restart_retries"])
     except BaseException as exc:
-        with store.write():
-            store.update_limits(current.id, current.memory, current.cpus, current.spec)
+        with store.user_transaction(scope.principal.user_id) as tx:
+            tx.update_limits(current.id, current.memory, current.cpus, current.spec)
         detail = exc.message if isinstance(exc, PanelError) else type(exc).__name__
         store.add_event(scope.principal.user_id, current.id, "update", ok=False, detail=detail)
         raise
@@ -176,11 +177,10 @@ def update_limits(
     )
 
 
-def _check_growth(store: Store, current, new_memory: int, new_cpus: float) -> None:
-    """Checks the quota for the dimensions that grow; call inside `write()`."""
-    user = store.user_by_id(current.user_id)
-    limit = limits_of(user)
-    count, memory, cpus = store.usage(user.id)
+def _check_growth(tx: UserTransaction, current, new_memory: int, new_cpus: float) -> None:
+    """Checks the quota for the dimensions that grow, with the user locked."""
+    limit = limits_of(tx.user)
+    count, memory, cpus = tx.usage()
     others = Usage(count, memory - current.memory, cpus - current.cpus)
     # A dimension that does not grow never fails, even over quota.
     effective = Usage(

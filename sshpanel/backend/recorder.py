@@ -26,7 +26,10 @@ What is recorded, and why nothing is recorded twice:
   first (the Workspace's own remove normally wins thanks to `GRACE`).
 
 Events are handled in arrival order in one thread, so database writes never
-slow down the listener's fan-out to the dashboards.
+slow down the listener's fan-out to the dashboards. While the database is
+unavailable the thread retries the event at hand every `RETRY` seconds and
+the later ones wait in memory behind it, so an outage loses none of them
+(a `dockerd` restart is caught up by the listener, `events.py`).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from dataclasses import dataclass
 
 from sshpanel.backend.engine import Engine, translate_errors
 from sshpanel.config import Settings
-from sshpanel.errors import PanelError
+from sshpanel.errors import DatabaseUnavailable, PanelError
 from sshpanel.store import Store
 from sshpanel.store import history as queries
 
@@ -56,6 +59,8 @@ PANEL_KINDS = {"create": ("create",), "start": ("start", "restart"), "stop": ("s
 """Docker action -> panel event kinds that already record it."""
 RECORDED = frozenset({*PANEL_KINDS, "die", "oom", "kill", "destroy", "health_status"})
 _RECONCILE = "reconcile"
+RETRY = 1.0
+"""Seconds between two attempts at an event while the database is unavailable."""
 
 
 @dataclass(frozen=True)
@@ -219,14 +224,36 @@ class EventRecorder:
             if self._stop.wait(max(0.0, due - time.monotonic())):
                 return
             try:
-                if item == _RECONCILE:
-                    self.reconcile()
-                else:
-                    self._record(item)
+                self._handle(item)
             except PanelError as exc:
                 log.warning("events recorder: %s", exc.message)
             except Exception:  # a bad event or a database hiccup must not stop the recorder
                 log.exception("events recorder failed on one event")
+
+    def _handle(self, item) -> None:
+        """Records one event (or reconciles), again every `RETRY` seconds
+        while the database is unavailable (until `stop`).
+
+        Raises:
+            PanelError: Any other failure of this item.
+        """
+        waited = False
+        while True:
+            try:
+                if item == _RECONCILE:
+                    self.reconcile()
+                else:
+                    self._record(item)
+                if waited:
+                    log.warning("events recorder: the database answers again; waiting events are recorded")
+                return
+            except DatabaseUnavailable as exc:
+                if not waited:
+                    log.warning("events recorder: database unavailable (%s); events wait until it answers",
+                                exc.reason)
+                waited = True
+                if self._stop.wait(RETRY):
+                    return
 
     def _record(self, event: dict) -> None:
         action = str(event.get("Action", ""))
@@ -275,7 +302,9 @@ class EventRecorder:
         with self._lock:
             oom_at = self._ooms.get(docker_id, 0.0)
             self._dies.pop(docker_id, None)
-        signal = self._killed.pop(docker_id, None)
+        # Forgotten only once written: a write the database refused is
+        # tried again with the same facts (`_handle`).
+        signal = self._killed.get(docker_id)
         if seconds - self.grace <= oom_at <= seconds or (code == 137 and signal is None and self._oom_killed(docker_id)):
             with self._lock:
                 self._ooms.pop(docker_id, None)
@@ -291,6 +320,7 @@ class EventRecorder:
             self.store.add_event(
                 row.user_id, row.id, "die", ok=code == 0, exit_code=code, detail=f"exit code {code}", time=when
             )
+        self._killed.pop(docker_id, None)
 
     def _oom_killed(self, docker_id: str) -> bool:
         """Asks Docker whether an unexplained SIGKILL exit was an OOM kill

@@ -190,16 +190,13 @@ class Workspace:
         with self.audited("create" if not start else "run", spec.name):
             image_id = self.image_id(spec.image)
             Volumes(self).ensure([mount.name for mount in spec.volumes])
-            with self.store.write():
+            with self.store.user_transaction(self.principal.user_id) as tx:
                 if self.store.name_taken(self.principal.user_id, spec.name):
                     raise Conflict(f"you already have a container named {spec.name!r}")
-                user = self.store.user_by_id(self.principal.user_id)
-                check_quota(limits_of(user), Usage(*self.store.usage(user.id)), Usage(1, spec.memory, spec.cpus))
-                check_publish(user, spec)
-                pids = pids_of(user, self.settings)
-                row = self.store.reserve_container(
-                    user.id, spec.name, spec.image, spec.to_json(), spec.memory, spec.cpus
-                )
+                check_quota(limits_of(tx.user), Usage(*tx.usage()), Usage(1, spec.memory, spec.cpus))
+                check_publish(tx, spec)
+                pids = pids_of(tx.user, self.settings)
+                row = tx.reserve_container(spec.name, spec.image, spec.to_json(), spec.memory, spec.cpus)
             try:
                 container_id = self._docker_create(spec, image_id, pids)
             except BaseException:

@@ -18,6 +18,7 @@ from sshpanel.backend.passwords import BCRYPT_SLOTS, Passwords
 from sshpanel.backend.disk import DiskWatch
 from sshpanel.backend.stats import StatsCollector
 from sshpanel.config import Settings
+from sshpanel.errors import DatabaseUnavailable
 from sshpanel.ssh import session
 from sshpanel.ssh.algorithms import server_algorithms
 from sshpanel.ssh.channel_codec import prepare_channel
@@ -355,7 +356,10 @@ class PanelSSHServer(asyncssh.SSHServer):
         and does not tell that the account exists and is locked.
         """
         accounts = self.panel.accounts
-        principal = await asyncio.to_thread(accounts.authenticate_key, username, key.public_data, self.source)
+        try:
+            principal = await asyncio.to_thread(accounts.authenticate_key, username, key.public_data, self.source)
+        except Exception as exc:
+            return self._auth_error(username, exc)
         return self._settle(username, None if self.panel.limits.account_locked(username) else principal)
 
     async def validate_password(self, username: str, password: str) -> bool:
@@ -367,8 +371,22 @@ class PanelSSHServer(asyncssh.SSHServer):
         if self.panel.settings.password_auth:
             # A throttled account pays the same bcrypt check (see above).
             async with self.panel.password_slots:
-                principal = await asyncio.to_thread(passwords.authenticate, username, password, self.source)
+                try:
+                    principal = await asyncio.to_thread(passwords.authenticate, username, password, self.source)
+                except Exception as exc:
+                    return self._auth_error(username, exc)
         return self._settle(username, None if self.panel.limits.account_locked(username) else principal)
+
+    def _auth_error(self, username: str, exc: Exception) -> bool:
+        """Logs at WARNING why an attempt could not be checked (asyncssh logs
+        an exception leaving an auth callback at DEBUG only, 2.24.1) and
+        closes the connection with a reason; returns False."""
+        unavailable = isinstance(exc, DatabaseUnavailable)
+        log.warning("login failed user=%r source=%s: %s", username[:32], self.source,
+                    f"database unavailable: {exc.reason}" if unavailable else repr(exc),
+                    exc_info=None if unavailable else exc)
+        self.close(exc.message if unavailable else "internal error, try again later")
+        return False
 
     def _settle(self, username: str, principal: Principal | None) -> bool:
         """Records the outcome of one authentication attempt; True on success."""

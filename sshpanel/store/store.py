@@ -3,9 +3,12 @@
 SQLite runs in WAL mode with foreign keys on, `synchronous=FULL` and a busy
 timeout (docs/PITFALLS.md "Peewee and SQLite"); write transactions take the
 lock at once (`BEGIN IMMEDIATE`) so a check and the row it guards cannot
-interleave with another writer. Peewee keeps one connection per thread; callers
-run store methods in worker threads, never on the event loop, and never await
-inside `write()`.
+interleave with another writer. PostgreSQL goes through a bounded pool that
+reconnects (`sshpanel.store.database`); there a check and the write it
+guards serialize per user through `user_transaction`
+(`sshpanel.store.reservations`). Peewee keeps connection state per thread;
+callers run store methods in worker threads, never on the event loop, and
+never await inside `write()`.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from pathlib import Path
 from typing import Iterator
 
 import peewee as pw
-from playhouse import db_url
 
 from sshpanel.config import Settings
-from sshpanel.errors import Conflict, ConfigError
+from sshpanel.errors import Conflict, ConfigError, DatabaseUnavailable
+from sshpanel.store.database import connect_database, reason
 from sshpanel.store.migrations import upgrade
 from sshpanel.store.models import (
     MODELS,
@@ -31,6 +34,7 @@ from sshpanel.store.models import (
     User,
     utcnow,
 )
+from sshpanel.store.reservations import UserTransaction, lock_user, usage_of
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -52,20 +56,20 @@ def open_store(settings: Settings) -> "Store":
     """Opens (and creates if needed) the database named by the settings.
 
     Args:
-        settings: `database_url` if set (e.g. `postgresql://u:p@host/db`),
-            else the SQLite file `settings.database_path`.
+        settings: `database_url` if set (e.g. `postgresql://u:p@host/db`,
+            with at most `database_max_connections` connections), else the
+            SQLite file `settings.database_path`.
 
     Returns:
         A `Store` with its tables created.
 
     Raises:
-        ConfigError: The URL is not understood or the database cannot be opened.
+        ConfigError: The URL is not understood or the database cannot be
+            opened; one line, e.g. `cannot open database: connection
+            refused (127.0.0.1:1)`.
     """
     if settings.database_url:
-        try:
-            database = db_url.connect(settings.database_url)
-        except (ValueError, RuntimeError) as exc:
-            raise ConfigError(f"cannot use database URL: {exc}") from None
+        database = connect_database(settings.database_url, settings.database_max_connections)
         if isinstance(database, pw.SqliteDatabase):
             database.init(database.database, pragmas=SQLITE_PRAGMAS)
     else:
@@ -76,8 +80,10 @@ def open_store(settings: Settings) -> "Store":
         database.bind(MODELS)
         with database.connection_context():
             upgrade(database)
+    except DatabaseUnavailable as exc:
+        raise ConfigError(f"cannot open database: {exc.reason}") from None
     except pw.DatabaseError as exc:
-        raise ConfigError(f"cannot open database: {exc}") from None
+        raise ConfigError(f"cannot open database: {reason(exc)}") from None
     if isinstance(database, pw.SqliteDatabase) and database.database != ":memory:":
         for suffix in ("", "-wal", "-shm"):
             wal = Path(database.database + suffix)
@@ -98,10 +104,13 @@ class Store:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[None]:
-        """Opens a short write transaction (`BEGIN IMMEDIATE` on SQLite).
+        """Opens a short write transaction (`BEGIN IMMEDIATE` on SQLite; on
+        PostgreSQL a plain one at READ COMMITTED: a check and the write it
+        guards need `user_transaction` there).
 
         Raises:
             Conflict: A uniqueness constraint failed inside the block.
+            DatabaseUnavailable: The database cannot be reached.
         """
         if isinstance(self.database, pw.SqliteDatabase):
             ctx = self.database.atomic(lock_type="IMMEDIATE")
@@ -112,6 +121,18 @@ class Store:
                 yield
         except pw.IntegrityError as exc:
             raise Conflict(f"already exists ({_constraint(exc)})") from None
+
+    def user_transaction(self, user_id: int) -> contextlib.AbstractContextManager[UserTransaction]:
+        """Opens a write transaction with the user locked: the only way to
+        reserve against a quota (`sshpanel.store.reservations`, which says
+        how each database locks and why).
+
+        Raises:
+            NotFound: No such user.
+            Conflict: A uniqueness constraint failed inside the block.
+            DatabaseUnavailable: The database cannot be reached.
+        """
+        return lock_user(self, user_id)
 
     def close(self) -> None:
         """Closes this thread's connection (other threads close their own)."""
@@ -243,20 +264,10 @@ class Store:
     def usage(self, user_id: int) -> tuple[int, int, float]:
         """Returns (count, memory bytes, CPUs) held by a user's live records.
 
-        Reservations (rows whose create is in flight) count too, which is what
-        makes concurrent creates safe when called inside `write()`.
+        Reservations (rows whose create is in flight) count too. A check
+        followed by a reservation reads `UserTransaction.usage` instead.
         """
-        row = (
-            Container.select(
-                pw.fn.COUNT(Container.id),
-                pw.fn.COALESCE(pw.fn.SUM(Container.memory), 0),
-                pw.fn.COALESCE(pw.fn.SUM(Container.cpus), 0.0),
-            )
-            .where((Container.user == user_id) & Container.removed.is_null())
-            .tuples()
-            .first()
-        )
-        return int(row[0]), int(row[1]), float(row[2])
+        return usage_of(user_id)
 
     def name_taken(self, user_id: int, name: str) -> bool:
         """Returns True when the user has a live container record `name`."""
@@ -265,10 +276,6 @@ class Store:
             .where((Container.user == user_id) & (Container.name == name) & Container.removed.is_null())
             .exists()
         )
-
-    def reserve_container(self, user_id: int, name: str, image: str, spec: str, memory: int, cpus: float) -> Container:
-        """Inserts a record with no Docker ID yet; call inside `write()`."""
-        return Container.create(user=user_id, name=name, image=image, spec=spec, memory=memory, cpus=cpus)
 
     def attach_docker_id(self, container_id: int, docker_id: str) -> None:
         """Completes a reservation with the Docker container's full ID."""
@@ -279,10 +286,6 @@ class Store:
         """Deletes a record whose Docker create failed."""
         with self.write():
             Container.delete().where(Container.id == container_id).execute()
-
-    def update_limits(self, container_id: int, memory: int, cpus: float, spec: str) -> None:
-        """Stores new limits of a container (after the Docker update succeeded)."""
-        Container.update(memory=memory, cpus=cpus, spec=spec).where(Container.id == container_id).execute()
 
     def mark_removed(self, container_id: int, when: dt.datetime | None = None) -> None:
         """Marks a container record removed (the row stays for the history)."""
