@@ -90,7 +90,7 @@ class ImagePolicy:
             raise unknown_image(reference)
         try:
             with translate_errors(f"unknown image {reference!r}"):
-                image = self.scope.engine.client.api.inspect_image(reference)
+                image = self.scope.engine.inspect_image(reference)
         except NotFound:
             raise unknown_image(reference) from None
         tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
@@ -106,8 +106,7 @@ class ImagePolicy:
         Raises:
             EngineUnavailable: The engine does not answer.
         """
-        with translate_errors():
-            items = self.scope.engine.client.api.images()
+        items = self.scope.engine.images()
         views = [
             ImageView(tag, item["Id"], int(item.get("Size") or 0))
             for item in items

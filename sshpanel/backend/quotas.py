@@ -198,12 +198,10 @@ def _docker_update(scope: Scope, row, memory: int, cpus: float, policy: str, ret
     `CpuQuota` on a container created with `NanoCpus` (the policy's
     `nano_cpus`), so the body is posted as the docker CLI sends it.
     """
-    api = scope.engine.client.api
     # Unlike create, update reads an empty name as "unchanged": send `no`.
     restart: dict = {"Name": policy}
     if policy == "on-failure":
         restart["MaximumRetryCount"] = retries
     body = {"Memory": memory, "MemorySwap": memory, "NanoCpus": int(cpus * 1e9), "RestartPolicy": restart}
     with translate_errors(f"no such container: {row.name}"):
-        response = api._post_json(api._url("/containers/{0}/update", row.docker_id), data=body)
-        api._result(response, True)
+        scope.engine.update_container(row.docker_id, body)
