@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from sshpanel.access.dockerfile import OWNER_ARG
 from sshpanel.backend.engine import Engine
 from sshpanel.backend.files import disk_usage, home_dir
+from sshpanel.backend.scope import UserScope
 from sshpanel.config import Settings
 from sshpanel.errors import NotFound, PanelError, QuotaExceeded
 from sshpanel.store import Store
@@ -163,10 +164,10 @@ def check_room(engine: Engine, settings: Settings, user, action: str) -> DiskUsa
     return usage
 
 
-def usage_of(workspace) -> DiskUsage:
+def usage_of(scope: UserScope) -> DiskUsage:
     """Returns the signed-in user's disk usage as last measured (`quota`);
     blocks (database, home directory walk)."""
-    return stored_usage(workspace.settings, workspace.store.user_by_id(workspace.principal.user_id))
+    return stored_usage(scope.settings, scope.store.user_by_id(scope.principal.user_id))
 
 
 class DiskWatch:

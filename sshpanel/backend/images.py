@@ -17,7 +17,7 @@ from sshpanel.access.images import RULE_KINDS, Rules, check_pattern, is_id_or_di
 from sshpanel.access.principal import require_admin
 from sshpanel.access.spec import check_image_ref
 from sshpanel.backend.engine import translate_errors
-from sshpanel.backend.scope import Scope
+from sshpanel.backend.scope import UserScope
 from sshpanel.backend.views import ImageView
 from sshpanel.errors import InvalidValue, NotFound, PermissionDenied
 from sshpanel.store import images as queries
@@ -59,7 +59,7 @@ class ImagePolicy:
         scope: The user's session (principal, settings, engine).
     """
 
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, scope: UserScope) -> None:
         self.scope = scope
         self.rules = current_rules()
 
@@ -126,7 +126,7 @@ class ImageRules:
         scope: The caller's session.
     """
 
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, scope: UserScope) -> None:
         self.scope = scope
 
     def rules(self) -> list[RuleView]:
@@ -171,7 +171,7 @@ class ImageRules:
         require_current_admin(self.scope)
 
 
-def require_current_admin(scope: Scope) -> None:
+def require_current_admin(scope: UserScope) -> None:
     """The gate of every admin change of images and templates: the principal
     must be an admin and still an enabled admin in the database.
 

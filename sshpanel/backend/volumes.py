@@ -45,14 +45,14 @@ class Volumes:
     """The named volumes of one user. Every method blocks (Docker calls).
 
     Args:
-        workspace: The user's `Workspace` (engine, settings, principal).
+        scope: The user's `UserScope` (engine, settings, principal).
     """
 
-    def __init__(self, workspace) -> None:
-        self.workspace = workspace
-        self.settings = workspace.settings
-        self.engine = workspace.engine
-        self.prefix = docker_volume_name(self.settings.namespace, workspace.principal.name, "")
+    def __init__(self, scope) -> None:
+        self.scope = scope
+        self.settings = scope.settings
+        self.engine = scope.engine
+        self.prefix = docker_volume_name(self.settings.namespace, scope.principal.name, "")
 
     def ls(self) -> list[VolumeView]:
         """Lists the user's volumes with their sizes, by name.
@@ -86,7 +86,7 @@ class Volumes:
                 raise NotFound(f"no such volume: {name}")
             return False
         self.check_quota()
-        self.engine.create_volume(full, labels={self.settings.label_owner: self.workspace.principal.name})
+        self.engine.create_volume(full, labels={self.settings.label_owner: self.scope.principal.name})
         return True
 
     def remove(self, name: str) -> None:
@@ -128,7 +128,7 @@ class Volumes:
 
     def used(self) -> int:
         """Returns the bytes the user holds: home directory plus volumes."""
-        return disk_usage(home_dir(self.settings, self.workspace.principal.name)) + self.size()
+        return disk_usage(home_dir(self.settings, self.scope.principal.name)) + self.size()
 
     def check_quota(self) -> None:
         """Raises QuotaExceeded unless the user has room left under the disk
@@ -160,11 +160,11 @@ class Volumes:
     def _mine(self, volume: dict) -> bool:
         """Owner label, the local driver and no driver options (never a bind)."""
         labels = volume.get("Labels") or {}
-        return (labels.get(self.settings.label_owner) == self.workspace.principal.name
+        return (labels.get(self.settings.label_owner) == self.scope.principal.name
                 and volume.get("Driver") == "local" and not volume.get("Options"))
 
     def _owned(self) -> list[dict]:
-        label = f"{self.settings.label_owner}={self.workspace.principal.name}"
+        label = f"{self.settings.label_owner}={self.scope.principal.name}"
         listed = self.engine.volumes(filters={"label": label})
         return [item for item in listed if item["Name"].startswith(self.prefix) and self._mine(item)]
 

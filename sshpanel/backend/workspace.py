@@ -9,58 +9,34 @@ like one that does not exist.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import secrets
-from typing import Callable, Iterator
+from typing import Callable
 
 from sshpanel.access.names import generate_name, network_name
 from sshpanel.access.policy import create_arguments
-from sshpanel.access.principal import Principal
 from sshpanel.access.quota import Usage, check_quota
 from sshpanel.access.spec import ContainerSpec, CreateRequest, spec_from_request
-from sshpanel.backend.engine import Engine, translate_errors
+from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.engine.states import ContainerState, list_owner
-from sshpanel.backend.events import DISCONNECTED, EngineEvents
+from sshpanel.backend.events import DISCONNECTED
 from sshpanel.backend.images import ImagePolicy
 from sshpanel.backend.quotas import check_publish, check_start, check_update, limits_of, pids_of, quota_view, update_limits
 from sshpanel.backend.records import QuotaView
-from sshpanel.backend.secrets import Secrets
+from sshpanel.backend.scope import UserScope, shown_target
 from sshpanel.backend.views import ContainerView, ImageView
 from sshpanel.backend.volumes import Volumes
-from sshpanel.config import Settings
 from sshpanel.errors import Conflict, EngineError, NotFound, PanelError
-from sshpanel.store import Store
 from sshpanel.store.history import record_removal
 
 
-class Workspace:
-    """One user's containers on one engine.
-
-    Args:
-        principal: The authenticated user.
-        store: The database repository.
-        engine: The Docker engine.
-        settings: Server settings (namespace, default limits).
-        events: The shared events listener, for `watch`.
+class Workspace(UserScope):
+    """One user's containers on one engine: the user's scope (see
+    `UserScope`, its arguments) with the container actions on it.
 
     Every method blocks (Docker and database calls): run it in a thread.
     Every action is written to the audit log with its outcome.
     """
-
-    def __init__(
-        self,
-        principal: Principal,
-        store: Store,
-        engine: Engine,
-        settings: Settings,
-        events: EngineEvents | None = None,
-    ) -> None:
-        self.principal = principal
-        self.store = store
-        self.engine = engine
-        self.settings = settings
-        self.events = events
 
     # Reading -------------------------------------------------------------
 
@@ -123,10 +99,6 @@ class Workspace:
             data = self.engine.inspect_container(row.docker_id)
         return self.secrets().redact(row.name, data)
 
-    def secrets(self) -> Secrets:
-        """Returns the user's environment secrets (`sshpanel.backend.secrets`)."""
-        return Secrets(self.store, self.settings, self.principal.user_id)
-
     def resolve(self, ref: str):
         """Finds one of the user's live containers by short name or ID prefix.
 
@@ -150,7 +122,7 @@ class Workspace:
                 return hits[0]
             if len(hits) > 1:
                 raise NotFound(f"{ref!r} matches several of your containers: give more of the ID or the name")
-        raise NotFound(f"no such container: {_shown(ref)}")
+        raise NotFound(f"no such container: {shown_target(ref)}")
 
     # Acting --------------------------------------------------------------
 
@@ -381,36 +353,6 @@ class Workspace:
         """Marks a record removed and records the event, once: sessions and
         the events recorder may notice the same removal (issue 4)."""
         record_removal(self.store, row.id, detail)
-
-    @contextlib.contextmanager
-    def audited(self, action: str, target: str) -> Iterator[None]:
-        """Writes one audit entry with the outcome of the enclosed action.
-
-        Every action a user can take goes through this
-        (docs/ARCHITECTURE.md invariant 6):
-        `with workspace.audited("stop", ref): ...`.
-        """
-        try:
-            yield
-        except PanelError as exc:
-            self._audit(action, target, f"failed: {exc.message}")
-            raise
-        except Exception as exc:
-            self._audit(action, target, f"error: {type(exc).__name__}")
-            raise
-        else:
-            self._audit(action, target, "ok")
-
-    def _audit(self, action: str, target: str, outcome: str) -> None:
-        p = self.principal
-        actor, shown = (p.actor, f"{p.name}/{_shown(target)}") if p.actor else (p.name, _shown(target))
-        self.store.add_audit(actor, p.fingerprint, p.source, action, shown, outcome)
-
-
-def _shown(text: str) -> str:
-    """Returns user text safe to echo in one line (printable, bounded)."""
-    text = str(text)
-    return text if len(text) <= 80 and text.isprintable() else repr(text[:80])
 
 
 def _view(row, state: ContainerState, owner: str, now: dt.datetime) -> ContainerView:
