@@ -238,6 +238,20 @@ def test_force_command_runs_instead_of_what_the_client_asked(ca_panel, authority
     shell = subprocess.run([*SSH_BASE, "-tt", "-i", str(key), "-p", str(ca_panel.port), "alice@127.0.0.1"],
                            capture_output=True, text=True, timeout=60, input="")
     assert "alice (user)" in shell.stdout
+    sftp = subprocess.run(["sftp", *SSH_BASE[1:], "-i", str(key), "-P", str(ca_panel.port), "-b", "-",
+                           "alice@127.0.0.1"], capture_output=True, text=True, timeout=60, input="ls\n")
+    assert sftp.returncode != 0  # the sftp subsystem ran `whoami` instead
+
+
+def test_a_certificate_without_permit_pty_gets_no_terminal(ca_panel, authority):
+    key = authority.key("-n", "alice", "-O", "no-pty")
+    # Without `-q`, which would hide the message that tells.
+    shell = subprocess.run(["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                            "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-tt", "-i", str(key),
+                            "-p", str(ca_panel.port), "alice@127.0.0.1"],
+                           capture_output=True, text=True, timeout=60, input="")
+    assert "PTY allocation request failed" in shell.stderr
+    assert login(ca_panel, "alice", key).stdout.startswith("alice (user)")
 
 
 def test_the_login_name_must_be_a_principal_even_when_the_key_is_registered_to_another_user(ca_panel, authority):
@@ -271,11 +285,28 @@ def test_auto_create_makes_a_user_with_the_role_user(tmp_path, docker_client, au
         remove_namespace(docker_client, namespace)
 
 
+def test_certificates_log_in_through_the_workers(tmp_path, docker_client, authority):
+    """With `serve --workers 2` every worker holds the CAs and the list."""
+    namespace = f"sptest{secrets.token_hex(3)}"
+    server = start_panel(tmp_path, namespace, authority.env(SSHPANEL_WORKERS="2"))
+    try:
+        server.add_user("erin")
+        key = authority.key("-n", "erin")
+        for _ in range(3):
+            done = login(server, "erin", key)
+            assert done.stdout.startswith("erin (user)"), (done.stderr, server.log()[-2000:])
+        assert refused(server, "erin", authority.key("-n", "erin", ca=authority.other_ca))
+    finally:
+        stop_panel(server)
+        remove_namespace(docker_client, namespace)
+
+
 @pytest.mark.parametrize("content, message", [
     (None, "is an OpenSSH KRL"),
     ("not a key\n", "line 1 is not an OpenSSH public key"),
 ])
-def test_an_unusable_revocation_list_stops_the_start(tmp_path, authority, content, message):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_unusable_revocation_list_stops_the_start(tmp_path, authority, content, message, workers):
     revoked = tmp_path / "revoked"
     if content is None:
         subprocess.run(["ssh-keygen", "-q", "-k", "-f", str(revoked), str(authority.folder / "ca.pub")], check=True,
@@ -283,4 +314,5 @@ def test_an_unusable_revocation_list_stops_the_start(tmp_path, authority, conten
     else:
         revoked.write_text(content)
     with pytest.raises(RuntimeError, match=message):
-        start_panel(tmp_path, f"sptest{secrets.token_hex(3)}", {**authority.env(), "SSHPANEL_REVOKED_KEYS": str(revoked)})
+        start_panel(tmp_path, f"sptest{secrets.token_hex(3)}",
+                    authority.env(SSHPANEL_REVOKED_KEYS=str(revoked), SSHPANEL_WORKERS=workers))
