@@ -10,12 +10,15 @@ option and an empty principals list."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import secrets
 import subprocess
 import sys
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from tests.conftest import SSH_BASE, Panel, remove_namespace, ssh_available, start_panel, stop_panel, wait_for
@@ -84,6 +87,27 @@ def refused(panel: Panel, user: str, key: Path) -> bool:
     return done.returncode == 255 and done.stdout == ""
 
 
+def asyncssh_refused(panel: Panel, user: str, key: Path) -> bool:
+    """True when asyncssh's client, offering exactly `key` with its
+    certificate, cannot log in as `user` (OpenSSH's own client does not
+    even offer some certificates, e.g. a host certificate for a user
+    login). From an address of its own, as `refused`."""
+    source = f"127.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}.8"
+
+    async def attempt() -> bool:
+        keypair = asyncssh.load_keypairs([(str(key), f"{key}-cert.pub")])
+        try:
+            async with asyncssh.connect("127.0.0.1", panel.port, username=user, client_keys=keypair,
+                                        known_hosts=None, agent_path=None, local_addr=(source, 0),
+                                        preferred_auth="publickey") as conn:
+                await conn.run("whoami", check=True)
+        except asyncssh.PermissionDenied:
+            return True
+        return False
+
+    return asyncio.run(attempt())
+
+
 @pytest.fixture(scope="module")
 def authority(tmp_path_factory):
     return Authority(tmp_path_factory.mktemp("ca"))
@@ -120,6 +144,7 @@ def test_a_certificate_of_the_trusted_ca_logs_in_and_the_audit_log_records_its_k
     assert entries[0]["User"] == "alice" and entries[0]["Outcome"] == "ok"
     assert entries[0]["Target"].startswith('certificate key ID "alice@laptop" serial 4242 CA SHA256:')
     assert "key ID" in ca_panel.log() and "serial 4242" in ca_panel.log()
+    assert not asyncssh_refused(ca_panel, "alice", key)  # the client the refusal tests also use
 
 
 def test_a_key_id_with_control_characters_is_escaped_in_the_audit_log(ca_panel, authority):
@@ -151,8 +176,9 @@ def test_paramiko_logs_in_with_a_certificate(ca_panel, authority):
 
 def test_source_address_that_excludes_the_client_is_refused_regression(ca_panel, authority):
     """Go x/crypto GHSA-x527-x647-q7gg: `source-address` must be enforced."""
-    outside = authority.key("-n", "alice", "-O", "source-address=10.9.8.0/24,192.0.2.1")
+    outside = authority.key("-n", "alice", "-O", "source-address=10.9.8.0/24,192.0.2.1", key_id="outside")
     assert refused(ca_panel, "alice", outside)
+    assert re.search(r'key ID "outside" .* refused .*: source address not allowed', ca_panel.log())
     inside = authority.key("-n", "alice", "-O", "source-address=10.9.8.0/24,127.0.0.1/32")
     assert login(ca_panel, "alice", inside).returncode == 0
 
@@ -188,17 +214,40 @@ def test_a_revoked_plain_key_is_refused(ca_panel, authority):
     assert ca_panel.run(bob, "whoami").returncode == 0
 
 
-@pytest.mark.parametrize("case, options", [
-    ("expired", ["-n", "alice", "-V", "20200101:20200102"]),
-    ("not yet valid", ["-n", "alice", "-V", "+1d:+2d"]),
-    ("host certificate", ["-h", "-n", "alice"]),
-    ("principal is not the login name", ["-n", "bob,alice-admin"]),
-    ("no principals", []),
-    ("unknown critical option", ["-n", "alice", "-O", "critical:verify-required@example.org=yes"]),
+def test_a_revocation_list_that_breaks_while_serving_refuses_every_key(ca_panel, authority):
+    """As OpenSSH with `RevokedKeys`: a list that cannot be read revokes
+    everything rather than nothing, until it is fixed."""
+    alice = ca_panel.users["alice"]
+    kept = authority.revoked.read_text()
+    authority.revoked.write_text(kept + "this line is not a key\n")
+    try:
+        assert refused(ca_panel, "alice", alice.key)
+        assert refused(ca_panel, "alice", authority.key("-n", "alice"))
+        assert "every key is refused until the file is fixed" in ca_panel.log()
+    finally:
+        authority.revoked.write_text(kept)
+    assert ca_panel.run(alice, "whoami").returncode == 0
+
+
+@pytest.mark.parametrize("case, options, reason", [
+    ("expired", ["-n", "alice", "-V", "20200101:20200102"], "Certificate expired"),
+    ("not yet valid", ["-n", "alice", "-V", "+1d:+2d"], "Certificate not yet valid"),
+    ("host certificate", ["-h", "-n", "alice"], "Invalid certificate type"),
+    ("principal is not the login name", ["-n", "bob,alice-admin"], "Certificate principal mismatch"),
+    ("no principals", [], "certificate without principals"),
+    ("unknown critical option", ["-n", "alice", "-O", "critical:verify-required@example.org=yes"],
+     "Unrecognized critical option: verify-required@example.org"),
 ])
-def test_a_certificate_that_does_not_hold_is_refused_regression(ca_panel, authority, case, options):
-    key = authority.key(*options)
+def test_a_certificate_that_does_not_hold_is_refused_regression(ca_panel, authority, case, options, reason):
+    key_id = f"case-{secrets.token_hex(4)}"
+    key = authority.key(*options, key_id=key_id)
     assert refused(ca_panel, "alice", key), case
+    if case != "unknown critical option":  # which asyncssh's client cannot even load
+        assert asyncssh_refused(ca_panel, "alice", key), case
+    # The log says why (asyncssh itself logs nothing of a refused certificate).
+    lines = [line for line in ca_panel.log().splitlines() if "refused user='alice'" in line and reason in line]
+    assert lines, ca_panel.log()[-3000:]
+    assert case == "unknown critical option" or key_id in lines[-1]
 
 
 def test_a_certificate_without_principals_is_refused_for_every_user(ca_panel, authority):
@@ -211,8 +260,9 @@ def test_a_certificate_without_principals_is_refused_for_every_user(ca_panel, au
 
 
 def test_a_certificate_of_an_unknown_ca_is_refused_regression(ca_panel, authority):
-    key = authority.key("-n", "alice", ca=authority.other_ca)
+    key = authority.key("-n", "alice", ca=authority.other_ca, key_id="from-elsewhere")
     assert refused(ca_panel, "alice", key)
+    assert re.search(r'key ID "from-elsewhere" .* refused .*: CA not trusted', ca_panel.log())
 
 
 def test_a_certificate_for_a_user_that_does_not_exist_is_refused_without_auto_create(ca_panel, authority):
@@ -277,6 +327,9 @@ def test_auto_create_makes_a_user_with_the_role_user(tmp_path, docker_client, au
         assert done.returncode == 0, (done.stderr, server.log()[-2000:])
         assert done.stdout.startswith("carol (user)")
         assert refused(server, "Not_A_Name", authority.key("-n", "Not_A_Name"))
+        server.add_user("root", admin=True)
+        created = [entry for entry in audit(server, "user add") if entry["User"] == "carol"]
+        assert created[0]["Outcome"].startswith('ok: created at login by certificate key ID "carol@ci" serial 9')
         listed = subprocess.run([sys.executable, "-m", "sshpanel", "user", "ls"], env=server.env(), capture_output=True,
                                 text=True, check=True).stdout
         assert "carol" in listed and "Not_A_Name" not in listed

@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 import asyncssh
-from asyncssh.public_key import SSHOpenSSHCertificate, decode_ssh_certificate, decode_ssh_public_key
+from asyncssh.public_key import (
+    CERT_TYPE_USER, SSHOpenSSHCertificate, decode_ssh_certificate, decode_ssh_public_key,
+)
 
 from sshpanel.config import Settings
 from sshpanel.errors import ConfigError
@@ -76,14 +78,18 @@ class Offer:
     asyncssh checks it.
 
     Attributes:
-        certified: The decoded certificate, or None for a plain key (or a
-            blob asyncssh cannot decode, which it refuses itself).
-        refusal: Why it is refused right away (revoked; no principals), or
-            None to let asyncssh decide.
+        certified: What the audit log records of the certificate, or None
+            for a plain key.
+        refusal: Why it is refused right away (revoked; no principals; a
+            blob neither of asyncssh's decoders reads, which asyncssh would
+            refuse too), or None to let asyncssh decide.
+        certificate: The certificate as asyncssh decoded it (for
+            `UserCertificates.why_refused`).
     """
 
     certified: Certified | None = None
     refusal: str | None = None
+    certificate: SSHOpenSSHCertificate | None = field(default=None, compare=False, repr=False)
 
 
 def read_key_file(path: str, what: str) -> frozenset[bytes]:
@@ -215,17 +221,20 @@ class UserCertificates:
 
         Returns:
             The offer: refused when the key, or the certificate's key or
-            CA, is revoked, or the certificate names no principal.
+            CA, is revoked, when the certificate names no principal, or
+            when neither decoder of asyncssh reads the blob (asyncssh tries
+            the same two, connection.py `validate_public_key`).
         """
         try:
             cert = decode_ssh_certificate(key_data)
-        except asyncssh.KeyImportError:
+        except asyncssh.KeyImportError as exc:
+            # asyncssh re-raises a generic error; the first one says why
+            # (e.g. "Unrecognized critical option: ...").
+            reason = exc.__context__ or exc
             try:
                 key = decode_ssh_public_key(key_data)
             except asyncssh.KeyImportError:
-                # Nothing asyncssh accepts either (e.g. a certificate with an
-                # unknown critical option): it refuses the blob itself.
-                return Offer()
+                return Offer(refusal=f"unreadable key or certificate: {str(reason)[:120]!r}")
             return Offer(refusal="revoked key" if self.revoked.revoked(key.public_data) else None)
         if not isinstance(cert, SSHOpenSSHCertificate):
             return Offer()  # X.509: asyncssh refuses it without authorized_client_keys
@@ -233,13 +242,34 @@ class UserCertificates:
         # (issue #155: the server is never told the certificate).
         certified = Certified(str(getattr(cert, "_key_id", "")), int(getattr(cert, "_serial", 0)),
                               cert.signing_key.get_fingerprint(), cert.key.get_fingerprint())
+        refusal = None
         if self.revoked.revoked(cert.signing_key.public_data):
-            return Offer(certified, "revoked CA")
-        if self.revoked.revoked(cert.key.public_data):
-            return Offer(certified, "revoked certificate")
-        if not cert.principals:
-            return Offer(certified, "certificate without principals")
-        return Offer(certified)
+            refusal = "revoked CA"
+        elif self.revoked.revoked(cert.key.public_data):
+            refusal = "revoked certificate"
+        elif not cert.principals:
+            refusal = "certificate without principals"
+        return Offer(certified, refusal, cert)
+
+    def why_refused(self, offer: Offer, username: str) -> str:
+        """Says, for the log, why asyncssh refused a certificate it was
+        given (asyncssh logs nothing of it): the CA, or the message of
+        asyncssh's own `validate`, else what remains of its checks.
+
+        Args:
+            offer: A certificate's offer (`screen`).
+            username: The login name.
+        """
+        cert = offer.certificate
+        if cert is None:
+            return "refused"
+        if not self.trusted_ca(cert.signing_key):
+            return "CA not trusted"
+        try:
+            cert.validate(CERT_TYPE_USER, username)
+        except ValueError as exc:
+            return str(exc)
+        return "source address not allowed, or a bad signature"
 
 
 OfferCheck = Callable[[str, bytes, bool, Callable[[], Awaitable[bool]]], Awaitable[bool]]

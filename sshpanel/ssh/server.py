@@ -395,8 +395,8 @@ class PanelSSHServer(asyncssh.SSHServer):
         if offer.certified is None:
             return await validate()
         if not await validate():
-            log.info("%s refused user=%r source=%s: untrusted CA, not a user certificate, not valid now, "
-                     "login name not a principal, or source address not allowed", what, username[:32], self.source)
+            log.info("%s refused user=%r source=%s: %s", what, username[:32], self.source,
+                     self.panel.certificates.why_refused(offer, username))
             return self._settle(username, None)
         if not signed:
             return True
