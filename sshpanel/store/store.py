@@ -229,6 +229,12 @@ class Store:
             PublicKey.update(last_used=now).where(PublicKey.id == key.id).execute()
             User.update(last_login=now).where(User.id == key.user_id).execute()
 
+    def record_user_login(self, user_id: int) -> None:
+        """Stamps a user's `last_login` for a login by no registered key (an
+        SSH certificate, issue 24)."""
+        with self.write():
+            User.update(last_login=utcnow()).where(User.id == user_id).execute()
+
     # Containers ----------------------------------------------------------
 
     def containers_of(self, user_id: int, include_removed: bool = False) -> list[Container]:
