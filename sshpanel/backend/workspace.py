@@ -59,6 +59,9 @@ class Workspace(UserScope):
         now = dt.datetime.now(dt.timezone.utc)
         for row in rows:
             state = by_id.get(row.docker_id)
+            if state is None and self.events is not None:
+                # The copy may lag: another panel process made it a moment ago.
+                state = self.events.states.read(row.docker_id)
             if state is None:
                 self._forget(row, "removed outside the panel")
                 continue
