@@ -31,9 +31,18 @@ client prints why a channel failed."""
 REQUEST = b"GET / HTTP/1.0\r\n\r\n"
 
 
-def _httpd(text: str) -> list[str]:
-    """The command of a container serving `text` at `/` on port 80 (busybox httpd)."""
-    return ["sh", "-c", f"mkdir -p /tmp/www && echo {text} > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www"]
+BIG = 8 * 1024 * 1024
+"""Bytes of alice's `/big` (far more than an SSH channel's window)."""
+
+
+def _httpd(text: str, big: bool = False) -> list[str]:
+    """The command of a container serving `text` at `/` on port 80 (busybox
+    httpd); if asked, also `BIG` zero bytes at `/big`, and on port 9000 the
+    count of the bytes a client sends (`nc -e wc -c`)."""
+    extra = (f" && dd if=/dev/zero of=/tmp/www/big bs=1048576 count={BIG // 1048576}"
+             " && (while true; do nc -l -p 9000 -e wc -c; done &)") if big else ""
+    return ["sh", "-c", f"mkdir -p /tmp/www && echo {text} > /tmp/www/index.html{extra} && "
+                        "exec httpd -f -p 80 -h /tmp/www"]
 
 
 class HostListener:
@@ -67,7 +76,7 @@ def apps(panel, docker_client):
     `bobweb`, and what the tests aim at: their IDs and addresses, the
     gateway of alice's network (a host address), a counting host listener."""
     alice, bob = panel.users["alice"], panel.users["bob"]
-    assert panel.run(alice, "run", "--name", "web", TEST_IMAGE, *_httpd("alice-web")).returncode == 0
+    assert panel.run(alice, "run", "--name", "web", TEST_IMAGE, *_httpd("alice-web", big=True)).returncode == 0
     assert panel.run(alice, "create", "--name", "stopped", TEST_IMAGE, *_httpd("stopped")).returncode == 0
     assert panel.run(bob, "run", "--name", "bobweb", TEST_IMAGE, *_httpd("bob-secret")).returncode == 0
     ns = panel.namespace
@@ -183,6 +192,19 @@ def test_stdio_forward_reaches_the_users_container(panel, apps):
     result = _stdio(panel, panel.users["alice"], "web:80")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(b"HTTP/1.") and b"alice-web" in result.stdout
+
+
+def test_a_large_reply_comes_through_whole(panel, apps, tmp_path):
+    """8 MiB through `-L` (flow control both ways: the channel's window and
+    the container's socket), and 8 MiB the other way through `-W`, counted
+    by the container."""
+    port = _free_port()
+    with _ssh_forward(panel, panel.users["alice"], tmp_path, "-L", f"{port}:web:80"):
+        reply = _exchange(port, b"GET /big HTTP/1.0\r\n\r\n")
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.") and body == bytes(BIG)
+    result = _stdio(panel, panel.users["alice"], "web:9000", bytes(BIG))
+    assert result.stdout.strip() == str(BIG).encode(), result.stderr
 
 
 def test_socks_forward_reaches_the_users_container_by_name(panel, apps, tmp_path):
