@@ -83,7 +83,6 @@ class ForwardSession(asyncssh.SSHTCPSession[bytes]):
 
     def __init__(self, side: _ContainerSide, finished: Callable[[int, int, float], None]) -> None:
         assert side.transport is not None
-        self._side = side
         self._transport = side.transport
         self._finished = finished
         self._chan: asyncssh.SSHTCPChannel[bytes] | None = None
@@ -99,6 +98,9 @@ class ForwardSession(asyncssh.SSHTCPSession[bytes]):
 
     def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
         self._chan = chan
+        if self._transport.is_closing():  # the container hung up before the channel opened
+            self.close()
+            return
         self._transport.resume_reading()
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
