@@ -74,15 +74,25 @@ class UserScope:
         try:
             yield
         except PanelError as exc:
-            self._audit(action, target, f"failed: {exc.message}")
+            self.audit(action, target, f"failed: {exc.message}")
             raise
         except Exception as exc:
-            self._audit(action, target, f"error: {type(exc).__name__}")
+            self.audit(action, target, f"error: {type(exc).__name__}")
             raise
         else:
-            self._audit(action, target, "ok")
+            self.audit(action, target, "ok")
 
-    def _audit(self, action: str, target: str, outcome: str) -> None:
+    def audit(self, action: str, target: str, outcome: str) -> None:
+        """Writes one audit entry of this principal (an admin acting as the
+        owner is written as `admin`, target `owner/target`).
+
+        Args:
+            action: What was done (`stop`, `forward`).
+            target: What it was done to (user text: shown escaped and bounded).
+            outcome: `ok`, `failed: REASON` or `error: KIND` (`audited` writes
+                these; a caller that knows more, such as a forward's byte
+                counts, writes its own).
+        """
         p = self.principal
         actor, shown = (p.actor, f"{p.name}/{shown_target(target)}") if p.actor else (p.name, shown_target(target))
         self.store.add_audit(actor, p.fingerprint, p.source, action, shown, outcome)
