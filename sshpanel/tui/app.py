@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any, Iterable
 
 from textual.app import App, SystemCommand
 from textual.driver import Driver
 from textual.screen import Screen
 
-from sshpanel.errors import PanelError
 from sshpanel.tui.screens.dashboard import DashboardScreen
 
 if TYPE_CHECKING:
     from sshpanel.backend.admin import Admin
     from sshpanel.backend.workspace import Workspace
     from sshpanel.tui.services import PanelServices
-
-log = logging.getLogger(__name__)
 
 HIDDEN_SYSTEM_COMMANDS = frozenset({"Screenshot"})
 """Command palette entries removed: a screenshot is saved on the *server's* disk."""
@@ -60,26 +56,6 @@ class PanelApp(App[None]):
     def get_default_screen(self) -> Screen[Any]:
         """The dashboard is the first screen."""
         return DashboardScreen(self.workspace, self.admin, self.services)
-
-    def show_error(self, error: BaseException) -> None:
-        """Shows an error as a notification: the one place errors reach the user.
-
-        A `PanelError` shows its title and message; anything else is logged
-        with its traceback and shown without details (they may hold secrets).
-
-        Args:
-            error: The exception a backend call raised.
-        """
-        if isinstance(error, PanelError):
-            self.notify(error.message, title=error.title, severity="error", markup=False)
-            return
-        log.error("unexpected error in the TUI", exc_info=error)
-        self.notify(
-            f"Something went wrong ({type(error).__name__}); the error was logged.",
-            title="Unexpected error",
-            severity="error",
-            markup=False,
-        )
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """Textual's palette commands, minus those that act on the server."""

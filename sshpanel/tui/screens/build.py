@@ -12,13 +12,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Header, ProgressBar, RichLog, Static
 
 from sshpanel.backend.builds import BuildResult, Builder
 from sshpanel.backend.deploy import Deployer, DeployResult
 from sshpanel.errors import PanelError
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
@@ -36,7 +35,7 @@ def image_name(folder: str) -> str:
     return name.lstrip("._-")[:64] or "app"
 
 
-class BuildScreen(BackendCalls, Screen[None]):
+class BuildScreen(PanelScreen[None]):
     """Builds `folder` as the image `<namespace>/<user>/<name>:<n>`.
 
     The build runs in a thread worker (minutes, at most the build time

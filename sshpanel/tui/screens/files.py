@@ -11,14 +11,13 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
 from sshpanel.access.units import format_bytes
 from sshpanel.backend.disk import DiskUsage, usage_of
 from sshpanel.backend.home import FileEntry, Home
 from sshpanel.tui.screens.build import BuildScreen
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.widgets.key_footer import KeyFooter
 
@@ -29,7 +28,7 @@ UP = ".."
 """Row key of the entry that goes to the parent folder."""
 
 
-class FilesScreen(BackendCalls, Screen[None]):
+class FilesScreen(PanelScreen[None]):
     """One folder of the home directory at a time.
 
     Enter opens a folder, Backspace goes up, `d` deletes the highlighted

@@ -9,11 +9,10 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
 from sshpanel.backend.history import DailyCount, HistoryEntry
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.widgets.history_views import DailyChart, HistoryTable, outcome_text
 from sshpanel.tui.widgets.key_footer import KeyFooter
 from sshpanel.tui.widgets.log_view import printable
@@ -27,7 +26,7 @@ EVENTS = 500
 """Events the timeline shows at most."""
 
 
-class HistoryScreen(BackendCalls, Screen[None]):
+class HistoryScreen(PanelScreen[None]):
     """Deployments vs failures per day and the events behind them, newest
     first; the selected event's full detail (a provisioning run's last
     lines of output, for instance) below the table.

@@ -12,14 +12,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Header, OptionList, Static
 from textual.widgets.option_list import Option
 
 from sshpanel.access.units import format_bytes
 from sshpanel.backend.provision import ProvisionResult
 from sshpanel.errors import PanelError, TimedOut
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.widgets.key_footer import KeyFooter
 from sshpanel.tui.widgets.output_log import OutputInbox, OutputLog
@@ -64,7 +64,7 @@ class ScriptPickerModal(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class ProvisionScreen(BackendCalls, Screen[None]):
+class ProvisionScreen(PanelScreen[None]):
     """Runs one script in one container and shows its output as it comes.
 
     The run happens in a thread worker (`Provisioner.run` blocks until the

@@ -9,12 +9,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Header, Input, Label, Static, TextArea
 
 from sshpanel.backend.provision import ScriptView
 from sshpanel.errors import PanelError
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.widgets.key_footer import KeyFooter
 
@@ -43,7 +42,7 @@ def code_view(text: str, *, id: str, read_only: bool = False) -> TextArea:
     return area
 
 
-class ScriptEditorScreen(BackendCalls, Screen[str | None]):
+class ScriptEditorScreen(PanelScreen[str | None]):
     """Edits one script (or writes a new one) and saves it.
 
     Saving under another name creates a script of that name (the original

@@ -11,12 +11,11 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static, TextArea
 
 from sshpanel.access.units import format_age, format_bytes
 from sshpanel.backend.provision import ScriptView
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.screens.script_editor import ScriptEditorScreen, code_view
 from sshpanel.tui.widgets.key_footer import KeyFooter
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
     from sshpanel.backend.provision import Provisioner
 
 
-class ScriptsScreen(BackendCalls, Screen[None]):
+class ScriptsScreen(PanelScreen[None]):
     """Lists the user's scripts with a preview of the selected one.
 
     Every `Provisioner` call blocks (database) and runs in a thread worker.
