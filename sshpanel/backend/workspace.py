@@ -21,6 +21,7 @@ from sshpanel.access.policy import create_arguments
 from sshpanel.access.principal import Principal
 from sshpanel.access.quota import Usage, check_quota
 from sshpanel.access.spec import ContainerSpec, CreateRequest, spec_from_request
+from sshpanel.access.text import quoted
 from sshpanel.backend.engine import Engine, translate_errors
 from sshpanel.backend.events import DISCONNECTED, EngineEvents
 from sshpanel.backend.images import ImagePolicy
@@ -150,7 +151,7 @@ class Workspace:
                 return hits[0]
             if len(hits) > 1:
                 raise NotFound(f"{ref!r} matches several of your containers: give more of the ID or the name")
-        raise NotFound(f"no such container: {_shown(ref)}")
+        raise NotFound(f"no such container: {quoted(ref)}")
 
     # Acting --------------------------------------------------------------
 
@@ -403,14 +404,8 @@ class Workspace:
 
     def _audit(self, action: str, target: str, outcome: str) -> None:
         p = self.principal
-        actor, shown = (p.actor, f"{p.name}/{_shown(target)}") if p.actor else (p.name, _shown(target))
+        actor, shown = (p.actor, f"{p.name}/{quoted(target)}") if p.actor else (p.name, quoted(target))
         self.store.add_audit(actor, p.fingerprint, p.source, action, shown, outcome)
-
-
-def _shown(text: str) -> str:
-    """Returns user text safe to echo in one line (printable, bounded)."""
-    text = str(text)
-    return text if len(text) <= 80 and text.isprintable() else repr(text[:80])
 
 
 def _view(row, item: dict, owner: str) -> ContainerView:

@@ -6,8 +6,10 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from textual.app import App, SystemCommand
 from textual.driver import Driver
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
+from sshpanel.access.text import visible
 from sshpanel.tui.screens.dashboard import DashboardScreen
 
 if TYPE_CHECKING:
@@ -56,6 +58,20 @@ class PanelApp(App[None]):
     def get_default_screen(self) -> Screen[Any]:
         """The dashboard is the first screen."""
         return DashboardScreen(self.workspace, self.admin, self.services)
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """`App.notify`, with the message and title made `visible`: every
+        notification of every screen passes here, and many name what a user
+        typed (a file, a key comment, an error about either)."""
+        super().notify(visible(message), title=visible(title), severity=severity, timeout=timeout, markup=markup)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """Textual's palette commands, minus those that act on the server."""

@@ -15,7 +15,7 @@ from sshpanel.backend.history import DailyCount, HistoryEntry
 from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.widgets.history_views import DailyChart, HistoryTable, outcome_text
 from sshpanel.tui.widgets.key_footer import KeyFooter
-from sshpanel.tui.widgets.log_view import printable
+from sshpanel.tui.widgets.log_view import drawn
 
 if TYPE_CHECKING:
     from sshpanel.backend.history import WorkspaceHistory
@@ -87,10 +87,10 @@ class HistoryScreen(PanelScreen[None]):
         if entry is None:
             detail.update(Text(f"No events in the last {DAYS} days.", style="dim"))
             return
-        text = Text.assemble((f"{entry.kind} ", "bold"), printable(entry.container or "-"), " ")
+        text = Text.assemble((f"{entry.kind} ", "bold"), drawn(entry.container or "-"), " ")
         text.append_text(outcome_text(entry))
         if entry.detail:
-            text.append("\n" + "\n".join(printable(line) for line in entry.detail.split("\n")))
+            text.append("\n" + "\n".join(drawn(line) for line in entry.detail.split("\n")))
         detail.update(text)
 
     def action_close(self) -> None:

@@ -13,12 +13,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static, TextArea
 
+from sshpanel.access.text import visible
 from sshpanel.access.units import format_age, format_bytes
 from sshpanel.backend.provision import ScriptView
 from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.screens.script_editor import ScriptEditorScreen, code_view
 from sshpanel.tui.widgets.key_footer import KeyFooter
+from sshpanel.tui.widgets.log_view import drawn
 
 if TYPE_CHECKING:
     from sshpanel.backend.provision import Provisioner
@@ -92,7 +94,7 @@ class ScriptsScreen(PanelScreen[None]):
         for script in scripts:
             created = script.created.replace(tzinfo=dt.timezone.utc)
             table.add_row(
-                Text(script.name, style="bold"),
+                Text(drawn(script.name), style="bold"),
                 Text(format_bytes(script.size)),
                 Text(script.sha256[:12]),
                 Text(format_age((now - created).total_seconds())),
@@ -107,7 +109,7 @@ class ScriptsScreen(PanelScreen[None]):
     def _preview(self) -> None:
         """Shows the selected script's text."""
         script = self.selected
-        self.query_one("#script-preview", TextArea).load_text(script.body if script else "")
+        self.query_one("#script-preview", TextArea).load_text(visible(script.body) if script else "")
 
     @on(DataTable.RowSelected, "#script-table")
     def action_edit_script(self) -> None:
