@@ -159,7 +159,9 @@ class RecordTable(DataTable, Generic[R]):
 def _drawn(cell: Text) -> Text:
     """Returns the cell with its text made one row of `drawn` text (the
     records hold what users control: names, key comments, audit outcomes);
-    a cell that changes loses its spans, keeps its style."""
+    a cell that changes loses its spans, keeps its style. The net under
+    every table: `Text` has already dropped BEL, BS, VT, FF and CR, so a
+    subclass draws its user fields itself to show those as escapes too."""
     shown = drawn(cell.plain)
     return cell if shown == cell.plain else Text(shown, style=cell.style)
 
