@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable
+from typing import Awaitable, Callable
 import asyncssh
 
 from sshpanel.access.principal import Principal
@@ -21,6 +21,7 @@ from sshpanel.config import Settings
 from sshpanel.errors import DatabaseUnavailable
 from sshpanel.ssh import session
 from sshpanel.ssh.algorithms import server_algorithms
+from sshpanel.ssh.certificates import UserCertificates, check_offers
 from sshpanel.ssh.channel_codec import prepare_channel
 from sshpanel.ssh.limits import Limits
 from sshpanel.ssh.services import SessionServices
@@ -56,10 +57,13 @@ class PanelServer:
 
     def __init__(self, settings: Settings, store: Store) -> None:
         """Raises:
-            ConfigError: A session limit below 1.
+            ConfigError: A session limit below 1, or an unusable CA keys or
+                revocation file (`UserCertificates`).
         """
         self.settings = settings
         self.store = store
+        self.certificates = UserCertificates(settings)
+        """Trusted user CAs and revoked keys (issue 24)."""
         self.engine = Engine(settings)
         self.events = EngineEvents(self.engine, settings)
         self.stats = StatsCollector(self.engine, settings, events=self.events)
@@ -235,6 +239,7 @@ class PanelSSHServer(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         acknowledge_at_once(conn)
+        check_offers(conn, self._check_offer)
         peer = conn.get_extra_info("peername") or ("?", 0)
         self.address = str(peer[0])
         self.source = f"{peer[0]}:{peer[1]}"
@@ -362,6 +367,51 @@ class PanelSSHServer(asyncssh.SSHServer):
             return self._auth_error(username, exc)
         return self._settle(username, None if self.panel.limits.account_locked(username) else principal)
 
+    def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        """Accepts a certificate's CA when it is one of `SSHPANEL_USER_CA_KEYS`;
+        asyncssh then checks the certificate itself, and `_check_offer`
+        decides who logs in (`sshpanel.ssh.certificates`)."""
+        return self.panel.certificates.trusted_ca(key)
+
+    async def _check_offer(self, username: str, key_data: bytes, signed: bool,
+                           validate: Callable[[], Awaitable[bool]]) -> bool:
+        """Decides on one offered key or certificate (`certificates.check_offers`).
+
+        A revoked key, or a certificate that is revoked (its key or its CA)
+        or names no principal, is refused before asyncssh looks at it. A
+        plain key then goes to asyncssh, which calls `validate_public_key`.
+        A certificate goes to asyncssh's checks (`validate_ca_key`, type,
+        validity, principals, `source-address`, the signature); only once
+        they passed with a signature is the user looked up (or created, with
+        `SSHPANEL_CERT_AUTO_CREATE`), so the identity is bound to the
+        certificate that signed, and a refused certificate counts as a
+        failed attempt as a refused key does.
+        """
+        offer = await asyncio.to_thread(self.panel.certificates.screen, key_data)
+        what = offer.certified.describe() if offer.certified else "key"
+        if offer.refusal is not None:
+            log.info("%s refused user=%r source=%s: %s", what, username[:32], self.source, offer.refusal)
+            return self._settle(username, None)
+        if offer.certified is None:
+            return await validate()
+        if not await validate():
+            log.info("%s refused user=%r source=%s: %s", what, username[:32], self.source,
+                     self.panel.certificates.why_refused(offer, username))
+            return self._settle(username, None)
+        if not signed:
+            return True
+        settings, certified = self.panel.settings, offer.certified
+        try:
+            principal = await asyncio.to_thread(
+                self.panel.accounts.authenticate_certificate, username, certified.fingerprint, what, self.source,
+                settings.cert_auto_create,
+            )
+        except Exception as exc:
+            return self._auth_error(username, exc)
+        if principal is None:
+            log.info("%s refused user=%r source=%s: no such user, or disabled", what, username[:32], self.source)
+        return self._settle(username, None if self.panel.limits.account_locked(username) else principal)
+
     async def validate_password(self, username: str, password: str) -> bool:
         """Checks a password (only offered when `Settings.password_auth` is on)
         with bcrypt in a worker thread, at most `BCRYPT_SLOTS` at a time; a
@@ -391,6 +441,7 @@ class PanelSSHServer(asyncssh.SSHServer):
     def _settle(self, username: str, principal: Principal | None) -> bool:
         """Records the outcome of one authentication attempt; True on success."""
         if principal is None:
+            self._candidate = None
             self._failures += 1
             self.panel.limits.failed(self.address, username)
             if self._failures >= self.panel.settings.max_auth_tries:
@@ -405,7 +456,8 @@ class PanelSSHServer(asyncssh.SSHServer):
         assert self.principal is not None
         self.panel.client_authenticated(self)
         log.info(
-            "auth ok user=%s key=%s source=%s", self.principal.name, self.principal.fingerprint, self.source
+            "auth ok user=%s key=%s source=%s%s", self.principal.name, self.principal.fingerprint, self.source,
+            f" {self.principal.certificate}" if self.principal.certificate else "",
         )
         asyncio.get_running_loop().run_in_executor(None, self.panel.accounts.record_login, self.principal)
 

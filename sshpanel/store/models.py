@@ -158,4 +158,13 @@ class Secret(BaseModel):
         indexes = ((("user", "name", "key"), True),)
 
 
-MODELS: list[type[BaseModel]] = [User, PublicKey, Container, Event, AuditEntry, Script, ImageRule, Secret]
+class SchemaVersion(BaseModel):
+    """The schema version the database was last upgraded to (one row; see
+    `sshpanel.store.migrations.SCHEMA_VERSION`)."""
+
+    version = pw.IntegerField()
+    upgraded = pw.DateTimeField(default=utcnow)
+
+
+MODELS: list[type[BaseModel]] = [User, PublicKey, Container, Event, AuditEntry, Script, ImageRule, Secret,
+                                 SchemaVersion]
