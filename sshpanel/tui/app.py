@@ -11,6 +11,7 @@ from textual.screen import Screen
 
 from sshpanel.access.text import visible
 from sshpanel.tui.screens.dashboard import DashboardScreen
+from sshpanel.tui.start import StartAt
 
 if TYPE_CHECKING:
     from sshpanel.backend.admin import Admin
@@ -31,6 +32,8 @@ class PanelApp(App[None]):
         services: Scripts, provisioning, logs, history, stats and the shell;
             without them (rendering tests of the base dashboard) those
             screens are not offered.
+        start: Where the session opens (a deep link: the dashboard on one
+            container, or its log view); None: the dashboard as it is.
         driver_class: The Textual driver (the SSH driver in production).
         **kwargs: Passed on to `textual.app.App`.
     """
@@ -44,10 +47,13 @@ class PanelApp(App[None]):
         admin: Admin | None = None,
         *,
         services: PanelServices | None = None,
+        start: StartAt | None = None,
         driver_class: type[Driver] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(driver_class=driver_class, **kwargs)
+        self.start = start
+        """Where the session opens (`ssh -t panel.host dashboard NAME`), None: the dashboard as it is."""
         self.workspace = workspace
         """The user's workspace, handed to the screens."""
         self.admin = admin
@@ -57,7 +63,7 @@ class PanelApp(App[None]):
 
     def get_default_screen(self) -> Screen[Any]:
         """The dashboard is the first screen."""
-        return DashboardScreen(self.workspace, self.admin, self.services)
+        return DashboardScreen(self.workspace, self.admin, self.services, start=self.start)
 
     def notify(
         self,

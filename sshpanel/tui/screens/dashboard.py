@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import DataTable, Header, Static
 
+from sshpanel.access.text import quoted
 from sshpanel.backend.deploy import Deployer, DeployResult
 from sshpanel.backend.history import HistoryEntry
 from sshpanel.backend.records import QuotaView
@@ -26,6 +27,7 @@ from sshpanel.tui.screens.container_stats import ContainerStatsScreen
 from sshpanel.tui.screens.create import CreateContainerModal, NewContainer
 from sshpanel.tui.screens.edit import EditContainerModal
 from sshpanel.tui.screens.files import FilesScreen
+from sshpanel.tui.start import StartAt
 from sshpanel.tui.widgets.container_table import ContainerTable
 from sshpanel.tui.widgets.history_views import last_record_text
 from sshpanel.tui.widgets.key_footer import KeyFooter
@@ -67,6 +69,8 @@ class DashboardScreen(ContainerScreen):
             area cannot be opened (and the `a` key is not even shown).
         services: The session's other services (shell, scripts, logs,
             stats, history); without them those keys are not offered.
+        start: A deep link: the container to select, and whether to open
+            its log view (see `StartAt`).
     """
 
     BINDINGS = [
@@ -94,8 +98,11 @@ class DashboardScreen(ContainerScreen):
     class EngineChanged(Message):
         """Docker reported a change to one of the user's containers."""
 
-    def __init__(self, workspace: Workspace, admin: Admin | None = None, services: PanelServices | None = None) -> None:
+    def __init__(self, workspace: Workspace, admin: Admin | None = None, services: PanelServices | None = None,
+                 start: StartAt | None = None) -> None:
         super().__init__(services)
+        self.start = start
+        """A deep link still to follow, once the first table is shown."""
         self.workspace = workspace
         """The user's workspace; only ever called from thread workers."""
         self.admin = admin
@@ -185,8 +192,25 @@ class DashboardScreen(ContainerScreen):
             widget.set_class(not views, "-empty")
         self.selection_changed()
         self.refresh_last_record()
+        self._follow_start(views)
         # After the result is shown: the next refresh depends on what it showed.
         self._refresh_finished(failed=False)
+
+    def _follow_start(self, views: list[ContainerView]) -> None:
+        """Follows the deep link once, after the first table: selects the
+        container (by name or ID prefix among the user's own, as `resolve`
+        does) and opens its log view; an unknown one is said, as a command
+        would say it."""
+        start, self.start = self.start, None
+        if start is None:
+            return
+        ref = start.container
+        matches = [v for v in views if v.name == ref] or [v for v in views if ref and v.id.startswith(ref.lower())]
+        if len(matches) != 1 or not self.table.select_container(matches[0].name):
+            self.notify(f"no such container: {quoted(ref)}", severity="error", markup=False)
+            return
+        if start.logs:
+            self.action_open_logs()
 
     def _refresh_failed(self, error: Exception) -> None:
         """Shows the engine banner or the error (once while it lasts), then

@@ -89,6 +89,15 @@ class ContainerTable(DataTable):
         key = self.coordinate_to_cell_key((row, 0)).row_key.value
         return self._views.get(key or "")
 
+    def select_container(self, name: str) -> bool:
+        """Moves the cursor to the container named `name` (its short name);
+        returns False when no such container is shown."""
+        for row, view in enumerate(self._views.values()):
+            if view.name == name:
+                self.move_cursor(row=row)
+                return True
+        return False
+
     @property
     def containers(self) -> list[ContainerView]:
         """The containers shown, in display order."""
