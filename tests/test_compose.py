@@ -11,6 +11,7 @@ import json
 import pytest
 
 from sshpanel.access.compose import parse_project
+from sshpanel.access.compose_yaml import substitute
 from sshpanel.errors import InvalidValue
 from tests.conftest import TEST_IMAGE, ssh_available, wait_for
 from tests.hardening import assert_hardened, engine_defaults
@@ -158,6 +159,21 @@ def test_a_project_over_the_quota_creates_nothing(panel, docker_client):
     assert ps(panel, alice) == {}
 
 
+def test_a_first_up_that_fails_half_way_leaves_nothing(panel, docker_client):
+    alice = panel.users["alice"]
+    before = owned(docker_client, panel.namespace)
+    broken = PROJECT.replace("name: demo", "name: halfway").replace(
+        '["sh", "-c", "nslookup', '["/no/such/binary", "-c", "nslookup')
+    failed = up(panel, alice, broken)
+    assert failed.returncode == 1 and "putting the project back" in failed.stderr
+    assert "Container halfway-db-1 Started" in failed.stderr  # it got that far
+    assert owned(docker_client, panel.namespace) == before
+    assert ps(panel, alice, "halfway") == {}
+    history = [json.loads(line) for line in panel.run(alice, "history", "--format", "json").stdout.splitlines()]
+    failures = {e["Detail"].split(" ")[0] for e in history if e["Kind"] == "deploy" and not e["OK"]}
+    assert {"halfway/db", "halfway/worker", "halfway/web"} <= failures
+
+
 FORBIDDEN = [
     ("privileged: true", "services.app.privileged"),
     ("cap_add: [SYS_ADMIN]", "services.app.cap_add"),
@@ -295,6 +311,26 @@ def test_a_service_built_from_a_context_in_the_home(panel, docker_client):
         panel.run(alice, "compose", "-p", "buildy", "down", "-v")
         for image in docker_client.images.list(name=f"{panel.namespace}/alice/buildy-app"):
             docker_client.images.remove(image.id, force=True)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("${SET}", "yes"), ("$SET", "yes"), ("${UNSET:-d}", "d"), ("${EMPTY:-d}", "d"), ("${EMPTY-d}", ""),
+    ("${UNSET-${SET}}", "yes"), ("${SET:+alt}", "alt"), ("${EMPTY+alt}", "alt"), ("${EMPTY:+alt}", ""),
+    ("$$SET", "$SET"), ("${UNSET}", ""), ("a${SET}b$SET.c", "ayesbyes.c"),
+])
+def test_interpolation_follows_the_compose_specification(text, expected):
+    assert substitute(text, {"SET": "yes", "EMPTY": ""}, "x") == expected
+
+
+@pytest.mark.parametrize("text,message", [
+    ("${NEED:?set NEED}", "x: required variable NEED is missing a value: set NEED"),
+    ("${EMPTY:?}", "x: required variable EMPTY is missing a value"), ("cost $ 5", "x: invalid interpolation"),
+    ("${OPEN", "x: invalid interpolation"), ("${1X}", "x: invalid interpolation"),
+])
+def test_bad_interpolation_is_refused_with_the_path(text, message):
+    with pytest.raises(InvalidValue) as refused:
+        substitute(text, {"EMPTY": ""}, "x")
+    assert refused.value.message.startswith(message)
 
 
 # Compose files modelled on well-known public examples (written for these tests).

@@ -23,7 +23,7 @@ MAX_FILE = 256 * 1024
 MAX_NODES = 20_000
 """YAML nodes a file may expand to, aliases counted as often as they are used
 (a "billion laughs" file of nested aliases stays small as text)."""
-_VARIABLE = re.compile(r"\$(?:(\$)|([A-Za-z_][A-Za-z0-9_]*)|\{([^}]*)\}|)")
+_PLAIN = re.compile(r"\$(?:(\$)|([A-Za-z_][A-Za-z0-9_]*)|)")
 _BRACED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])(.*))?", re.DOTALL)
 
 
@@ -158,41 +158,12 @@ def interpolate(data: Any, variables: Mapping[str, str], path: str = "") -> Any:
 
 
 def substitute(text: str, variables: Mapping[str, str], path: str) -> str:
-    """Interpolates one string (see `interpolate`).
+    """Interpolates one string (see `interpolate`); a `${...}` ends at the
+    `}` that closes it, so a default may hold `${...}` itself.
 
     Raises:
         InvalidValue: A bad `${...}` or a required variable unset.
     """
-
-    def replace(match: re.Match) -> str:
-        if match.group(1):
-            return "$"
-        if match.group(2):
-            return variables.get(match.group(2), "")
-        if match.group(3) is None:
-            raise InvalidValue(f"{path}: invalid interpolation format: a lone '$' (write $$ for a dollar)")
-        braced = _BRACED.fullmatch(match.group(3))
-        if not braced:
-            raise InvalidValue(f"{path}: invalid interpolation format for {_shown(match.group(0))}")
-        name, operator, word = braced.group(1), braced.group(2), braced.group(3) or ""
-        value = variables.get(name)
-        empty = value is None or (operator is not None and operator.startswith(":") and value == "")
-        if operator in (":-", "-"):
-            return substitute(word, variables, path) if empty else value or ""
-        if operator in (":?", "?"):
-            if empty:
-                raise InvalidValue(f"{path}: required variable {name} is missing a value: {word[:80]}")
-            return value or ""
-        if operator in (":+", "+"):
-            return "" if empty else substitute(word, variables, path)
-        return value or ""
-
-    return _nested(text, replace)
-
-
-def _nested(text: str, replace) -> str:
-    """Applies `replace` to each `$...` of `text`, a `${...}` ending at the
-    `}` that closes it (a default may hold `${...}` itself)."""
     out, index = [], 0
     while True:
         start = text.find("$", index)
@@ -208,21 +179,34 @@ def _nested(text: str, replace) -> str:
                     break
                 end += 1
             if end >= len(text):
-                raise InvalidValue("invalid interpolation format: an unclosed '${'")
-            out.append(replace(_BracedMatch(text[start + 2:end])))
+                raise InvalidValue(f"{path}: invalid interpolation format: an unclosed '${{'")
+            out.append(_braced(text[start + 2:end], variables, path))
             index = end + 1
+            continue
+        match = _PLAIN.match(text, start)
+        if match.group(1):
+            out.append("$")
+        elif match.group(2):
+            out.append(variables.get(match.group(2), ""))
         else:
-            match = _VARIABLE.match(text, start)
-            out.append(replace(match))
-            index = match.end()
+            raise InvalidValue(f"{path}: invalid interpolation format: a lone '$' (write $$ for a dollar)")
+        index = match.end()
 
 
-class _BracedMatch:
-    """A `${...}` found by `_nested`, shaped like the regular expression's
-    match `replace` takes (group 3 is what is between the braces)."""
-
-    def __init__(self, inner: str) -> None:
-        self._inner = inner
-
-    def group(self, index: int) -> str | None:
-        return {0: "${" + self._inner + "}", 3: self._inner}.get(index)
+def _braced(inner: str, variables: Mapping[str, str], path: str) -> str:
+    """The value of one `${inner}`: `NAME`, then an operator and a word."""
+    braced = _BRACED.fullmatch(inner)
+    if not braced:
+        raise InvalidValue(f"{path}: invalid interpolation format for {_shown('${' + inner + '}')}")
+    name, operator, word = braced.group(1), braced.group(2), braced.group(3) or ""
+    value = variables.get(name)
+    empty = value is None or (operator is not None and operator.startswith(":") and value == "")
+    if operator in (":-", "-"):
+        return substitute(word, variables, path) if empty else value or ""
+    if operator in (":?", "?"):
+        if empty:
+            raise InvalidValue(f"{path}: required variable {name} is missing a value: {word[:80]}")
+        return value or ""
+    if operator in (":+", "+"):
+        return "" if empty else substitute(word, variables, path)
+    return value or ""

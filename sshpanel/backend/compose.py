@@ -87,8 +87,10 @@ class Projects:
     def load(self, file: str | None, stdin: str | None, name: str = "") -> tuple[Project, ComposeSource]:
         """Finds and parses the project's compose file (see
         `ComposeFiles.source` and `sshpanel.access.compose.parse_project`),
-        with variables from the `.env` next to it and the project's secrets
-        (`secret set PROJECT KEY`), the secrets winning.
+        with variables from the `.env` next to it. Secrets are not
+        variables: an interpolated value would be stored in the spec and
+        shown by `inspect` and `config` in clear; each container gets its
+        own secrets (`secret set PROJECT-SERVICE-1 KEY -`) at create.
 
         Raises:
             NotFound: No compose file.
@@ -98,8 +100,6 @@ class Projects:
         variables: dict[str, str] = {}
         with contextlib.suppress(NotFound):
             variables.update(read_env(self.files.read(source.folder, ".env", ".env")))
-        probe = name or source.default_name
-        variables.update(self.workspace.secrets().environment(probe))
         project = parse_project(
             source.text, source.default_name, variables,
             lambda path, what: self.files.read(source.folder, path, what),

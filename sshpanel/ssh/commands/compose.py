@@ -69,7 +69,7 @@ async def _compose(ctx: Context, args: argparse.Namespace) -> int:
     stdin = await _read_stdin(ctx) if args.file == "-" else None
     projects = Projects(ctx.workspace)
     if verb == "logs":
-        return await _logs(ctx, args, projects)
+        return await _logs(ctx, args, projects, stdin)
     return await asyncio.to_thread(_run, ctx, args, projects, stdin)
 
 
@@ -171,13 +171,13 @@ def _ls(ctx: Context, args: argparse.Namespace, projects: Projects) -> int:
     return 0
 
 
-async def _logs(ctx: Context, args: argparse.Namespace, projects: Projects) -> int:
+async def _logs(ctx: Context, args: argparse.Namespace, projects: Projects, stdin: str | None) -> int:
     """Every service's log, each line prefixed `SERVICE-1  | ` as docker
     compose does; with `-f` until the client leaves or every one ends."""
     tail = None if args.tail == "all" else int(args.tail) if args.tail.isdigit() else None
     if tail is None and args.tail != "all":
         raise UsageError(f"compose logs: invalid --tail {args.tail[:32]!r}: use a number of lines or 'all'")
-    name = args.project or (await asyncio.to_thread(projects.load, args.file, None))[0].name
+    name = args.project or (await asyncio.to_thread(projects.load, args.file, stdin))[0].name
     rows = await asyncio.to_thread(projects.records, name, args.services)
     prefixes = {row.docker_id: row.name[len(name) + 1:] for row in rows}
     width = max(len(prefix) for prefix in prefixes.values())
