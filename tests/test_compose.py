@@ -23,7 +23,7 @@ name: demo
 services:
   db:
     image: {TEST_IMAGE}
-    command: ["sh", "-c", "echo ready > /data/state; exec sleep 1000"]
+    command: ["sh", "-c", "sleep 2; echo ready > /data/state; exec sleep 1000"]
     volumes: [data:/data]
     healthcheck:
       test: ["CMD", "test", "-f", "/data/state"]
@@ -34,7 +34,8 @@ services:
     stop_grace_period: 1s
   worker:
     image: {TEST_IMAGE}
-    command: ["sh", "-c", "echo worker ${{MODE:-v1}}; exec sleep 1000"]
+    command: ["sh", "-c", "test -f /data/state && echo worker ${{MODE:-v1}} db-ready; exec sleep 1000"]
+    volumes: ["data:/data:ro"]
     depends_on:
       db: {{condition: service_healthy}}
     cpus: 0.25
@@ -93,7 +94,9 @@ def test_three_services_start_in_order_and_an_edit_recreates_only_one(panel, doc
                         network=f"{panel.namespace}.alice.demo_default")
     logs = wait_for(lambda: (out := panel.run(alice, "compose", "-p", "demo", "logs").stdout)
                     and "web resolved db" in out and out, what="web's log")
-    assert "web-1     | web resolved db" in logs and "worker-1  | worker v1" in logs
+    assert "web-1     | web resolved db" in logs and "worker-1  | worker v1 db-ready" in logs
+    only_web = panel.run(alice, "compose", "-p", "demo", "logs", "--tail", "1", "web").stdout
+    assert only_web == "web-1  | web resolved db\n"
     listed = json.loads(panel.run(alice, "compose", "ls", "--format", "json").stdout)
     assert listed == [{"Name": "demo", "Status": "running(3)", "ConfigFiles": "-"}]
 
@@ -111,7 +114,8 @@ def test_three_services_start_in_order_and_an_edit_recreates_only_one(panel, doc
     assert sum(1 for e in deploys if e["Container"] == "demo-worker-1" and e["OK"]) == 2
 
     # A broken edit fails half-way: the old worker is put back, running, same ID.
-    broken = up(panel, alice, PROJECT.replace('"sh", "-c", "echo worker', '"/no/such/binary", "-c", "echo worker'))
+    broken = up(panel, alice, PROJECT.replace("${MODE:-v1}", "v2").replace(
+        '["sh", "-c", "test -f', '["/no/such/binary", "-c", "test -f'))
     assert broken.returncode == 1 and "putting the project back" in broken.stderr
     restored = ps(panel, alice)
     assert {n: i["ID"] for n, i in restored.items()} == after
@@ -172,6 +176,37 @@ def test_a_first_up_that_fails_half_way_leaves_nothing(panel, docker_client):
     history = [json.loads(line) for line in panel.run(alice, "history", "--format", "json").stdout.splitlines()]
     failures = {e["Detail"].split(" ")[0] for e in history if e["Kind"] == "deploy" and not e["OK"]}
     assert {"halfway/db", "halfway/worker", "halfway/web"} <= failures
+
+
+def test_published_ports_are_checked_for_the_whole_project(panel, docker_client):
+    admin = panel.users.get("ada") or panel.add_user("ada", admin=True)
+    carol = panel.users.get("carol") or panel.add_user("carol")
+    assert panel.run(admin, "user", "set-quota", "carol", "--ports", "20400-20409").returncode == 0
+    service = "  {name}:\n    image: " + TEST_IMAGE + "\n    command: [sleep, '1000']\n    cpus: 0.25\n" \
+        "    mem_limit: 32m\n    ports: ['{port}']\n"
+
+    def project(*ports: str) -> str:
+        return "name: pub\nservices:\n" + "".join(
+            service.format(name=f"s{index}", port=port) for index, port in enumerate(ports))
+
+    before = owned(docker_client, panel.namespace)
+    twice = up(panel, carol, project("20401:80", "20401:81"))
+    assert twice.returncode == 1 and "host port 20401/tcp is already published by your service s0" in twice.stderr
+    outside = up(panel, carol, project("20401:80", "30000:80"))
+    assert outside.returncode == 1 and "host port 30000 is outside your range 20400-20409" in outside.stderr
+    assert owned(docker_client, panel.namespace) == before
+    fine = up(panel, carol, project("20401:80", "20402:80/udp"))
+    assert fine.returncode == 0, fine.stderr
+    publishers = {name: item["Publishers"] for name, item in ps(panel, carol, "pub").items()}
+    assert publishers == {
+        "s0": [{"URL": "127.0.0.1", "TargetPort": 80, "PublishedPort": 20401, "Protocol": "tcp"}],
+        "s1": [{"URL": "127.0.0.1", "TargetPort": 80, "PublishedPort": 20402, "Protocol": "udp"}],
+    }
+    bound = docker_client.containers.get(f"{panel.namespace}.carol.pub-s0-1").attrs["HostConfig"]["PortBindings"]
+    assert bound == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "20401"}]}
+    # An unchanged up keeps its own ports: they are not "already published".
+    assert up(panel, carol, project("20401:80", "20402:80/udp")).returncode == 0
+    assert panel.run(carol, "compose", "-p", "pub", "down").returncode == 0
 
 
 FORBIDDEN = [
