@@ -95,6 +95,12 @@ class Settings:
         cert_auto_create: A valid certificate whose principal names no
             user creates that user with the role `user` (off: only
             existing users log in with a certificate).
+        forwarding: Accept `ssh -L`/`-D`/`-W` to the user's own running
+            containers (`SSHPANEL_FORWARDING=0` refuses every forwarding
+            request, as before issue 25); nothing else is ever forwarded.
+        max_forwards_per_user: Forwarded connections one user may hold open
+            across all their connections (a browser behind `ssh -D` opens
+            several per page).
     """
 
     listen: str = "0.0.0.0"
@@ -134,6 +140,8 @@ class Settings:
     user_ca_keys: str = ""
     revoked_keys: str = ""
     cert_auto_create: bool = False
+    forwarding: bool = True
+    max_forwards_per_user: int = 32
 
     @property
     def database_path(self) -> Path:
@@ -240,6 +248,8 @@ _ENV_FIELDS: dict[str, Callable[[str], object]] = {
     "user_ca_keys": str,
     "revoked_keys": str,
     "cert_auto_create": boolean,
+    "forwarding": boolean,
+    "max_forwards_per_user": int,
 }
 
 

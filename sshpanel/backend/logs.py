@@ -190,7 +190,7 @@ class LogFollower:
         pending = {"stdout": b"", "stderr": b""}
         decoder = FrameDecoder(tty)
         try:
-            for chunk in response.iter_content(chunk_size=None):
+            for chunk in response:
                 for kind, data in decoder.frames(chunk):
                     self._split("stderr" if kind == STDERR else "stdout", pending, data)
                 if self._closed:

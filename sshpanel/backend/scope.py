@@ -16,6 +16,7 @@ import contextlib
 from typing import Iterator
 
 from sshpanel.access.principal import Principal
+from sshpanel.access.text import quoted
 from sshpanel.backend.engine import Engine
 from sshpanel.backend.events import EngineEvents
 from sshpanel.backend.secrets import Secrets
@@ -74,22 +75,25 @@ class UserScope:
         try:
             yield
         except PanelError as exc:
-            self._audit(action, target, f"failed: {exc.message}")
+            self.audit(action, target, f"failed: {exc.message}")
             raise
         except Exception as exc:
-            self._audit(action, target, f"error: {type(exc).__name__}")
+            self.audit(action, target, f"error: {type(exc).__name__}")
             raise
         else:
-            self._audit(action, target, "ok")
+            self.audit(action, target, "ok")
 
-    def _audit(self, action: str, target: str, outcome: str) -> None:
+    def audit(self, action: str, target: str, outcome: str) -> None:
+        """Writes one audit entry of this principal (an admin acting as the
+        owner is written as `admin`, target `owner/target`).
+
+        Args:
+            action: What was done (`stop`, `forward`).
+            target: What it was done to (user text: shown escaped and bounded).
+            outcome: `ok`, `failed: REASON` or `error: KIND` (`audited` writes
+                these; a caller that knows more, such as a forward's byte
+                counts, writes its own).
+        """
         p = self.principal
-        actor, shown = (p.actor, f"{p.name}/{shown_target(target)}") if p.actor else (p.name, shown_target(target))
+        actor, shown = (p.actor, f"{p.name}/{quoted(target)}") if p.actor else (p.name, quoted(target))
         self.store.add_audit(actor, p.fingerprint, p.source, action, shown, outcome)
-
-
-def shown_target(text: str) -> str:
-    """Returns user text safe to echo in one line: as it is when printable
-    and at most 80 characters, else the `repr` of its first 80."""
-    text = str(text)
-    return text if len(text) <= 80 and text.isprintable() else repr(text[:80])

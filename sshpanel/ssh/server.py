@@ -13,6 +13,7 @@ import asyncssh
 from sshpanel.access.principal import Principal
 from sshpanel.backend.accounts import Accounts
 from sshpanel.backend.engine import Engine
+from sshpanel.backend.forwarding import Forwards
 from sshpanel.backend.events import EngineEvents
 from sshpanel.backend.passwords import BCRYPT_SLOTS, Passwords
 from sshpanel.backend.disk import DiskWatch
@@ -23,6 +24,7 @@ from sshpanel.ssh import session
 from sshpanel.ssh.algorithms import server_algorithms
 from sshpanel.ssh.certificates import UserCertificates, check_offers
 from sshpanel.ssh.channel_codec import prepare_channel
+from sshpanel.ssh.forwarding import REFUSED, ForwardSession, open_forward
 from sshpanel.ssh.limits import Limits
 from sshpanel.ssh.services import SessionServices
 from sshpanel.ssh.session_channel import ENCODING, ERRORS, LINE_EDITOR, AllowListChannel, SlotProcess
@@ -40,6 +42,7 @@ SHUTTING_DOWN = "the panel is shutting down"
 SHUTDOWN_GRACE = 2.0
 """Seconds clients get, at shutdown, to hang up after their sessions ended."""
 TOO_MANY_SESSIONS = "sshpanel: too many open sessions; close one and try again"
+TOO_MANY_FORWARDS = "too many open forwarded connections; close one and try again"
 
 
 class PanelServer:
@@ -306,24 +309,44 @@ class PanelSSHServer(asyncssh.SSHServer):
         self.processes.add(process)
         return AllowListChannel(conn), process
 
-    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
-        """Refuses `direct-tcpip` (`ssh -L`, `ssh -D`): nothing is forwarded.
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str,
+                             orig_port: int) -> Awaitable[ForwardSession]:
+        """Answers `direct-tcpip` (`ssh -L`, `ssh -D`, `ssh -W`): a forward to
+        a port of one of the user's own running containers (`open_forward`),
+        holding a place in the per-user forward limit until it ends; every
+        other destination is refused (issue 25).
+
+        Returns:
+            The coroutine asyncssh awaits before it confirms the channel.
 
         Raises:
-            asyncssh.ChannelOpenError: Always, "administratively prohibited".
+            asyncssh.ChannelOpenError: Not authenticated or forwarding off
+                (`SSHPANEL_FORWARDING=0`): "administratively prohibited",
+                `NO_FORWARDING`; over the limit: "resource shortage".
         """
-        log.info("refused tcp forwarding to %r port %d source=%s", dest_host[:64], dest_port, self.source)
-        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, NO_FORWARDING)
+        principal, panel = self.principal, self.panel
+        if principal is None or self.conn is None or not panel.settings.forwarding:
+            log.info("refused tcp forwarding to %r port %d source=%s", dest_host[:64], dest_port, self.source)
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, NO_FORWARDING)
+        if not panel.limits.open_forward(principal.name):
+            log.info("refused tcp forwarding user=%s: too many forwards", principal.name)
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_RESOURCE_SHORTAGE, TOO_MANY_FORWARDS)
+        forwards = Forwards(panel.services.workspace(principal))
+        return open_forward(forwards, self.conn, dest_host, dest_port,
+                            lambda: panel.limits.close_forward(principal.name))
 
     def unix_connection_requested(self, dest_path: str) -> bool:
         """Refuses `direct-streamlocal` (`ssh -L PORT:/path/to.sock`), which
         would otherwise reach e.g. the Docker socket.
 
         Raises:
-            asyncssh.ChannelOpenError: Always, "administratively prohibited".
+            asyncssh.ChannelOpenError: Always, "administratively prohibited":
+                `NO_FORWARDING` when forwarding is off, else the message of
+                every refused TCP destination.
         """
         log.info("refused unix socket forwarding to %r source=%s", dest_path[:64], self.source)
-        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, NO_FORWARDING)
+        reason = REFUSED if self.panel.settings.forwarding else NO_FORWARDING
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, reason)
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
         """Refuses `tcpip-forward` (`ssh -R`)."""

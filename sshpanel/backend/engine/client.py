@@ -18,6 +18,7 @@ import docker.errors
 import docker.models.containers
 import docker.utils
 import requests.exceptions
+from docker.types import CancellableStream
 
 from sshpanel.backend.engine.build import BuildOutput, stream_build
 from sshpanel.backend.engine.errors import translate_errors
@@ -242,8 +243,12 @@ class Engine:
 
         Returns:
             (whether the container has a TTY — its stream is then raw bytes,
-            else frames for `FrameDecoder` — and the open response; the
-            caller closes it).
+            else frames for `FrameDecoder` — and the stream of byte chunks,
+            the SDK's `CancellableStream`: its `close()` shuts the socket
+            down, which ends a read blocked in another thread at once; the
+            caller closes it). A plain `Response.close()` would instead wait
+            for that read, i.e. for the container's next line (hours, for a
+            quiet one), on whatever thread called it.
         """
         with translate_errors():
             api = self._client()
@@ -255,7 +260,7 @@ class Engine:
             except requests.exceptions.HTTPError as exc:
                 response.close()
                 raise docker.errors.create_api_error_from_http_exception(exc) from None
-        return tty, response
+        return tty, CancellableStream(response.iter_content(chunk_size=None), response)
 
     def stats(self, container_id: str) -> Json:
         """One `GET /containers/{id}/stats?stream=0&one-shot=1` sample."""

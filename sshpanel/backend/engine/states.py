@@ -151,7 +151,14 @@ class ContainerStates:
         self._lock = threading.Lock()
         self._fill_lock = threading.Lock()
         self._filled = False
-        self._generation = 0
+        self._ticket = 0
+        self._written: dict[str, int] = {}
+        """The ticket of the reading stored for each container: two readings
+        that overlap (an event's and the user's own action's) keep the one
+        begun later."""
+        self._filling = False
+        self._stamps: set[str] = set()
+        """The containers `refresh` read while a fill ran."""
         self.inspects = 0
         """Engine calls made to keep the copy (for the benchmarks)."""
 
@@ -182,19 +189,35 @@ class ContainerStates:
             EngineUnavailable: The engine does not answer.
         """
         with self._lock:
-            generation = self._generation
+            self._ticket += 1
+            ticket = self._ticket
         self.inspects += 1
         try:
             state = state_from_inspect(self.engine.inspect_container(container_id), self.owner_label)
         except NotFound:
             state = None
         with self._lock:
-            if generation != self._generation:
-                return  # a fill began meanwhile: it reads this container itself
+            if ticket < self._written.get(container_id, 0):
+                return  # a reading begun later was stored already: this one is older
+            if self._filling:
+                self._stamps.add(container_id)
+            self._written[container_id] = ticket  # also for a removal: an older reading must not bring it back
             if state is None or not state.owner:
                 self._states.pop(container_id, None)
             else:
                 self._states[container_id] = state
+
+    def read(self, container_id: str) -> ContainerState | None:
+        """Reads one container from the engine into the copy and returns it
+        (None: it is gone). For a container the copy does not hold yet: the
+        events of another panel process's create may not have arrived.
+
+        Raises:
+            EngineUnavailable: The engine does not answer.
+        """
+        self.refresh(container_id)
+        with self._lock:
+            return self._states.get(container_id)
 
     def changed(self, container_id: str) -> None:
         """The events listener saw an event of this container."""
@@ -208,27 +231,40 @@ class ContainerStates:
         """The events listener lost the engine: the copy is stale."""
         with self._lock:
             self._filled = False
-            self._generation += 1
 
     def _fill(self) -> None:
         """Lists and inspects every panel container once after a (re)start
-        of the listener."""
+        of the listener. A container `refresh` read while the fill ran keeps
+        that reading (the fill's listing may predate it: a container the
+        user just created would otherwise vanish from the copy)."""
         with self._fill_lock:
             with self._lock:
                 if self._filled:
                     return
-                self._generation += 1
-            fresh = {}
-            self.inspects += 1
-            for item in self.engine.containers(all=True, filters={"label": self.owner_label}):
-                try:
-                    self.inspects += 1
-                    fresh[item["Id"]] = state_from_inspect(self.engine.inspect_container(item["Id"]), self.owner_label)
-                except NotFound:
-                    continue
-            with self._lock:
-                self._states = fresh
-                self._filled = True
+                self._filling = True
+            try:
+                fresh = {}
+                self.inspects += 1
+                for item in self.engine.containers(all=True, filters={"label": self.owner_label}):
+                    try:
+                        self.inspects += 1
+                        inspected = self.engine.inspect_container(item["Id"])
+                    except NotFound:
+                        continue
+                    fresh[item["Id"]] = state_from_inspect(inspected, self.owner_label)
+                with self._lock:
+                    for container_id in self._stamps:
+                        if container_id in self._states:
+                            fresh[container_id] = self._states[container_id]
+                        else:
+                            fresh.pop(container_id, None)
+                    self._states = fresh
+                    self._written = {key: value for key, value in self._written.items() if key in fresh}
+                    self._filled = True
+            finally:
+                with self._lock:
+                    self._stamps.clear()
+                    self._filling = False
 
 
 def list_owner(engine: Engine, owner_label: str, owner: str) -> list[ContainerState]:

@@ -14,6 +14,7 @@ import json
 
 import asyncssh
 
+from sshpanel.access.text import visible
 from sshpanel.access.units import format_bytes, parse_since
 from sshpanel.backend.history import MAX_DAYS, DailyCount, HistoryEntry, WorkspaceHistory
 from sshpanel.backend.logs import LogLine, WorkspaceLogs
@@ -193,13 +194,19 @@ def _parse_tail(text: str) -> int | None:
 
 
 async def _print_lines(ctx: Context, lines: list[LogLine], timestamps: bool, newline: str) -> None:
-    """Writes lines to stdout or stderr as the container wrote them, then
-    waits until the client took them (so a slow client slows Docker down)."""
+    """Writes lines to stdout or stderr, then waits until the client took
+    them (so a slow client slows Docker down).
+
+    Without a terminal and without `-t` the lines are data and keep their
+    bytes, as `docker logs` passes them through; on a terminal or with
+    timestamps they are made `visible` first (docs/ARCHITECTURE.md
+    "Invariants")."""
     process = ctx.process
+    raw = not timestamps and newline == "\n"
     for line in lines:
         stream = process.stderr if line.stream == "stderr" else process.stdout
         prefix = f"{line.timestamp} " if timestamps and line.timestamp else ""
-        stream.write(prefix + line.text + newline)
+        stream.write(prefix + (line.text if raw else visible(line.text)) + newline)
     await process.stdout.drain()
     await process.stderr.drain()
 

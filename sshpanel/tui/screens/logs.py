@@ -11,11 +11,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Header, Input, Static
 
 from sshpanel.backend.logs import LogFollower
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.widgets.key_footer import KeyFooter
 from sshpanel.tui.widgets.log_view import LogView
 
@@ -30,7 +29,7 @@ BATCH = 2000
 """Lines taken per turn of the event loop, so a flood never freezes the screen."""
 
 
-class LogScreen(BackendCalls, Screen[None]):
+class LogScreen(PanelScreen[None]):
     """The log of one of the user's containers, following new lines.
 
     The Docker log stream is read by a `LogFollower` thread into a bounded

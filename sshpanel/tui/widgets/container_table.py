@@ -12,6 +12,7 @@ from textual.widgets import DataTable
 
 from sshpanel.access.units import format_age
 from sshpanel.backend.views import ContainerView
+from sshpanel.tui.widgets.log_view import drawn
 
 COLUMNS = (
     ("NAME", "name"),
@@ -149,7 +150,7 @@ class ContainerTable(DataTable):
 
     @staticmethod
     def _texts(view: ContainerView, now: dt.datetime) -> tuple[str, ...]:
-        return (view.name, view.image, view.state, view.status, view.ports,
+        return (drawn(view.name), drawn(view.image), view.state, drawn(view.status), drawn(view.ports),
                 format_age((now - view.created).total_seconds(), compact=True))
 
     def _cells(self, view: ContainerView, now: dt.datetime, limits: dict[str, int]) -> tuple[Text, ...]:
