@@ -15,6 +15,7 @@ from sshpanel.access.compose_yaml import substitute
 from sshpanel.errors import InvalidValue
 from tests.conftest import TEST_IMAGE, ssh_available, wait_for
 from tests.hardening import assert_hardened, engine_defaults
+from tests.test_forwarding import _stdio
 
 pytestmark = pytest.mark.skipif(not ssh_available(), reason="needs OpenSSH")
 
@@ -207,6 +208,20 @@ def test_published_ports_are_checked_for_the_whole_project(panel, docker_client)
     # An unchanged up keeps its own ports: they are not "already published".
     assert up(panel, carol, project("20401:80", "20402:80/udp")).returncode == 0
     assert panel.run(carol, "compose", "-p", "pub", "down").returncode == 0
+
+
+def test_ssh_forwarding_reaches_a_project_container_on_its_network(panel):
+    """`ssh -W PROJECT-SERVICE-1:80`: the container is on the project's
+    network, not the user's, and the forward finds it there."""
+    alice = panel.users["alice"]
+    text = (f"name: fwd\nservices:\n  site:\n    image: {TEST_IMAGE}\n    cpus: 0.25\n    mem_limit: 32m\n"
+            "    command: [sh, -c, 'mkdir -p /tmp/www && echo project-site > /tmp/www/index.html "
+            "&& exec httpd -f -p 80 -h /tmp/www']\n")
+    assert up(panel, alice, text).returncode == 0
+    try:
+        wait_for(lambda: b"project-site" in _stdio(panel, alice, "fwd-site-1:80").stdout, 60, "the project's httpd")
+    finally:
+        panel.run(alice, "compose", "-p", "fwd", "down")
 
 
 FORBIDDEN = [

@@ -37,6 +37,14 @@ def owner_labels(label_prefix: str, owner: str, name: str) -> dict[str, str]:
     return {f"{label_prefix}owner": owner, f"{label_prefix}name": name}
 
 
+def container_network(spec: ContainerSpec, owner: str, namespace: str) -> str:
+    """Returns the one network a container of `spec` is on: its Compose
+    project's (`project_network_name`), else the owner's bridge network."""
+    if spec.options.project:
+        return project_network_name(namespace, owner, spec.options.project)
+    return network_name(namespace, owner)
+
+
 def compose_labels(options: ServiceOptions) -> dict[str, str]:
     """Returns Compose's labels of a project's container (the keys `docker
     compose` reads: project, service, config hash, container number), or {}
@@ -112,8 +120,7 @@ def create_arguments(
         "restart_policy": restart,
         "security_opt": ["no-new-privileges:true"],
         "cap_drop": list(DROPPED_CAPABILITIES),
-        "network": (project_network_name(namespace, owner, options.project) if options.project
-                    else network_name(namespace, owner)),
+        "network": container_network(spec, owner, namespace),
         "log_config": LOG_CONFIG,
         "detach": True,
     }

@@ -16,7 +16,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from sshpanel.access.names import network_name
+from sshpanel.access.policy import container_network
+from sshpanel.access.spec import ContainerSpec
 from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.workspace import Workspace
 from sshpanel.errors import NotFound, PanelError
@@ -94,7 +95,8 @@ class Forwards:
             raise NotFound(f"container {row.name} is not running")
         settings = self.workspace.settings
         networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
-        entry = networks.get(network_name(settings.namespace, self.workspace.principal.name)) or {}
+        spec = ContainerSpec.from_json(row.spec)  # a Compose project's container is on the project's network
+        entry = networks.get(container_network(spec, self.workspace.principal.name, settings.namespace)) or {}
         try:
             address = ipaddress.ip_address(entry.get("IPAddress") or "")
         except ValueError:
