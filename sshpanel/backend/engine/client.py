@@ -15,6 +15,7 @@ from typing import IO, Any, Iterator
 
 import docker
 import docker.errors
+import docker.models.containers
 import docker.utils
 import requests.exceptions
 from docker.types import CancellableStream
@@ -165,6 +166,9 @@ class Engine:
             arguments: The keyword arguments of the SDK's
                 `containers.create` (`sshpanel.access.policy.create_arguments`
                 makes them), `network` among them.
+                A `stop_timeout` among them (seconds, Compose's
+                `stop_grace_period`) is sent as the API's `StopTimeout`,
+                which the SDK's `containers.create` does not take.
             network: The network to attach it to at creation.
             aliases: Its DNS names on that network.
         """
@@ -172,7 +176,14 @@ class Engine:
             client = self._sdk()
             arguments = dict(arguments, networking_config={
                 network: client.api.create_endpoint_config(aliases=aliases)})
-            return str(client.containers.create(**arguments).id)
+            stop_timeout = arguments.pop("stop_timeout", None)
+            if stop_timeout is None:
+                return str(client.containers.create(**arguments).id)
+            # The SDK's own translation of `containers.create` arguments, then
+            # the low-level create, which takes `stop_timeout`.
+            create = docker.models.containers._create_container_args(
+                dict(arguments, version=client.api._version))
+            return str(client.api.create_container(**create, stop_timeout=stop_timeout)["Id"])
 
     def start(self, container_id: str) -> None:
         """`POST /containers/{id}/start`."""

@@ -17,13 +17,15 @@ import asyncssh
 
 from sshpanel.backend.workspace import Workspace
 from sshpanel.errors import PanelError, UsageError
-from sshpanel.ssh.commands import account, admin, build, containers, deploy, images, monitor, secrets, shell, volumes
+from sshpanel.ssh.commands import (
+    account, admin, build, compose, containers, deploy, images, monitor, secrets, shell, volumes,
+)
 from sshpanel.ssh.commands.base import Context, Handler, HelpShown, Parser
 from sshpanel.ssh.services import SessionServices
 from sshpanel.tui.start import StartAt
 
 MAX_COMMAND_LINE = 64 * 1024
-COMMAND_MODULES = (containers, account, admin, shell, monitor, build, images, deploy, secrets, volumes)
+COMMAND_MODULES = (containers, account, admin, shell, monitor, build, images, deploy, secrets, volumes, compose)
 """Every module with a `register(subparsers) -> {verb: handler}`."""
 
 
