@@ -95,6 +95,9 @@ class Settings:
         cert_auto_create: A valid certificate whose principal names no
             user creates that user with the role `user` (off: only
             existing users log in with a certificate).
+        secret_key_file: The Fernet key file of the environment secrets;
+            empty = `secret.key` in `data_dir`. Panel hosts on one database
+            each need a copy of the same key (issue 19).
     """
 
     listen: str = "0.0.0.0"
@@ -134,6 +137,7 @@ class Settings:
     user_ca_keys: str = ""
     revoked_keys: str = ""
     cert_auto_create: bool = False
+    secret_key_file: str = ""
 
     @property
     def database_path(self) -> Path:
@@ -240,6 +244,7 @@ _ENV_FIELDS: dict[str, Callable[[str], object]] = {
     "user_ca_keys": str,
     "revoked_keys": str,
     "cert_auto_create": boolean,
+    "secret_key_file": str,
 }
 
 
