@@ -149,8 +149,9 @@ class EngineEvents:
             self.recorder.stop()
 
     def _elect(self, store: Store) -> None:
-        """The election thread: takes the recorder lock when free, records
-        while it holds it, stops when it lost it (module docstring)."""
+        """The election thread: takes the recorder lock when free and
+        records from then on, takes it again after its connection broke,
+        stops recording when another process holds it (module docstring)."""
         held = None
         while not self._stop.is_set():
             if held is not None and not held.still_held():
