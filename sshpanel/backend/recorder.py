@@ -190,11 +190,16 @@ class EventRecorder:
             EngineUnavailable, EngineError: The engine could not be asked.
         """
         label = self.settings.label_owner
+        # Records first: a create attaches its Docker ID only once Docker made
+        # the container, so a record read before the listing whose container
+        # is missing from it is really gone (read after, a create finishing
+        # in between would look removed).
+        rows = self.store.live_containers()
         listed = self.engine.containers(all=True, filters={"label": label})
         present = {item["Id"]: item for item in listed}
         removed = []
         claimed = set()
-        for row in self.store.live_containers():
+        for row in rows:
             if not row.docker_id:
                 continue
             if row.docker_id in present:
