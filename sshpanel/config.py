@@ -101,6 +101,9 @@ class Settings:
         max_forwards_per_user: Forwarded connections one user may hold open
             across all their connections (a browser behind `ssh -D` opens
             several per page).
+        secret_key_file: The Fernet key file of the environment secrets;
+            empty = `secret.key` in `data_dir`. Panel hosts on one database
+            each need a copy of the same key (issue 19).
     """
 
     listen: str = "0.0.0.0"
@@ -142,6 +145,7 @@ class Settings:
     cert_auto_create: bool = False
     forwarding: bool = True
     max_forwards_per_user: int = 32
+    secret_key_file: str = ""
 
     @property
     def database_path(self) -> Path:
@@ -250,6 +254,7 @@ _ENV_FIELDS: dict[str, Callable[[str], object]] = {
     "cert_auto_create": boolean,
     "forwarding": boolean,
     "max_forwards_per_user": int,
+    "secret_key_file": str,
 }
 
 

@@ -5,8 +5,10 @@ one build at a time per user; all through the real server and engine."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import subprocess
+from typing import Iterator
 
 import pytest
 
@@ -159,20 +161,17 @@ def test_add_of_a_url_is_refused_before_the_build_regression(panel, docker_clien
     assert "added locally" in result.stdout
 
 
-def test_one_build_at_a_time_per_user(panel, docker_client):
-    alice, bob = panel.users["alice"], panel.users["bob"]
+@contextlib.contextmanager
+def build_held(panel, docker_client, user) -> Iterator[None]:
+    """Runs a build of `user`'s folder `slow` through `panel` whose RUN step
+    waits; enters once it waits there, and on exit lets it end and checks
+    that it succeeded."""
     marker = f"wait-{secrets.token_hex(4)}"
-    put_folder(panel, "alice", "slow", {"Dockerfile": f"FROM {TEST_IMAGE}\nRUN until [ -e /tmp/go ]; do echo {marker}; sleep 0.2; done\n"})
-    put_folder(panel, "alice", "quick", {"Dockerfile": f"FROM {TEST_IMAGE}\nRUN true\n"})
-    put_folder(panel, "bob", "quick", {"Dockerfile": f"FROM {TEST_IMAGE}\nRUN true\n"})
-    first = subprocess.Popen([*panel.ssh_args(alice), "--", "build slow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    put_folder(panel, user.name, "slow", {"Dockerfile": f"FROM {TEST_IMAGE}\nRUN until [ -e /tmp/go ]; do echo {marker}; sleep 0.2; done\n"})
+    first = subprocess.Popen([*panel.ssh_args(user), "--", "build slow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         running = wait_for(lambda: [c for c in containers_running(docker_client, marker) if c.status == "running"], 120)
-        assert running, "the first build never reached its RUN step"
-        second = panel.run(alice, "build", "quick", timeout=300)
-        assert second.returncode == 1
-        assert "a build is already running" in second.stderr
-        assert panel.run(bob, "build", "quick", timeout=300).returncode == 0, "another user's build must not wait"
+        yield
         running[0].exec_run(["touch", "/tmp/go"])
         out, err = first.communicate(timeout=300)
     finally:
@@ -180,5 +179,16 @@ def test_one_build_at_a_time_per_user(panel, docker_client):
             first.kill()
             first.wait()
     assert first.returncode == 0, out + err
+
+
+def test_one_build_at_a_time_per_user(panel, docker_client):
+    alice, bob = panel.users["alice"], panel.users["bob"]
+    put_folder(panel, "alice", "quick", {"Dockerfile": f"FROM {TEST_IMAGE}\nRUN true\n"})
+    put_folder(panel, "bob", "quick", {"Dockerfile": f"FROM {TEST_IMAGE}\nRUN true\n"})
+    with build_held(panel, docker_client, alice):
+        second = panel.run(alice, "build", "quick", timeout=300)
+        assert second.returncode == 1
+        assert "a build is already running" in second.stderr
+        assert panel.run(bob, "build", "quick", timeout=300).returncode == 0, "another user's build must not wait"
     assert panel.run(alice, "build", "quick", timeout=300).returncode == 0
     assert not any(e["Detail"].startswith("quick failed") for e in builds(panel, alice))

@@ -83,7 +83,8 @@ def test_a_database_restart_is_survived_without_restarting_the_panel(panel, dock
 
 def test_connections_stay_within_the_maximum(limited_panel, database):
     """200 simultaneous commands on one panel process allowed 2 connections:
-    all succeed, and PostgreSQL never sees more than 2 from the panel."""
+    all succeed, and PostgreSQL never sees more than 2 from the panel's
+    pool, and the one connection that holds its locks."""
     panel = limited_panel(SSHPANEL_DATABASE_MAX_CONNECTIONS="2", SSHPANEL_MAX_SESSIONS_PER_CONNECTION="200",
                           SSHPANEL_MAX_SESSIONS_PER_USER="200")
     alice = panel.users["alice"]
@@ -108,4 +109,4 @@ def test_connections_stay_within_the_maximum(limited_panel, database):
         done.set()
         watcher.join()
     assert [r.exit_status for r in results] == [0] * 200, {r.stderr for r in results}
-    assert len(seen) > 10 and 1 <= max(seen) <= 2, seen
+    assert len(seen) > 10 and 1 <= max(seen) <= 2 + 1, seen

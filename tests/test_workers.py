@@ -21,7 +21,7 @@ import asyncssh
 import psutil
 import pytest
 
-from sshpanel.backend.locks import FileLock, lock_path, try_lock
+from sshpanel.store.locks import FileLock, lock_path, try_lock
 from tests.conftest import TEST_IMAGE, remove_namespace, start_panel, stop_panel
 from tests.test_limits import _bare_session, retry_until_admitted
 from tests.test_sessions import _read_until
@@ -81,6 +81,26 @@ def test_logins_are_spread_over_the_workers(workers_panel):
     assert asyncio.run(scenario()) == {"w0", "w1"}
 
 
+async def check_places_are_shared(conns: list, name: str) -> None:
+    """User `name` holds one session on each connection of `conns`, as many
+    as the limit allows: a further one is refused on every connection;
+    once one closes, the first connection gets a place again (20 s at most)."""
+    held = [await _bare_session(conn) for conn in conns]
+    for conn in conns:
+        with pytest.raises(asyncssh.ChannelOpenError) as refused:
+            await conn.run("whoami")
+        assert "too many open sessions" in refused.value.reason
+    held.pop().close()
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        try:
+            assert (await conns[0].run("whoami")).stdout.startswith(name)
+            return
+        except asyncssh.ChannelOpenError:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+
+
 def test_session_limit_per_user_holds_across_workers(workers_panel):
     """3 sessions per user: held on connections served by both workers, the
     fourth is refused wherever it lands; one closing frees a place."""
@@ -91,20 +111,7 @@ def test_session_limit_per_user_holds_across_workers(workers_panel):
                 _connect(workers_panel, bob) as three:
             served = {_worker_of(workers_panel, c.get_extra_info("sockname")[1]) for c in (one, two, three)}
             assert served == {"w0", "w1"}
-            held = [await _bare_session(one), await _bare_session(two), await _bare_session(three)]
-            for conn in (one, two, three):
-                with pytest.raises(asyncssh.ChannelOpenError) as refused:
-                    await conn.run("whoami")
-                assert "too many open sessions" in refused.value.reason
-            held.pop().close()
-            deadline = asyncio.get_running_loop().time() + 20
-            while True:
-                try:
-                    assert (await one.run("whoami")).stdout.startswith("bob")
-                    break
-                except asyncssh.ChannelOpenError:
-                    assert asyncio.get_running_loop().time() < deadline
-                    await asyncio.sleep(0.05)
+            await check_places_are_shared([one, two, three], "bob")
 
     asyncio.run(scenario())
 
@@ -337,7 +344,7 @@ def test_locks_exclude_other_processes_and_die_with_them(tmp_path):
     that dies frees them."""
     path = lock_path(tmp_path, "build-alice")
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from sshpanel.backend.locks import try_lock; "
+        "import sys, time; from pathlib import Path; from sshpanel.store.locks import try_lock; "
         f"held = try_lock(Path({str(path)!r})); print('held' if held else 'busy', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -29,7 +29,6 @@ from sshpanel.backend.engine import BuildOutput, translate_errors
 from sshpanel.backend.engine.context import dockerfile_of, pack_folder, top_files, with_dockerfile
 from sshpanel.backend.files import home_dir, resolve_folder
 from sshpanel.backend.images import ImagePolicy
-from sshpanel.backend.locks import lock_path, try_lock
 from sshpanel.backend.quotas import pids_of
 from sshpanel.backend.scope import UserScope
 from sshpanel.backend.templates import Templates
@@ -180,15 +179,17 @@ class Builder:
     @contextlib.contextmanager
     def _one_at_a_time(self) -> Iterator[None]:
         """Holds the user's build slot: at most one build per user in all
-        the panel's processes (issue 6 review), a lock file the kernel
-        frees if the process dies.
+        the panel's processes (issue 6 review) and hosts (issue 19), a lock
+        of `Store.locks` (a file, or an advisory lock on PostgreSQL) freed
+        if the process dies.
 
         Raises:
             Conflict: The user has a build running.
             PanelError: The lock file cannot be opened.
+            DatabaseUnavailable: The database cannot be reached.
         """
         try:
-            held = try_lock(lock_path(self.settings.data_dir, f"build-{self.scope.principal.name}"))
+            held = self.scope.store.locks.try_lock(f"build-{self.scope.principal.name}")
         except OSError as exc:
             raise PanelError(f"cannot take your build slot: {exc.strerror or exc}") from None
         if held is None:

@@ -10,11 +10,25 @@ already seen at that instant are skipped by their (id, action, timeNano)
 key, so nothing is missed or doubled while the daemon kept it. Each
 (re)connection also triggers a reconciliation of the records with the
 engine, which covers what happened while no daemon was there to tell.
+
+Several panel hosts on one PostgreSQL database (`Store.shared`) each
+listen, for their own dashboards, but only one records (issue 19): the
+process holding the `recorder` lock of `Store.locks`, an advisory lock
+PostgreSQL frees when its holder's connection ends. The others try to take
+it every `ELECTION_INTERVAL` seconds, keeping the events of the last
+`REPLAY_SECONDS` meanwhile; the one that takes it over replays them (the
+recorder skips what the previous holder already wrote) and reconciles, so
+the events around a holder's death are recorded once. The holder checks
+every `ELECTION_INTERVAL` seconds that its lock connection still stands;
+when it broke (a database restart) it keeps recording, its events waiting
+in memory for the database as on one host, and takes the lock again; if
+another process took it first, it stops recording (that one replays).
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from typing import Callable
@@ -23,7 +37,7 @@ from sshpanel.backend.engine import Engine
 from sshpanel.backend.engine.states import ContainerStates
 from sshpanel.backend.recorder import EventRecorder, ReconcileReport
 from sshpanel.config import Settings
-from sshpanel.errors import EngineUnavailable
+from sshpanel.errors import DatabaseUnavailable, EngineUnavailable
 from sshpanel.store import Store
 
 Subscriber = Callable[[str, str, str], None]
@@ -37,6 +51,16 @@ DISCONNECTED = "disconnected"
 the engine."""
 SEEN_KEYS = 1024
 """Event keys remembered to skip the ones Docker replays after a reconnect."""
+RECORDER_LOCK = "recorder"
+"""The lock of `Store.locks` held by the one recording process."""
+ELECTION_INTERVAL = 2.0
+"""Seconds between two tries at the recorder lock (and two checks that it
+is still held): a holder that died is replaced within about this time."""
+REPLAY_SECONDS = 30.0
+"""Seconds of events a process that does not record keeps, to replay them
+if it takes the recording over."""
+
+log = logging.getLogger("sshpanel.events")
 
 
 class EngineEvents:
@@ -58,6 +82,9 @@ class EngineEvents:
         self._stream = None
         self.connected = threading.Event()
         self.recorder: EventRecorder | None = None
+        self._standby: collections.deque[tuple[float, dict]] | None = None
+        """Recent events, while another process records (see the module docstring)."""
+        self._election: threading.Thread | None = None
         self.reconnects = 0
         self.states = ContainerStates(engine, settings.label_owner)
         """The panel's containers on this engine, kept from these events:
@@ -88,11 +115,19 @@ class EngineEvents:
         Args:
             store: When given, lifecycle events are recorded into the history
                 and records are reconciled with the engine on every
-                (re)connection (`EventRecorder`).
+                (re)connection (`EventRecorder`); on a database several
+                hosts share, only while this process holds the recorder
+                lock (module docstring).
         """
-        if store is not None and self.recorder is None:
-            self.recorder = EventRecorder(store, self.engine, self.settings)
-            self.recorder.start()
+        if store is not None and self.recorder is None and self._election is None:
+            if store.shared:
+                self._standby = collections.deque()
+                self._election = threading.Thread(target=self._elect, args=(store,), name="sshpanel-election",
+                                                  daemon=True)
+                self._election.start()
+            else:
+                self.recorder = EventRecorder(store, self.engine, self.settings)
+                self.recorder.start()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="sshpanel-events", daemon=True)
             self._thread.start()
@@ -108,8 +143,72 @@ class EngineEvents:
                 pass
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._election is not None:
+            self._election.join(timeout=5)
         if self.recorder is not None:
             self.recorder.stop()
+
+    def _elect(self, store: Store) -> None:
+        """The election thread: takes the recorder lock when free and
+        records from then on, takes it again after its connection broke,
+        stops recording when another process holds it (module docstring)."""
+        held = None
+        while not self._stop.is_set():
+            if held is not None and not held.still_held():
+                log.warning("the recorder lock went with its database connection; recording goes on while "
+                            "this process takes it again")
+                held = None
+            if held is None:
+                try:
+                    held = store.locks.try_lock(RECORDER_LOCK)
+                except DatabaseUnavailable:
+                    pass  # nobody else can take it meanwhile
+                else:
+                    if held is not None and self.recorder is None:
+                        self._take_over(store)
+                    elif held is None and self.recorder is not None:
+                        log.warning("another process took the recorder lock; recording stops here")
+                        self._stand_down()
+            self._stop.wait(ELECTION_INTERVAL)
+        if held is not None:
+            held.release()
+
+    def _take_over(self, store: Store) -> None:
+        """Starts recording, first the events kept meanwhile."""
+        recorder = EventRecorder(store, self.engine, self.settings)
+        recorder.start()
+        with self._lock:
+            kept = list(self._standby or ())
+            self._standby = None
+            for _arrived, event in kept:
+                recorder.offer(event, replay=True)
+            self.recorder = recorder
+        recorder.request_reconcile()
+        log.info("recording Docker events (this process holds the recorder lock; %d recent event(s) replayed)",
+                 len(kept))
+
+    def _stand_down(self) -> None:
+        """Stops recording (another process holds the lock) and keeps
+        events again; the events still waiting here are dropped, the new
+        holder replays its own."""
+        with self._lock:
+            recorder, self.recorder = self.recorder, None
+            self._standby = collections.deque()
+        if recorder is not None:
+            recorder.stop()
+
+    def _keep_or_record(self, event: dict) -> None:
+        """Hands an event to the recorder, or keeps it while another
+        process records (the last `REPLAY_SECONDS`)."""
+        with self._lock:
+            recorder, standby = self.recorder, self._standby
+            if recorder is None and standby is not None:
+                now = time.monotonic()
+                standby.append((now, event))
+                while standby and now - standby[0][0] > REPLAY_SECONDS:
+                    standby.popleft()
+        if recorder is not None:
+            recorder.offer(event)
 
     def reconcile(self) -> ReconcileReport:
         """Reconciles records with the engine now (see `EventRecorder.reconcile`).
@@ -122,7 +221,8 @@ class EngineEvents:
             EngineError: Docker refused.
         """
         if self.recorder is None:
-            raise EngineUnavailable("the events recorder is not running")
+            raise EngineUnavailable("events are recorded by another panel host" if self._standby is not None
+                                    else "the events recorder is not running")
         return self.recorder.reconcile()
 
     def publish(self, owner: str, container_id: str, action: str) -> None:
@@ -159,8 +259,7 @@ class EngineEvents:
                         seen.popitem(last=False)
                     if stamp:
                         since = f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}"
-                    if self.recorder is not None:
-                        self.recorder.offer(event)
+                    self._keep_or_record(event)
                     action = str(event.get("Action", "")).split(":")[0]
                     if action not in WATCHED_ACTIONS:
                         continue

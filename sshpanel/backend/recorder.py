@@ -30,6 +30,11 @@ slow down the listener's fan-out to the dashboards. While the database is
 unavailable the thread retries the event at hand every `RETRY` seconds and
 the later ones wait in memory behind it, so an outage loses none of them
 (a `dockerd` restart is caught up by the listener, `events.py`).
+
+Events replayed by a process taking the recording over from another host
+(`events.py`) may already be written: a replayed `die`, `oom`, `kill` or
+health change is skipped when the container has an event of its kind at
+the same instant (the panel kinds and `destroy` are skipped as above).
 """
 
 from __future__ import annotations
@@ -61,6 +66,9 @@ RECORDED = frozenset({*PANEL_KINDS, "die", "oom", "kill", "destroy", "health_sta
 _RECONCILE = "reconcile"
 RETRY = 1.0
 """Seconds between two attempts at an event while the database is unavailable."""
+REPLAYED_KINDS = {"die": ("die", "oom"), "oom": ("oom",), "kill": ("kill",), "health_status": ("health",)}
+"""Docker action -> history kinds a replayed event of it may already be written as."""
+SAME_INSTANT = dt.timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True)
@@ -142,12 +150,18 @@ class EventRecorder:
     def stop(self) -> None:
         """Stops the thread (events still waiting are dropped)."""
         self._stop.set()
-        self._queue.put((0.0, None))
+        self._queue.put((0.0, None, False))
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def offer(self, event: dict) -> None:
-        """Queues one raw Docker event (from the listener thread; no I/O)."""
+    def offer(self, event: dict, replay: bool = False) -> None:
+        """Queues one raw Docker event (from the listener thread; no I/O).
+
+        Args:
+            event: The event as Docker sent it.
+            replay: Another process may have recorded it already (module
+                docstring).
+        """
         action = str(event.get("Action", "")).split(":")[0]
         if action not in RECORDED:
             return
@@ -158,11 +172,11 @@ class EventRecorder:
                 self._ooms[docker_id] = when
             elif action == "die":
                 self._dies[docker_id] = when
-        self._queue.put((time.monotonic() + self.grace, event))
+        self._queue.put((time.monotonic() + self.grace, event, replay))
 
     def request_reconcile(self) -> None:
         """Queues a reconciliation (after the listener (re)connects)."""
-        self._queue.put((0.0, _RECONCILE))
+        self._queue.put((0.0, _RECONCILE, False))
 
     def reconcile(self) -> ReconcileReport:
         """Compares the records with the engine, now (blocks; admins may call it).
@@ -176,11 +190,16 @@ class EventRecorder:
             EngineUnavailable, EngineError: The engine could not be asked.
         """
         label = self.settings.label_owner
+        # Records first: a create attaches its Docker ID only once Docker made
+        # the container, so a record read before the listing whose container
+        # is missing from it is really gone (read after, a create finishing
+        # in between would look removed).
+        rows = self.store.live_containers()
         listed = self.engine.containers(all=True, filters={"label": label})
         present = {item["Id"]: item for item in listed}
         removed = []
         claimed = set()
-        for row in self.store.live_containers():
+        for row in rows:
             if not row.docker_id:
                 continue
             if row.docker_id in present:
@@ -217,19 +236,19 @@ class EventRecorder:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            due, item = self._queue.get()
+            due, item, replay = self._queue.get()
             if item is None:
                 continue
             if self._stop.wait(max(0.0, due - time.monotonic())):
                 return
             try:
-                self._handle(item)
+                self._handle(item, replay)
             except PanelError as exc:
                 log.warning("events recorder: %s", exc.message)
             except Exception:  # a bad event or a database hiccup must not stop the recorder
                 log.exception("events recorder failed on one event")
 
-    def _handle(self, item) -> None:
+    def _handle(self, item, replay: bool = False) -> None:
         """Records one event (or reconciles), again every `RETRY` seconds
         while the database is unavailable (until `stop`).
 
@@ -242,7 +261,7 @@ class EventRecorder:
                 if item == _RECONCILE:
                     self.reconcile()
                 else:
-                    self._record(item)
+                    self._record(item, replay)
                 if waited:
                     log.warning("events recorder: the database answers again; waiting events are recorded")
                 return
@@ -254,7 +273,7 @@ class EventRecorder:
                 if self._stop.wait(RETRY):
                     return
 
-    def _record(self, event: dict) -> None:
+    def _record(self, event: dict, replay: bool = False) -> None:
         action = str(event.get("Action", ""))
         kind = action.split(":")[0]
         docker_id = str(event.get("id", ""))
@@ -271,6 +290,9 @@ class EventRecorder:
                 self._dies.pop(docker_id, None)
         row = self.store.container_by_docker_id(docker_id)
         if row is None:
+            return
+        if replay and kind in REPLAYED_KINDS and queries.has_event(
+                row.id, REPLAYED_KINDS[kind], when - SAME_INSTANT, when + SAME_INSTANT):
             return
         add = self.store.add_event
         if kind == "destroy":

@@ -1,7 +1,14 @@
 """Provides `Secrets`, environment secrets of one user's containers,
 encrypted at rest with Fernet (AES-128-CBC + HMAC-SHA256, `cryptography`)
-under a key file in the data directory, injected into the environment when
-a container is created and never shown back (issue 6).
+under a key file (`<data dir>/secret.key`, or `SSHPANEL_SECRET_KEY_FILE`),
+injected into the environment when a container is created and never shown
+back (issue 6).
+
+Panel hosts sharing one database must share the key: each reads its own
+file, so the same key is copied to each (`SSHPANEL_SECRET_KEY_FILE` names
+where). `check_key`, at every start, refuses a key that does not decrypt
+the database's check token (written by the first panel started on it) or,
+for a database from before the token, its newest secret.
 
 A container keeps the values it was created with after `secret rm` or
 `secret set`, so the keys injected are recorded on it, in the label
@@ -23,7 +30,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from sshpanel.access.names import check_container_name
 from sshpanel.access.spec import check_env_key
 from sshpanel.config import Settings
-from sshpanel.errors import EngineError, InvalidValue, NotFound
+from sshpanel.errors import ConfigError, EngineError, InvalidValue, NotFound
 from sshpanel.store import Store
 from sshpanel.store import secrets as queries
 
@@ -31,6 +38,8 @@ KEY_FILE = "secret.key"
 MAX_VALUE = 32 * 1024
 """Bytes of a secret's value (UTF-8), as for a plain environment variable."""
 MASK = "********"
+CHECK_TEXT = b"sshpanel secret key check"
+"""What the check token encrypts."""
 KEYS_LABEL = "secret-keys"
 """Label (after `Settings.label_prefix`) naming the keys injected at create."""
 
@@ -48,15 +57,21 @@ class SecretView:
     updated: dt.datetime
 
 
+def key_path(settings: Settings) -> Path:
+    """The key file: `SSHPANEL_SECRET_KEY_FILE`, else `<data dir>/secret.key`."""
+    return Path(settings.secret_key_file) if settings.secret_key_file else Path(settings.data_dir) / KEY_FILE
+
+
 def cipher(settings: Settings) -> Fernet:
     """Returns the panel's Fernet cipher, creating its key file once
-    (`<data dir>/secret.key`, mode 0600, created exclusively so two starting
-    processes cannot write two keys).
+    (`key_path`, mode 0600, created exclusively so two starting processes
+    cannot write two keys).
 
     Raises:
-        OSError: The data directory is not writable.
+        OSError: The key file's folder is not writable.
+        ValueError: The file does not hold a Fernet key.
     """
-    path = Path(settings.data_dir) / KEY_FILE
+    path = key_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -65,6 +80,37 @@ def cipher(settings: Settings) -> Fernet:
     with os.fdopen(fd, "wb") as handle:
         handle.write(Fernet.generate_key())
     return Fernet(path.read_bytes().strip())
+
+
+def check_key(store: Store, settings: Settings) -> None:
+    """Refuses a secret key that cannot read what the database holds (see
+    the module docstring); stores the check token on a database without one.
+
+    Raises:
+        ConfigError: The key file is unusable, or it is not the key the
+            database's secrets were made with.
+        DatabaseUnavailable: The database cannot be reached.
+    """
+    path = key_path(settings)
+    try:
+        box = cipher(settings)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot use the secret key {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    earlier = queries.any_token()
+    if earlier is not None:  # before a token of this key may be stored
+        _refuse_unless_it_decrypts(box, earlier, path)
+    _refuse_unless_it_decrypts(box, queries.key_check(store, box.encrypt(CHECK_TEXT).decode()), path)
+
+
+def _refuse_unless_it_decrypts(box: Fernet, token: str, path: Path) -> None:
+    """Raises `ConfigError` (see `check_key`) unless `box` decrypts `token`."""
+    try:
+        box.decrypt(token.encode())
+    except InvalidToken:
+        raise ConfigError(
+            f"the secret key {path} does not decrypt the secrets this database holds: every panel on one "
+            "database needs the same key file (copy it; SSHPANEL_SECRET_KEY_FILE names it)"
+        ) from None
 
 
 class Secrets:

@@ -13,11 +13,17 @@ window has ended and it has been quiet for a while, and past
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
+
+from sshpanel.errors import DatabaseUnavailable
+from sshpanel.store.locks import HeldLock, Locks
+
+log = logging.getLogger("sshpanel.ssh")
 
 
 @dataclass
@@ -145,6 +151,74 @@ class StreakTable:
             del self._entries[victim]
 
 
+class SessionSlots:
+    """Per-user session places shared by all panel processes on one database:
+    place `k` of a user is the lock `session-USER-k` of `Store.locks` (a
+    file; an advisory lock on PostgreSQL, so across hosts), held while the
+    session is open. Taken and given back on the event loop: one `flock`,
+    or one round trip to PostgreSQL on the process's lock connection
+    (`sshpanel.store.locks`; while the server is unreachable it fails at
+    once after the first try). While PostgreSQL is unreachable a place is
+    counted in this process only, so that the session can say `database
+    unavailable` itself (issue 19 item 3); no new login gets through then.
+
+    Args:
+        locks: The database's locks.
+        per_user: Places per user (`LimitSettings.sessions_per_user`, or
+            `forwards_per_user`).
+        kind: What is counted, the locks' prefix: `session` or `forward`.
+    """
+
+    def __init__(self, locks: Locks, per_user: int, kind: str = "session") -> None:
+        self.locks = locks
+        self.per_user = per_user
+        self.kind = kind
+        self._held: dict[str, list[HeldLock]] = {}
+
+    def open_session(self, user: str) -> bool:
+        """Takes a free place of `user`; False when all are taken (or the
+        lock files cannot be opened: refused rather than uncounted)."""
+        for place in range(self.per_user):
+            try:
+                held = self.locks.try_lock(f"{self.kind}-{user}-{place}")
+            except DatabaseUnavailable as exc:
+                log.warning("%s places of user=%s counted here only: database unavailable: %s", self.kind, user,
+                            exc.reason)
+                mine = self._held.setdefault(user, [])
+                if len(mine) >= self.per_user:
+                    return False
+                mine.append(HeldLock(lambda: None))
+                return True
+            except OSError as exc:
+                log.warning("%s place of user=%s unavailable: %s", self.kind, user, exc)
+                return False
+            if held is not None:
+                self._held.setdefault(user, []).append(held)
+                return True
+        return False
+
+    def close_session(self, user: str) -> None:
+        """Gives back one place of `user` taken by this process."""
+        held = self._held.get(user)
+        if held:
+            held.pop().release()
+            if not held:
+                del self._held[user]
+
+
+class AccountThrottle(Protocol):
+    """Failed logins per account counted beyond this process
+    (`throttle.SharedThrottle`: over every host on a shared database)."""
+
+    def failed(self, account: str) -> None:
+        """Counts one failed login of `account`."""
+        ...
+
+    def locked(self, account: str) -> bool:
+        """True while `account` is throttled."""
+        ...
+
+
 class SessionLimits(Protocol):
     """The per-user counts of sessions and of forwarded connections that
     every connection of a user shares: `Limits` in a single process,
@@ -182,11 +256,18 @@ class Limits:
         settings: The numbers.
         clock: Monotonic clock in seconds (tests pass their own).
         chance: Random source in [0, 1) for `MaxStartups` (tests pass their own).
+        slots: When given, sessions per user are counted there, over every
+            process on the database (several hosts on PostgreSQL), instead
+            of in this object.
+        throttle: When given, failures also count there, and an account it
+            says is locked is throttled here too (several hosts).
     """
 
     settings: LimitSettings = field(default_factory=LimitSettings)
     clock: Callable[[], float] = time.monotonic
     chance: Callable[[], float] = random.random
+    slots: SessionSlots | None = None
+    throttle: AccountThrottle | None = None
     unauthenticated: int = 0
     _per_source: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     _user_sessions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -253,6 +334,8 @@ class Limits:
 
     def account_locked(self, account: str) -> bool:
         """True while `account` is throttled after too many failures."""
+        if self.throttle is not None and self.throttle.locked(account):
+            return True
         streak = self.accounts.get(account)
         return streak is not None and self.clock() < streak.until
 
@@ -264,6 +347,8 @@ class Limits:
         if excess >= 0:
             window = min(self.settings.penalty_seconds * 2 ** min(excess, 64), self.settings.penalty_max_seconds)
             source_streak.until = now + window
+        if self.throttle is not None:
+            self.throttle.failed(account)
         account_streak = self.accounts.fail(account)
         if account_streak.failures >= self.settings.account_max_failures:
             account_streak.until = now + self.settings.account_lock_seconds
@@ -271,15 +356,20 @@ class Limits:
 
     def open_session(self, user: str) -> bool:
         """Counts a new session of `user`; False when over the per-user limit."""
+        if self.slots is not None:
+            return self.slots.open_session(user)
         return _take(self._user_sessions, user, self.settings.sessions_per_user)
 
     def close_session(self, user: str) -> None:
         """Releases a session counted by `open_session`."""
+        if self.slots is not None:
+            self.slots.close_session(user)
+            return
         _give_back(self._user_sessions, user)
 
     def open_forward(self, user: str) -> bool:
         """Counts a new forwarded connection of `user`; False when over the
-        per-user limit (`LimitSettings.forwards_per_user`)."""
+        per-user limit (`LimitSettings.forwards_per_user`; per panel host)."""
         return _take(self._user_forwards, user, self.settings.forwards_per_user)
 
     def close_forward(self, user: str) -> None:

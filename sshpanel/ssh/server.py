@@ -25,12 +25,13 @@ from sshpanel.ssh.algorithms import server_algorithms
 from sshpanel.ssh.certificates import UserCertificates, check_offers
 from sshpanel.ssh.channel_codec import prepare_channel
 from sshpanel.ssh.forwarding import REFUSED, ForwardSession, open_forward
-from sshpanel.ssh.limits import Limits
+from sshpanel.ssh.limits import Limits, SessionSlots
 from sshpanel.ssh.services import SessionServices
 from sshpanel.ssh.session_channel import ENCODING, ERRORS, LINE_EDITOR, AllowListChannel, SlotProcess
 from sshpanel.ssh.sftp import open_home_sftp
 from sshpanel.ssh.startup import prepare_panel, session_limits
 from sshpanel.ssh.tcp import acknowledge_at_once
+from sshpanel.ssh.throttle import SharedThrottle
 from sshpanel.store import Store
 
 log = logging.getLogger("sshpanel.ssh")
@@ -43,6 +44,10 @@ SHUTDOWN_GRACE = 2.0
 """Seconds clients get, at shutdown, to hang up after their sessions ended."""
 TOO_MANY_SESSIONS = "sshpanel: too many open sessions; close one and try again"
 TOO_MANY_FORWARDS = "too many open forwarded connections; close one and try again"
+ACCOUNTS_INTERVAL = 2.0
+"""Seconds between two reads of which connected users are still enabled,
+on a database several hosts share (`PanelServer.watch_accounts`)."""
+DISABLED = "your account was disabled"
 
 
 class PanelServer:
@@ -67,7 +72,7 @@ class PanelServer:
         self.store = store
         self.certificates = UserCertificates(settings)
         """Trusted user CAs and revoked keys (issue 24)."""
-        self.engine = Engine(settings)
+        self.engine = Engine(settings, names_lock=store.locks.mutex("names"))
         self.events = EngineEvents(self.engine, settings)
         self.stats = StatsCollector(self.engine, settings, events=self.events)
         self.disk = DiskWatch(store, self.engine, settings, settings.disk_interval)
@@ -78,13 +83,18 @@ class PanelServer:
         self.port = 0
         self._server: asyncssh.SSHAcceptor | None = None
         self.connections: set[PanelSSHServer] = set()
-        self.limits = Limits(session_limits(settings))
+        limits = session_limits(settings)
+        self.throttle = SharedThrottle(store, limits) if store.shared else None
+        """Account throttling over every host (a shared database only)."""
+        self.limits = Limits(limits, slots=SessionSlots(store.locks, limits.sessions_per_user) if store.shared else None,
+                             throttle=self.throttle)
         # Bounds the executor threads password checks hold, so a burst of
         # attempts cannot starve the Docker calls of every session.
         self.password_slots = asyncio.Semaphore(BCRYPT_SLOTS)
         self.services = SessionServices(
             settings, store, self.engine, self.events, self.stats, self.passwords, self.close_user_sessions
         )
+        self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
         """Checks the engine, binds the port.
@@ -120,7 +130,33 @@ class PanelServer:
         )
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.port
+        if self.store.shared:
+            self._tasks.append(asyncio.ensure_future(self.watch_accounts()))
+        if self.throttle is not None:
+            self._tasks.append(asyncio.ensure_future(self.throttle.run()))
         self.listening()
+
+    async def watch_accounts(self, interval: float = ACCOUNTS_INTERVAL) -> None:
+        """Closes, every `interval` seconds, the connections here of users
+        that are disabled or removed: on a database several hosts share, an
+        admin's `user disable` on another host ends their sessions here
+        too (issue 19). One query per round, for the users connected here."""
+        warned = False
+        while True:
+            await asyncio.sleep(interval)
+            names = {conn.principal.name for conn in self.connections if conn.principal is not None}
+            if not names:
+                continue
+            try:
+                enabled = await asyncio.to_thread(self.store.enabled_users, names)
+            except DatabaseUnavailable as exc:
+                if not warned:
+                    log.warning("cannot read which users are disabled: %s", exc.reason)
+                warned = True
+                continue
+            warned = False
+            for name in sorted(names - enabled):
+                PanelServer.close_user_sessions(self, name, DISABLED)
 
     async def prepare(self) -> asyncssh.SSHKey:
         """The start-up work of the one process serving (a worker process
@@ -197,6 +233,8 @@ class PanelServer:
         """Stops accepting connections, tells every open session why it ends,
         closes every connection, then stops the engine services (issue 7,
         SIGTERM)."""
+        for task in self._tasks:
+            task.cancel()
         if self._server is not None:
             self._server.close()
             log.info("stopped accepting connections")

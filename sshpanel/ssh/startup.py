@@ -15,6 +15,7 @@ from sshpanel.backend.accounts import Accounts
 from sshpanel.backend.engine import Engine
 from sshpanel.backend.host import engine_unprivileged
 from sshpanel.backend.recovery import recover_interrupted_creates
+from sshpanel.backend.secrets import check_key
 from sshpanel.config import Settings
 from sshpanel.errors import ConfigError
 from sshpanel.ssh.hostkeys import host_key_fingerprint, load_or_create_host_key
@@ -26,7 +27,8 @@ log = logging.getLogger("sshpanel.ssh")
 
 async def prepare_panel(settings: Settings, store: Store, accounts: Accounts, engine: Engine) -> asyncssh.SSHKey:
     """The start-up work done once per panel, before any session: the
-    initial admin, the engine check (reachable; unprivileged when the
+    initial admin, the secret key check (`backend.secrets.check_key`), the
+    engine check (reachable; unprivileged when the
     settings require it), the crash recovery and the host key (created
     once).
 
@@ -34,10 +36,12 @@ async def prepare_panel(settings: Settings, store: Store, accounts: Accounts, en
         The host key.
 
     Raises:
-        ConfigError: Host key unusable, or an engine that does not remap
-            user namespaces while `require_unprivileged` is set.
+        ConfigError: Host key unusable, a secret key that does not decrypt
+            the database's secrets, or an engine that does not remap user
+            namespaces while `require_unprivileged` is set.
         EngineUnavailable: The Docker engine does not answer.
     """
+    await asyncio.to_thread(check_key, store, settings)
     created_admin = await asyncio.to_thread(accounts.ensure_initial_admin)
     if created_admin:
         log.info("created admin user %r from SSHPANEL_INITIAL_ADMIN_KEYS", created_admin)

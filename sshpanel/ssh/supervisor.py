@@ -32,6 +32,7 @@ from sshpanel.ssh.limits import Limits
 from sshpanel.ssh.link import Link, link_pair
 from sshpanel.ssh.server import SHUTDOWN_GRACE
 from sshpanel.ssh.startup import prepare_panel, session_limits
+from sshpanel.ssh.throttle import SharedThrottle
 from sshpanel.ssh.worker import SETTINGS_ENV
 from sshpanel.store import open_store
 
@@ -118,6 +119,7 @@ class Supervisor:
         self._stopping = False
         self._watchers: set[asyncio.Future] = set()
         self._tickets = itertools.count(1)
+        self._throttle: asyncio.Task | None = None
 
     async def start(self) -> None:
         """Does the start-up work, starts the workers, then binds the port
@@ -131,6 +133,10 @@ class Supervisor:
             OSError: The port cannot be bound (e.g. in use).
         """
         store = await asyncio.to_thread(open_store, self.settings)
+        self.engine.names_lock = store.locks.mutex("names")
+        if store.shared:  # account failures add up over every host
+            self.limits.throttle = throttle = SharedThrottle(store, self.limits.settings)
+            self._throttle = asyncio.ensure_future(throttle.run(self._announce_lock))
         await prepare_panel(self.settings, store, Accounts(store, self.settings), self.engine)
         self.events.start(store)
         self.disk = DiskWatch(store, self.engine, self.settings, self.settings.disk_interval)
@@ -260,7 +266,10 @@ class Supervisor:
         op, ticket = message.get("op"), message.get("ticket")
         if op == "ready":
             handle.ready.set()
-            for account, seconds in self.limits.accounts.refusing():  # a new worker knows no lock yet
+            refusing = self.limits.accounts.refusing()  # a new worker knows no lock yet
+            if isinstance(self.limits.throttle, SharedThrottle):
+                refusing += self.limits.throttle.refusing()
+            for account, seconds in refusing:
                 handle.link.send({"op": "lock", "account": account, "seconds": seconds})
         elif op in ("authenticated", "released") and ticket in handle.pending:
             address = handle.pending.pop(ticket)
@@ -286,15 +295,20 @@ class Supervisor:
         self.limits.failed(address, account)
         after = self.limits.accounts.get(account)
         if after is not None and after.until > until_before:
-            seconds = after.until - self.limits.clock()
-            for handle in self.workers:
-                if handle.link is not None:
-                    handle.link.send({"op": "lock", "account": account, "seconds": seconds})
+            self._announce_lock(account, after.until - self.limits.clock())
+
+    def _announce_lock(self, account: str, seconds: float) -> None:
+        """Tells every worker that `account` is throttled for `seconds`."""
+        for handle in self.workers:
+            if handle.link is not None:
+                handle.link.send({"op": "lock", "account": account, "seconds": seconds})
 
     async def stop(self) -> None:
         """Stops accepting, asks every worker to end its sessions and exit
         (SIGTERM, as `PanelServer.stop`), waits, then stops the recorder."""
         self._stopping = True
+        if self._throttle is not None:
+            self._throttle.cancel()
         if self._listener is not None:
             asyncio.get_running_loop().remove_reader(self._listener)
             self._listener.close()

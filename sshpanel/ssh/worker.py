@@ -10,8 +10,9 @@ What is shared between the processes, and how:
   early close back, so the supervisor's `Limits` see every connection.
 - Account throttling: the supervisor counts the failures and tells every
   worker when an account is locked, and for how long.
-- Sessions per user: one lock file per place (`SessionSlots`), so the
-  count holds across processes and a dead worker's places come back.
+- Sessions per user: one lock of `Store.locks` per place (`SessionSlots`),
+  so the count holds across processes (and hosts, on PostgreSQL) and a
+  dead worker's places come back.
 - Closing a user's sessions (an admin disabled the user) reaches every
   worker through the supervisor.
 
@@ -30,15 +31,13 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import asyncssh
 
-from sshpanel.backend.locks import HeldLock, lock_path, try_lock
 from sshpanel.config import Settings, settings_from_json
 from sshpanel.ssh.hostkeys import load_or_create_host_key
-from sshpanel.ssh.limits import LimitSettings
+from sshpanel.ssh.limits import LimitSettings, SessionSlots
 from sshpanel.ssh.link import Link
 from sshpanel.ssh.server import PanelServer, PanelSSHServer
 from sshpanel.ssh.startup import session_limits
@@ -48,47 +47,6 @@ log = logging.getLogger("sshpanel.worker")
 
 SETTINGS_ENV = "SSHPANEL_WORKER_SETTINGS"
 """Environment variable carrying a worker's settings."""
-
-
-class SessionSlots:
-    """Per-user places shared by all panel processes: place `k` of a user is
-    the lock file `KIND-USER-k`, held while the session (or the forwarded
-    connection) is open.
-
-    Args:
-        data_dir: The data folder (lock files under `locks/`).
-        per_user: Places per user (`LimitSettings.sessions_per_user`, or
-            `forwards_per_user`).
-        kind: What is counted, the lock files' prefix: `session` or `forward`.
-    """
-
-    def __init__(self, data_dir: Path, per_user: int, kind: str = "session") -> None:
-        self.data_dir = data_dir
-        self.per_user = per_user
-        self.kind = kind
-        self._held: dict[str, list[HeldLock]] = {}
-
-    def open_session(self, user: str) -> bool:
-        """Takes a free place of `user`; False when all are taken (or the
-        lock files cannot be opened: refused rather than uncounted)."""
-        for place in range(self.per_user):
-            try:
-                held = try_lock(lock_path(self.data_dir, f"{self.kind}-{user}-{place}"))
-            except OSError as exc:
-                log.warning("%s place of user=%s unavailable: %s", self.kind, user, exc)
-                return False
-            if held is not None:
-                self._held.setdefault(user, []).append(held)
-                return True
-        return False
-
-    def close_session(self, user: str) -> None:
-        """Gives back one place of `user` taken by this process."""
-        held = self._held.get(user)
-        if held:
-            held.pop().release()
-            if not held:
-                del self._held[user]
 
 
 class WorkerLimits:
@@ -257,12 +215,13 @@ class WorkerServer(PanelServer):
 
     def __init__(self, settings: Settings, store: Store, sock: socket.socket, index: int) -> None:
         super().__init__(settings, store)
+        self.throttle = None  # the supervisor's (it counts the failures)
         self.index = index
         self.handoff = Handoff(self._lost)
         self.link = Link(sock, self._on_message, self._on_link_closed)
         limits = session_limits(settings)
-        self.limits = WorkerLimits(limits, SessionSlots(settings.data_dir, limits.sessions_per_user),
-                                   SessionSlots(settings.data_dir, limits.forwards_per_user, "forward"), self.link.send)
+        self.limits = WorkerLimits(limits, SessionSlots(store.locks, limits.sessions_per_user),
+                                   SessionSlots(store.locks, limits.forwards_per_user, "forward"), self.link.send)
         self.gone = asyncio.Event()
         """Set when the supervisor has gone (the worker then stops)."""
 

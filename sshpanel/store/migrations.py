@@ -16,6 +16,10 @@ Versions:
    (users, keys, containers, events, audit, scripts) on: upgraded column by
    column.
 2. Versions recorded (`schema_version`).
+3. `secretkeycheck`: the secret key's check token (several panel hosts on
+   one database must share one key); `user.login_failures`,
+   `login_failed_at`, `login_locked_until` (failed logins counted over
+   every host).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from playhouse.migrate import SchemaMigrator, migrate
 from sshpanel.errors import ConfigError
 from sshpanel.store.models import MODELS, SchemaVersion
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema version these models are (see the module docstring)."""
 
 UPGRADE_LOCK = 0x73687370_00000001

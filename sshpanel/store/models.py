@@ -32,7 +32,9 @@ class User(BaseModel):
     (None = the user may publish nothing). The `disk_*` fields are the last
     measurement of the engine's side of the disk quota (bytes held in named
     volumes, the user's build layers and containers' writable layers), made
-    at most once a minute by `sshpanel.backend.disk.DiskWatch`.
+    at most once a minute by `sshpanel.backend.disk.DiskWatch`. The
+    `login_*` fields count failed logins over every panel host sharing the
+    database (`sshpanel.store.logins`).
     """
 
     name = pw.CharField(max_length=32, unique=True)
@@ -51,6 +53,9 @@ class User(BaseModel):
     disk_images = pw.BigIntegerField(default=0)
     disk_containers = pw.BigIntegerField(default=0)
     disk_measured = pw.DateTimeField(null=True)
+    login_failures = pw.IntegerField(default=0)
+    login_failed_at = pw.DateTimeField(null=True)
+    login_locked_until = pw.DateTimeField(null=True)
 
 
 class PublicKey(BaseModel):
@@ -158,6 +163,15 @@ class Secret(BaseModel):
         indexes = ((("user", "name", "key"), True),)
 
 
+class SecretKeyCheck(BaseModel):
+    """One row (id 1): a Fernet token of a fixed text made with the secret
+    key of the first panel started on this database, so a panel given
+    another key refuses to start (issue 19, several hosts)."""
+
+    token = pw.TextField()
+    created = pw.DateTimeField(default=utcnow)
+
+
 class SchemaVersion(BaseModel):
     """The schema version the database was last upgraded to (one row; see
     `sshpanel.store.migrations.SCHEMA_VERSION`)."""
@@ -167,4 +181,4 @@ class SchemaVersion(BaseModel):
 
 
 MODELS: list[type[BaseModel]] = [User, PublicKey, Container, Event, AuditEntry, Script, ImageRule, Secret,
-                                 SchemaVersion]
+                                 SecretKeyCheck, SchemaVersion]

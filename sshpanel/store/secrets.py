@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sshpanel.store.models import Secret, utcnow
+from sshpanel.store.models import Secret, SecretKeyCheck, utcnow
 from sshpanel.store.store import Store
 
 
@@ -41,3 +41,19 @@ def listed(user_id: int, name: str) -> list[tuple[str, str, dt.datetime]]:
     `name`, by key."""
     query = Secret.select().where((Secret.user == user_id) & (Secret.name == name)).order_by(Secret.key)
     return [(row.key, row.value, row.updated) for row in query]
+
+
+def key_check(store: Store, made: str) -> str:
+    """Returns the secret key's check token, storing `made` (a token of the
+    caller's key) when the database has none yet; of two panels starting at
+    once, the first to commit sets it."""
+    with store.write():
+        SecretKeyCheck.insert(id=1, token=made).on_conflict_ignore().execute()
+    return SecretKeyCheck.get_by_id(1).token
+
+
+def any_token() -> str | None:
+    """Returns the newest secret's token (for databases whose secrets predate
+    the check token), or None when there is no secret."""
+    row = Secret.select(Secret.value).order_by(Secret.id.desc()).first()
+    return None if row is None else row.value

@@ -24,7 +24,8 @@ import peewee as pw
 from sshpanel.config import Settings
 from sshpanel.errors import Conflict, ConfigError, DatabaseUnavailable
 from sshpanel.store.backup import backup, secure_file
-from sshpanel.store.database import connect_database, reason
+from sshpanel.store.database import PanelPostgresqlDatabase, connect_database, reason
+from sshpanel.store.locks import LOCKS_DIR, AdvisoryLocks, FileLocks, Locks
 from sshpanel.store.migrations import upgrade
 from sshpanel.store.models import (
     MODELS,
@@ -82,7 +83,9 @@ def open_store(settings: Settings) -> "Store":
             wal = Path(database.database + suffix)
             if wal.exists():
                 os.chmod(wal, 0o600)
-    return Store(database)
+    if isinstance(database, PanelPostgresqlDatabase):
+        return Store(database, AdvisoryLocks(database))
+    return Store(database, FileLocks(settings.data_dir / LOCKS_DIR))
 
 
 class Store:
@@ -90,10 +93,23 @@ class Store:
 
     Methods return model instances (plain attribute access for callers) or
     plain values; they raise `Conflict` for uniqueness violations.
+
+    Args:
+        database: The bound, open Peewee database.
+        locks: The named locks every process on this database shares
+            (`sshpanel.store.locks`: files on SQLite, advisory locks on
+            PostgreSQL).
     """
 
-    def __init__(self, database: pw.Database) -> None:
+    def __init__(self, database: pw.Database, locks: Locks) -> None:
         self.database = database
+        self.locks = locks
+
+    @property
+    def shared(self) -> bool:
+        """True when panel processes on several hosts may use this database
+        (PostgreSQL): what one host keeps in memory the others do not see."""
+        return self.locks.shared
 
     @contextlib.contextmanager
     def write(self) -> Iterator[None]:
@@ -162,6 +178,14 @@ class Store:
         """Returns every user, by name."""
         return list(User.select().order_by(User.name))
 
+    def enabled_users(self, names: set[str]) -> set[str]:
+        """Returns those of `names` that are users and not disabled (what
+        another host's `user disable` or `user rm` took away is missing)."""
+        if not names:
+            return set()
+        query = User.select(User.name).where(User.name.in_(sorted(names)) & ~User.disabled)
+        return {row.name for row in query}
+
     def record_disk(self, user_id: int, volumes: int, images: int, containers: int) -> None:
         """Stores a user's disk measurement (bytes; see `User.disk_*`), now."""
         with self.write():
@@ -223,17 +247,18 @@ class Store:
         return None if row is None else (row.user, row)
 
     def record_login(self, key: PublicKey) -> None:
-        """Stamps the key's `last_used` and its user's `last_login`."""
+        """Stamps the key's `last_used` and its user's `last_login`; the
+        user's failed logins start again from 0 (`sshpanel.store.logins`)."""
         now = utcnow()
         with self.write():
             PublicKey.update(last_used=now).where(PublicKey.id == key.id).execute()
-            User.update(last_login=now).where(User.id == key.user_id).execute()
+            User.update(last_login=now, login_failures=0).where(User.id == key.user_id).execute()
 
     def record_user_login(self, user_id: int) -> None:
         """Stamps a user's `last_login` for a login by no registered key (an
-        SSH certificate, issue 24)."""
+        SSH certificate, issue 24), as `record_login`."""
         with self.write():
-            User.update(last_login=utcnow()).where(User.id == user_id).execute()
+            User.update(last_login=utcnow(), login_failures=0).where(User.id == user_id).execute()
 
     # Containers ----------------------------------------------------------
 

@@ -23,9 +23,9 @@ from docker.types import CancellableStream
 from sshpanel.backend.engine.build import BuildOutput, stream_build
 from sshpanel.backend.engine.errors import translate_errors
 from sshpanel.backend.engine.exec import ExecStream
-from sshpanel.backend.locks import FileLock, lock_path
 from sshpanel.config import Settings
 from sshpanel.errors import EngineUnavailable
+from sshpanel.store.locks import FileLock, Mutex, lock_path
 
 API_VERSION = "auto"
 """Negotiated: the CLI on the machine may be newer than the engine
@@ -43,21 +43,26 @@ class Engine:
             default (`DOCKER_HOST` or `/var/run/docker.sock`).
         pool_size: HTTP connections kept open at once (the SDK's
             `max_pool_size`; a thread beyond them waits for one).
+        names_lock: The lock every panel process on this engine shares
+            while creating named objects (`Store.locks.mutex("names")`:
+            advisory on PostgreSQL, across hosts); None: the lock file
+            `names` in the data folder (one host).
 
     Every method blocks on the engine: call it in a thread. Every method
     raises `NotFound` (404), `Conflict` (409), `EngineError` (another
     refusal) or `EngineUnavailable` (no answer), see `translate_errors`.
     """
 
-    def __init__(self, settings: Settings, pool_size: int = 10) -> None:
+    def __init__(self, settings: Settings, pool_size: int = 10, names_lock: Mutex | None = None) -> None:
         self.settings = settings
         self.pool_size = pool_size
         self._docker: docker.DockerClient | None = None
         self._lock = threading.Lock()
-        self.names_lock = FileLock(lock_path(settings.data_dir, "names"))
+        self.names_lock: Mutex = names_lock or FileLock(lock_path(settings.data_dir, "names"))
         """Held while creating an engine-wide named object that Docker does not
         keep unique (networks: two concurrent creates make two of one name),
-        by every thread of every panel process (`serve --workers`)."""
+        by every thread of every panel process (`serve --workers`, and every
+        host on one PostgreSQL database)."""
 
     # Connection ------------------------------------------------------------
 
@@ -70,7 +75,7 @@ class Engine:
         """Returns another connection to the same engine with a pool of its
         own of `size` connections (the stats sampler's concurrent requests
         must not take the sessions' connections)."""
-        return Engine(self.settings, pool_size=size)
+        return Engine(self.settings, pool_size=size, names_lock=self.names_lock)
 
     def client_options(self) -> dict[str, Any]:
         """The SDK client's connection arguments: `base_url` from
