@@ -11,6 +11,7 @@ import errno
 import os
 import posixpath
 import stat
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -59,6 +60,37 @@ def disk_usage(root: Path | str, dir_fd: int | None = None) -> int:
             if stat.S_ISREG(info.st_mode):
                 total += info.st_size
     return total
+
+
+def bounded_disk_usage(root: Path | str, limit: int, pause_every: int = 1000) -> tuple[int, bool]:
+    """Like `disk_usage`, but visits at most `limit` entries and lets other
+    threads run every `pause_every` entries (a short sleep releases the
+    interpreter lock), so one huge home cannot hold a core or the lock for
+    long (issue 26).
+
+    Args:
+        root: The folder.
+        limit: Most entries (files and folders) visited.
+        pause_every: Entries between two pauses.
+
+    Returns:
+        (bytes of the regular files seen, True when every entry was seen).
+    """
+    total = seen = 0
+    for _folder, dirs, files, folder_fd in os.fwalk(root, follow_symlinks=False):
+        for name in [*dirs, *files]:
+            seen += 1
+            if seen > limit:
+                return total, False
+            if seen % pause_every == 0:
+                time.sleep(0.001)
+            try:
+                info = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                total += info.st_size
+    return total, True
 
 
 def inside(root: Path, local: str) -> bool:

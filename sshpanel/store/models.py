@@ -51,6 +51,8 @@ class User(BaseModel):
     disk_images = pw.BigIntegerField(default=0)
     disk_containers = pw.BigIntegerField(default=0)
     disk_measured = pw.DateTimeField(null=True)
+    disk_home = pw.BigIntegerField(default=0)
+    disk_home_grown = pw.BigIntegerField(default=0)
 
 
 class PublicKey(BaseModel):
@@ -158,4 +160,20 @@ class Secret(BaseModel):
         indexes = ((("user", "name", "key"), True),)
 
 
-MODELS: list[type[BaseModel]] = [User, PublicKey, Container, Event, AuditEntry, Script, ImageRule, Secret]
+class DiskHold(BaseModel):
+    """Disk quota bytes one SFTP session of a user holds ahead of its
+    writes (issue 26): counted in the user's usage by every process until
+    the session settles them into `User.disk_home` or gives them back.
+
+    `holder` names the session (random, unique); `updated` is refreshed at
+    every reservation, and `DiskWatch` deletes holds older than
+    `sshpanel.backend.ledger.HOLD_TTL` (their process died).
+    """
+
+    user = pw.ForeignKeyField(User, backref="disk_holds", on_delete="CASCADE")
+    holder = pw.CharField(max_length=64, unique=True)
+    bytes = pw.BigIntegerField(default=0)
+    updated = pw.DateTimeField(default=utcnow, index=True)
+
+
+MODELS: list[type[BaseModel]] = [User, PublicKey, Container, Event, AuditEntry, Script, ImageRule, Secret, DiskHold]
