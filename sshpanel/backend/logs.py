@@ -1,6 +1,8 @@
 """Provides `LogFollower`, a container's log stream read in its own thread
-into a bounded buffer with stdout and stderr told apart, and `WorkspaceLogs`,
-which opens one for a user's own container.
+into a buffer bounded in lines and in bytes with stdout and stderr told
+apart, `WorkspaceLogs`, which opens one for a user's own container, and
+`trim_freed_memory`, which hands memory a closed viewer freed back to the
+system (issue 26).
 
 The Docker SDK's `logs(stream=True)` drops the stream type of each frame, so
 the frames of `GET /containers/ID/logs` are read here (8-byte header: stream
@@ -12,6 +14,8 @@ once: a viewer that goes away leaves no thread and no Docker stream behind.
 from __future__ import annotations
 
 import collections
+import ctypes
+import ctypes.util
 import datetime as dt
 import re
 import struct
@@ -30,6 +34,9 @@ from sshpanel.errors import EngineUnavailable, PanelError
 MAX_LINE = 64 * 1024
 """Bytes after which a line without a newline is cut (a flood without
 newlines must not grow memory)."""
+LINE_COST = 100
+"""Bytes counted per line on top of its text in a byte budget (the objects
+holding it)."""
 STREAMS = {1: "stdout", 2: "stderr"}
 _STAMP = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)) ")
 
@@ -43,11 +50,19 @@ class LogLine:
         text: The line without its newline (invalid UTF-8 replaced).
         timestamp: Docker's RFC 3339 time of the line with nanoseconds
             (`2024-05-01T12:00:00.123456789Z`), as `docker logs -t` prints it.
+        cut: Bytes of the line that were not kept (`LogFollower`'s
+            `cut_at`); 0 for a whole line.
     """
 
     stream: str
     text: str
     timestamp: str
+    cut: int = 0
+
+    @property
+    def cost(self) -> int:
+        """What the line counts in a byte budget: its text plus `LINE_COST`."""
+        return len(self.text) + LINE_COST
 
     @property
     def time(self) -> dt.datetime | None:
@@ -69,6 +84,11 @@ class LogFollower:
         tail: Start with only the last N lines; None for the whole log.
         since: Only lines from this time on (timezone-aware).
         max_lines: Lines the buffer holds.
+        max_bytes: Bytes the buffer holds (`LogLine.cost`); None: no bound
+            but `max_lines`.
+        cut_at: Bytes of a line kept; the rest of it is dropped as it
+            arrives and counted in `LogLine.cut` (a viewer never holds a
+            60 KB line). None: lines longer than `MAX_LINE` are split.
         drop_oldest: When the buffer is full, drop its oldest line (a screen
             that shows the newest lines) instead of waiting for `take` (a
             command that must print every line; Docker then waits too).
@@ -90,6 +110,8 @@ class LogFollower:
         since: dt.datetime | None = None,
         max_lines: int = 10_000,
         drop_oldest: bool = True,
+        max_bytes: int | None = None,
+        cut_at: int | None = None,
     ) -> None:
         self.engine = engine
         self.docker_id = docker_id
@@ -101,6 +123,11 @@ class LogFollower:
         self.error: PanelError | None = None
         self._lines: collections.deque[LogLine] = collections.deque()
         self._max = max(1, max_lines)
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._cut_at = cut_at
+        self._skipped = {"stdout": 0, "stderr": 0}
+        """Bytes dropped so far of the line being read, per stream (`cut_at`)."""
         self._cond = threading.Condition()
         self._subscribers: dict[int, Callable[[], None]] = {}
         self._next = 0
@@ -170,6 +197,7 @@ class LogFollower:
         with self._cond:
             count = min(max_lines, len(self._lines))
             lines = [self._lines.popleft() for _ in range(count)]
+            self._bytes -= sum(line.cost for line in lines)
             if lines:
                 self._cond.notify_all()
             return lines
@@ -190,6 +218,8 @@ class LogFollower:
             if self._closed:
                 return
             self._closed = True
+            self._lines.clear()
+            self._bytes = 0
             self._cond.notify_all()
         if self._stream is not None:
             self._stream.close()
@@ -220,7 +250,7 @@ class LogFollower:
                     break
             for stream, rest in pending.items():
                 if rest:
-                    self._push(_line(stream, rest))
+                    self._push(self._whole(stream, rest))
         except Exception as exc:  # any failure ends this stream, never the server
             if not self._closed:
                 self.error = EngineUnavailable(f"the log stream broke: {type(exc).__name__}")
@@ -235,7 +265,10 @@ class LogFollower:
         text = pending[stream] + data
         *lines, rest = text.split(b"\n")
         for raw in lines:
-            self._push(_line(stream, raw))
+            self._push(self._whole(stream, raw))
+        if self._cut_at is not None and len(rest) > self._cut_at:
+            self._skipped[stream] += len(rest) - self._cut_at
+            rest = rest[: self._cut_at]
         while len(rest) > MAX_LINE:
             self._push(_line(stream, rest[:MAX_LINE]))
             rest = rest[MAX_LINE:]
@@ -243,22 +276,42 @@ class LogFollower:
         if lines:
             self._notify()
 
+    def _whole(self, stream: str, raw: bytes) -> LogLine:
+        """A complete line read, cut at `cut_at` (with what was dropped of it
+        before counted in)."""
+        if self._cut_at is None:
+            return _line(stream, raw)
+        cut = self._skipped[stream] + max(0, len(raw) - self._cut_at)
+        self._skipped[stream] = 0
+        line = _line(stream, raw[: self._cut_at])
+        return LogLine(line.stream, line.text, line.timestamp, cut) if cut else line
+
+    def _full(self, line: LogLine) -> bool:
+        """True when `line` does not fit next to the buffered lines (a line
+        always fits into an empty buffer)."""
+        if not self._lines:
+            return False
+        over_bytes = self._max_bytes is not None and self._bytes + line.cost > self._max_bytes
+        return len(self._lines) >= self._max or over_bytes
+
     def _push(self, line: LogLine) -> None:
-        """Appends a line; when the buffer is full, drops the oldest line or
-        (without `drop_oldest`) tells the subscribers and waits for `take`."""
+        """Appends a line; when the buffer is full (lines or bytes), drops the
+        oldest lines or (without `drop_oldest`) tells the subscribers and
+        waits for `take`."""
         while True:
             with self._cond:
                 if self._closed:
                     return
-                if len(self._lines) >= self._max and self.drop_oldest:
-                    self._lines.popleft()
+                while self.drop_oldest and self._full(line):
+                    self._bytes -= self._lines.popleft().cost
                     self.dropped += 1
-                if len(self._lines) < self._max:
+                if not self._full(line):
                     self._lines.append(line)
+                    self._bytes += line.cost
                     return
             self._notify()
             with self._cond:
-                if len(self._lines) >= self._max and not self._closed:
+                if self._full(line) and not self._closed:
                     self._cond.wait(1.0)
 
     def _notify(self) -> None:
@@ -287,6 +340,8 @@ class WorkspaceLogs:
         since: dt.datetime | None = None,
         max_lines: int = 10_000,
         drop_oldest: bool = True,
+        max_bytes: int | None = None,
+        cut_at: int | None = None,
     ) -> LogFollower:
         """Starts reading the log of one of the user's containers.
 
@@ -299,9 +354,25 @@ class WorkspaceLogs:
         """
         row = self.workspace.resolve(ref)
         follower = LogFollower(
-            self.workspace.engine, row.docker_id, follow, tail, since, max_lines, drop_oldest
+            self.workspace.engine, row.docker_id, follow, tail, since, max_lines, drop_oldest, max_bytes, cut_at
         )
         return follower.start()
+
+
+def trim_freed_memory() -> None:
+    """Asks glibc to hand the heap memory that is free back to the system
+    (`malloc_trim(0)`): the many mid-sized strings of a log viewer are
+    freed when it closes, but glibc keeps freed memory below its highest
+    allocation in the process, so the server's RSS would stay at its peak
+    (measured: issue 26). Does nothing where glibc is not the allocator.
+    Blocks for a few milliseconds: call it in a thread."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    libc = ctypes.CDLL(name)
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _line(stream: str, raw: bytes) -> LogLine:

@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Header, Input, Static
 
-from sshpanel.backend.logs import LogFollower
+from sshpanel.backend.logs import LogFollower, trim_freed_memory
 from sshpanel.tui.screens.calls import BackendCalls
 from sshpanel.tui.widgets.key_footer import KeyFooter
 from sshpanel.tui.widgets.log_view import LogView
@@ -26,6 +26,15 @@ TAIL = 500
 """Lines of the log shown when the screen opens."""
 MAX_LINES = 10_000
 """Lines the screen keeps (and the follower buffers at most)."""
+MAX_BYTES = 8 * 2**20
+"""Bytes of lines the screen keeps (issue 26: 10,000 lines of 60 KB held
+600 MiB per viewer)."""
+BUFFER_BYTES = 2 * 2**20
+"""Bytes of lines the follower buffers until the screen takes them; in a
+flood the oldest go first, as in the view."""
+LINE_BYTES = 4096
+"""Bytes of a line kept; the rest is dropped as it arrives and the line
+shown with a marker saying how much."""
 BATCH = 2000
 """Lines taken per turn of the event loop, so a flood never freezes the screen."""
 
@@ -35,7 +44,8 @@ class LogScreen(BackendCalls, Screen[None]):
 
     The Docker log stream is read by a `LogFollower` thread into a bounded
     buffer; the screen takes lines in batches when told they arrived.
-    Leaving the screen closes the stream (and ends its thread).
+    Leaving the screen closes the stream (and ends its thread), drops the
+    lines and hands the memory they held back to the system.
 
     Args:
         logs: Opens the user's container logs.
@@ -72,12 +82,13 @@ class LogScreen(BackendCalls, Screen[None]):
         self._leaving = False
         self._wake_posted = False  # a LinesArrived is queued: the thread need not post another
         self._unsubscribe: Callable[[], None] | None = None
+        self._view = LogView(MAX_LINES, MAX_BYTES, id="log-view")
 
     def compose(self) -> ComposeResult:
         """Header, status line, the log, the search line, the footer."""
         yield Header()
         yield Static("", id="log-status", markup=False)
-        yield LogView(MAX_LINES, id="log-view")
+        yield self._view
         yield Input(placeholder="search (Enter keeps it, Esc clears it)", id="log-search", compact=True)
         yield KeyFooter()
 
@@ -97,7 +108,8 @@ class LogScreen(BackendCalls, Screen[None]):
     def _open(self) -> LogFollower | None:
         """Runs in the worker thread; closes the stream at once if the
         screen went away meanwhile (nobody else would)."""
-        follower = self.logs.open(self.container, follow=True, tail=TAIL, max_lines=MAX_LINES)
+        follower = self.logs.open(self.container, follow=True, tail=TAIL, max_lines=MAX_LINES,
+                                  max_bytes=BUFFER_BYTES, cut_at=LINE_BYTES)
         with self._lock:
             if self._leaving:
                 follower.close()
@@ -107,15 +119,19 @@ class LogScreen(BackendCalls, Screen[None]):
         return follower
 
     def on_unmount(self) -> None:
-        """Closes the log stream (quick, no waiting)."""
+        """Closes the log stream (quick, no waiting), drops the lines, and
+        trims the heap in a thread (`trim_freed_memory`)."""
         with self._lock:
             self._leaving = True
             follower, unsubscribe = self.follower, self._unsubscribe
             self._unsubscribe = None
+            self.follower = None
         if unsubscribe is not None:
             unsubscribe()
         if follower is not None:
             follower.close()
+        self._view.clear()
+        threading.Thread(target=trim_freed_memory, name="sshpanel-trim", daemon=True).start()
 
     def _wake(self) -> None:
         """Runs in the follower's thread: posts one message until it is handled."""
