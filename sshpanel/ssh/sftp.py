@@ -23,11 +23,11 @@ walks the home directory.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import os
 import stat
-from pathlib import Path
 from typing import Callable, Iterator
 
 import asyncssh
@@ -112,11 +112,11 @@ class HomeSFTPServer(asyncssh.SFTPServer):
         """Gives the session back to the limits at exit; None for a refused one."""
         self.workspace = workspace
         self.root = root
-        self.home = Path(root)
         self.ledger = ledger
         self.writing: set[int] = set()
         """`id()` of the files open for writing; the ledger settles when the
         last one closes."""
+        self._ledger_thread: concurrent.futures.ThreadPoolExecutor | None = None
         self.uploaded = 0
         self.removed = 0
         self.refused = 0
@@ -214,7 +214,16 @@ class HomeSFTPServer(asyncssh.SFTPServer):
         if id(file_obj) in self.writing:
             self.writing.discard(id(file_obj))
             if not self.writing and self.ledger is not None:
-                await asyncio.to_thread(self.ledger.settle)
+                await self._in_ledger_thread(self.ledger.settle)
+
+    async def _in_ledger_thread(self, call: Callable[..., None], *args: int) -> None:
+        """Runs a ledger call (database) in this session's own thread, made
+        on first use: one user's many sessions wait on their own threads,
+        never in the process's shared pool that every user's commands use
+        (issue 26)."""
+        if self._ledger_thread is None:
+            self._ledger_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sshpanel-sftp")
+        await asyncio.get_running_loop().run_in_executor(self._ledger_thread, call, *args)
 
     async def _reserve(self, growth: int) -> None:
         """Reserves `growth` bytes against the user's disk quota before they
@@ -227,7 +236,7 @@ class HomeSFTPServer(asyncssh.SFTPServer):
         if self.ledger is None or self.ledger.take(growth):
             return
         try:
-            await asyncio.to_thread(self.ledger.reserve, growth)
+            await self._in_ledger_thread(self.ledger.reserve, growth)
         except QuotaExceeded as exc:
             self.refused += 1
             raise asyncssh.SFTPFailure(exc.message) from None
@@ -235,7 +244,7 @@ class HomeSFTPServer(asyncssh.SFTPServer):
     async def _give_back(self, removed: int) -> None:
         """Gives `removed` bytes back to the user's ledger (in a thread)."""
         if self.ledger is not None and removed > 0:
-            await asyncio.to_thread(self.ledger.give_back, removed)
+            await self._in_ledger_thread(self.ledger.give_back, removed)
 
     async def write(self, file_obj, offset: int, data: bytes) -> int:
         size = os.fstat(file_obj.fileno()).st_size
@@ -388,7 +397,11 @@ class HomeSFTPServer(asyncssh.SFTPServer):
         self.release()
         if self.ledger is not None:
             with contextlib.suppress(Exception):  # the database is gone: the hold expires (`HOLD_TTL`)
-                await asyncio.to_thread(self.ledger.settle)
+                await self._in_ledger_thread(self.ledger.settle)
+        if self._ledger_thread is not None:
+            with contextlib.suppress(Exception):
+                await self._in_ledger_thread(self.ledger.store.close)
+            self._ledger_thread.shutdown(wait=False)
         summary = f"{self.uploaded} bytes written, {self.removed} removed, {self.refused} refused"
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._audit, summary)
