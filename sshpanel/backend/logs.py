@@ -20,6 +20,7 @@ import datetime as dt
 import re
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -34,6 +35,9 @@ from sshpanel.errors import EngineUnavailable, PanelError
 MAX_LINE = 64 * 1024
 """Bytes after which a line without a newline is cut (a flood without
 newlines must not grow memory)."""
+CHUNK_COST = 1024
+"""Bytes a chunk read from the engine counts in `max_rate` on top of its
+length (each read costs the interpreter lock a round, whatever its size)."""
 LINE_COST = 100
 """Bytes counted per line on top of its text in a byte budget (the objects
 holding it)."""
@@ -89,6 +93,12 @@ class LogFollower:
         cut_at: Bytes of a line kept; the rest of it is dropped as it
             arrives and counted in `LogLine.cut` (a viewer never holds a
             60 KB line). None: lines longer than `MAX_LINE` are split.
+        max_rate: Bytes a second read at most (a token bucket holding one
+            second's worth; each chunk counts `CHUNK_COST` more). A faster
+            log waits in the engine and is shown late: four viewers of
+            floods reading as fast as the engine sends kept the interpreter
+            lock so busy that other users' commands took 20 to 50 times as
+            long (issue 26, `benchmarks/fig_neighbours.py`). None: no bound.
         drop_oldest: When the buffer is full, drop its oldest line (a screen
             that shows the newest lines) instead of waiting for `take` (a
             command that must print every line; Docker then waits too).
@@ -112,6 +122,7 @@ class LogFollower:
         drop_oldest: bool = True,
         max_bytes: int | None = None,
         cut_at: int | None = None,
+        max_rate: int | None = None,
     ) -> None:
         self.engine = engine
         self.docker_id = docker_id
@@ -126,6 +137,7 @@ class LogFollower:
         self._max_bytes = max_bytes
         self._bytes = 0
         self._cut_at = cut_at
+        self._max_rate = max_rate
         self._skipped = {"stdout": 0, "stderr": 0}
         """Bytes dropped so far of the line being read, per stream (`cut_at`)."""
         self._cond = threading.Condition()
@@ -234,8 +246,11 @@ class LogFollower:
     def _read(self, response, tty: bool) -> None:
         pending = {"stdout": b"", "stderr": b""}
         buffer = b""
+        tokens, tick = float(self._max_rate or 0), time.monotonic()
         try:
             for chunk in response.iter_content(chunk_size=None):
+                if self._max_rate:
+                    tokens, tick = self._pace(tokens, tick, len(chunk) + CHUNK_COST)
                 if tty:
                     self._split("stdout", pending, chunk)
                     continue
@@ -260,6 +275,16 @@ class LogFollower:
                 self._ended = True
                 self._cond.notify_all()
             self._notify()
+
+    def _pace(self, tokens: float, tick: float, cost: int) -> tuple[float, float]:
+        """Takes `cost` from the token bucket of `max_rate`, waiting (or
+        until closed) when it is empty. Returns the bucket and its time."""
+        now = time.monotonic()
+        tokens = min(float(self._max_rate), tokens + (now - tick) * self._max_rate) - cost
+        if tokens < 0:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closed, -tokens / self._max_rate)
+        return tokens, now
 
     def _split(self, stream: str, pending: dict[str, bytes], data: bytes) -> None:
         text = pending[stream] + data
@@ -342,6 +367,7 @@ class WorkspaceLogs:
         drop_oldest: bool = True,
         max_bytes: int | None = None,
         cut_at: int | None = None,
+        max_rate: int | None = None,
     ) -> LogFollower:
         """Starts reading the log of one of the user's containers.
 
@@ -354,7 +380,8 @@ class WorkspaceLogs:
         """
         row = self.workspace.resolve(ref)
         follower = LogFollower(
-            self.workspace.engine, row.docker_id, follow, tail, since, max_lines, drop_oldest, max_bytes, cut_at
+            self.workspace.engine, row.docker_id, follow, tail, since, max_lines, drop_oldest, max_bytes, cut_at,
+            max_rate,
         )
         return follower.start()
 

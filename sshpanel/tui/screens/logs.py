@@ -4,6 +4,7 @@ newest line, timestamps, search with highlighting and a matching-only filter."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Callable
 
 from rich.text import Text
@@ -35,8 +36,15 @@ flood the oldest go first, as in the view."""
 LINE_BYTES = 4096
 """Bytes of a line kept; the rest is dropped as it arrives and the line
 shown with a marker saying how much."""
+READ_RATE = 512 * 1024
+"""Bytes a second the screen reads of a log at most (`LogFollower`'s
+`max_rate`): a faster flood is shown late rather than slowing everyone."""
 BATCH = 2000
 """Lines taken per turn of the event loop, so a flood never freezes the screen."""
+TAKE_INTERVAL = 0.5
+"""Seconds between two batches at least: each one redraws the view, and
+four viewers of floods redrawing as often as lines came kept the event
+loop busy for every user (issue 26)."""
 
 
 class LogScreen(BackendCalls, Screen[None]):
@@ -83,6 +91,8 @@ class LogScreen(BackendCalls, Screen[None]):
         self._wake_posted = False  # a LinesArrived is queued: the thread need not post another
         self._unsubscribe: Callable[[], None] | None = None
         self._view = LogView(MAX_LINES, MAX_BYTES, id="log-view")
+        self._taken_at = 0.0
+        """When lines were last taken (monotonic seconds)."""
 
     def compose(self) -> ComposeResult:
         """Header, status line, the log, the search line, the footer."""
@@ -109,7 +119,7 @@ class LogScreen(BackendCalls, Screen[None]):
         """Runs in the worker thread; closes the stream at once if the
         screen went away meanwhile (nobody else would)."""
         follower = self.logs.open(self.container, follow=True, tail=TAIL, max_lines=MAX_LINES,
-                                  max_bytes=BUFFER_BYTES, cut_at=LINE_BYTES)
+                                  max_bytes=BUFFER_BYTES, cut_at=LINE_BYTES, max_rate=READ_RATE)
         with self._lock:
             if self._leaving:
                 follower.close()
@@ -144,7 +154,16 @@ class LogScreen(BackendCalls, Screen[None]):
             self._take()
 
     def on_log_screen_lines_arrived(self, message: LinesArrived) -> None:
-        """Takes a batch of lines; asks for another turn when more are waiting."""
+        """Takes a batch of lines, at most every `TAKE_INTERVAL` (until then
+        the message counts as still posted, so the thread posts no other);
+        asks for another turn when more are waiting."""
+        wait = self._taken_at + TAKE_INTERVAL - time.monotonic()
+        if wait > 0:
+            self.set_timer(wait, self._take_posted)
+        else:
+            self._take_posted()
+
+    def _take_posted(self) -> None:
         self._wake_posted = False
         self._take()
 
@@ -152,6 +171,7 @@ class LogScreen(BackendCalls, Screen[None]):
         follower = self.follower
         if follower is None:
             return
+        self._taken_at = time.monotonic()
         lines = follower.take(BATCH)
         if lines:
             self.view.add(lines, follow=self.follow)

@@ -36,6 +36,12 @@ def printable(text: str) -> str:
     return _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text.expandtabs(8))
 
 
+def _cells(text: str) -> int:
+    """Terminal cells of drawable text (`rich.cells.cell_len` goes character
+    by character through long lines; ASCII is one cell each)."""
+    return len(text) if text.isascii() else cell_len(text)
+
+
 def cut_marker(cut: int) -> str:
     """The marker drawn after a line the follower cut: how much was dropped."""
     return f" … {format_bytes(cut)} more"
@@ -203,19 +209,31 @@ class LogView(ScrollView, can_focus=True):
 
     def _line_width(self, line: LogLine) -> int:
         marker = cell_len(cut_marker(line.cut)) if line.cut else 0
-        return cell_len(printable(line.text)) + marker + (STAMP_WIDTH if self.timestamps else 0)
+        return _cells(printable(line.text)) + marker + (STAMP_WIDTH if self.timestamps else 0)
 
-    def format_line(self, line: LogLine) -> Text:
-        """The line as drawn: timestamp (dim), text (stderr red), matches highlighted."""
+    def format_line(self, line: LogLine, cells: int | None = None) -> Text:
+        """The line as drawn: timestamp (dim), text (stderr red), matches
+        highlighted, the marker of a cut line.
+
+        Args:
+            line: The line.
+            cells: Only the first `cells` characters of the text are needed
+                (the right edge of the view): rendering a 4 KiB line whole
+                for every row of every frame would cost a flood's viewer
+                most of a core.
+        """
         text = Text(no_wrap=True, end="")
         if self.timestamps:
             text.append(f"{line.timestamp or '-':<{STAMP_WIDTH - 1}} ", style="dim")
         offset = len(text)
         body = printable(line.text)
+        cropped = cells is not None and len(body) > cells
+        if cropped:
+            body = body[:cells]
         text.append(body, style="red" if line.stream == "stderr" else "")
         for start, end in find_matches(body, self.query):
             text.stylize(MATCH_STYLE, offset + start, offset + end)
-        if line.cut:
+        if line.cut and not cropped:
             text.append(cut_marker(line.cut), style=CUT_STYLE)
         return text
 
@@ -227,7 +245,7 @@ class LogView(ScrollView, can_focus=True):
         style = self.rich_style
         if index >= len(self._shown):
             return Strip.blank(width, style)
-        text = self.format_line(self._shown[index])
+        text = self.format_line(self._shown[index], scroll_x + width)
         text.stylize_before(style)
         strip = Strip(list(text.render(self.app.console)), text.cell_len)
         return strip.crop_extend(scroll_x, scroll_x + width, style).apply_offsets(scroll_x, index)
