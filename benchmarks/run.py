@@ -1,4 +1,4 @@
-"""Runs the benchmarks of issue 8 and prints their figures as one table.
+"""Runs the benchmarks of issues 8 and 26 and prints their figures as one table.
 
     .venv/bin/python benchmarks/run.py [--quick] [--only NAME[,NAME...]]
 
