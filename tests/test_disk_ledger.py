@@ -122,6 +122,35 @@ def test_twenty_sessions_never_take_the_home_past_the_quota(ledger_panel):
         assert _ledger(panel, erin, 0) == 0
 
 
+def test_truncating_and_replacing_give_back(ledger_panel):
+    """A file opened with truncation, truncated by `setstat`, or replaced
+    by a rename gives its bytes back; growing by `setstat` reserves."""
+    panel = ledger_panel
+    erin = panel.users["erin"]
+
+    async def scenario() -> list[int]:
+        figures = []
+        async with asyncssh.connect("127.0.0.1", panel.port, username="erin", client_keys=[str(erin.key)],
+                                    known_hosts=None, agent_path=None) as conn:
+            async with conn.start_sftp_client() as client:
+                for name, size in (("t-a", 3000), ("t-b", 1000)):
+                    async with client.open(name, "wb") as file:
+                        await file.write(b"z" * size)
+                figures.append(await asyncio.to_thread(_ledger, panel, erin, 4000))
+                await client.posix_rename("t-b", "t-a")  # 3000 bytes replaced
+                figures.append(await asyncio.to_thread(_ledger, panel, erin, 1000))
+                await client.truncate("t-a", 5000)  # grows by 4000
+                figures.append(await asyncio.to_thread(_ledger, panel, erin, 5000))
+                async with client.open("t-a", "wb") as file:  # truncated at open
+                    await file.write(b"y" * 10)
+                figures.append(await asyncio.to_thread(_ledger, panel, erin, 10))
+                await client.remove("t-a")
+        figures.append(await asyncio.to_thread(_ledger, panel, erin, 0))
+        return figures
+
+    assert asyncio.run(scenario()) == [4000, 1000, 5000, 10, 0]
+
+
 async def _remove_all(panel, user) -> int:
     async with asyncssh.connect("127.0.0.1", panel.port, username=user.name, client_keys=[str(user.key)],
                                 known_hosts=None, agent_path=None) as conn:

@@ -295,6 +295,8 @@ class HomeSFTPServer(asyncssh.SFTPServer):
             await self._reserve(attrs.size - info.st_size)
             os.truncate(held, attrs.size)
             await self._give_back(info.st_size - attrs.size)
+            if not self.writing and self.ledger is not None:  # nothing else will settle it soon
+                await self._in_ledger_thread(self.ledger.settle)
         if attrs.permissions is not None:
             os.chmod(held, attrs.permissions & 0o777)
         if attrs.atime is not None and attrs.mtime is not None:
