@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     check = db_sub.add_parser("check", help="run the integrity check (exit 1 when damaged)")
     _data_flags(check)
-    backup = db_sub.add_parser("backup", help="write an online copy of the SQLite database")
+    backup = db_sub.add_parser("backup", help="write an online copy of the database (SQLite: a database file; "
+                               "PostgreSQL: a pg_dump archive)")
     backup.add_argument("path", type=Path, help="file to write")
     _data_flags(backup)
     return parser
@@ -146,8 +147,7 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
         ok = store.integrity_ok()
         print("ok" if ok else "integrity check FAILED")
         return 0 if ok else 1
-    store.backup(args.path)
-    print(f"backed up to {args.path}")
+    print(store.backup(args.path))
     return 0
 
 

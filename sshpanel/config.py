@@ -84,6 +84,23 @@ class Settings:
         require_unprivileged: Refuse to start on an engine that does not
             remap user namespaces (`SSHPANEL_REQUIRE_UNPRIVILEGED=1`; issue
             21: root in a container must not be root on the host).
+        user_ca_keys: File of the certificate authorities' public keys
+            (`ssh-...` lines, as OpenSSH `TrustedUserCAKeys`) whose user
+            certificates log users in; empty = certificates are refused
+            (issue 24; `ssh.certificates`).
+        revoked_keys: File of revoked public keys (one per line, as
+            OpenSSH `RevokedKeys` in its plain form): a listed key, or a
+            certificate whose key or CA is listed, never logs in; read
+            again whenever it changes; empty = none.
+        cert_auto_create: A valid certificate whose principal names no
+            user creates that user with the role `user` (off: only
+            existing users log in with a certificate).
+        forwarding: Accept `ssh -L`/`-D`/`-W` to the user's own running
+            containers (`SSHPANEL_FORWARDING=0` refuses every forwarding
+            request, as before issue 25); nothing else is ever forwarded.
+        max_forwards_per_user: Forwarded connections one user may hold open
+            across all their connections (a browser behind `ssh -D` opens
+            several per page).
     """
 
     listen: str = "0.0.0.0"
@@ -120,6 +137,11 @@ class Settings:
     max_startups: tuple[int, int, int] = (10, 30, 100)
     workers: int = 1
     require_unprivileged: bool = False
+    user_ca_keys: str = ""
+    revoked_keys: str = ""
+    cert_auto_create: bool = False
+    forwarding: bool = True
+    max_forwards_per_user: int = 32
 
     @property
     def database_path(self) -> Path:
@@ -223,6 +245,11 @@ _ENV_FIELDS: dict[str, Callable[[str], object]] = {
     "max_startups": max_startups,
     "workers": int,
     "require_unprivileged": boolean,
+    "user_ca_keys": str,
+    "revoked_keys": str,
+    "cert_auto_create": boolean,
+    "forwarding": boolean,
+    "max_forwards_per_user": int,
 }
 
 

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from sshpanel.backend.build_stream import MAX_OUTPUT, TRUNCATED
+from sshpanel.backend.engine.build import MAX_OUTPUT, TRUNCATED
 from sshpanel.config import load_settings
 from sshpanel.errors import ConfigError
 from tests.conftest import TEST_IMAGE, remove_images, ssh_available

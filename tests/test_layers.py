@@ -77,3 +77,24 @@ def test_no_import_loops():
     graph = grimp.build_graph("sshpanel", include_external_packages=False)
     cycles = import_cycles(graph)
     assert not cycles, "\n".join(describe_cycle(graph, cycle) for cycle in cycles)
+
+
+ENGINE_SEAM = "sshpanel.backend.engine"
+"""The package that alone talks to Docker (docs/ARCHITECTURE.md "The engine seam")."""
+
+
+def test_only_the_engine_seam_imports_docker():
+    graph = grimp.build_graph("sshpanel", include_external_packages=True)
+    importers = sorted(graph.find_modules_that_directly_import("docker"))
+    outside = [m for m in importers if m != ENGINE_SEAM and not m.startswith(ENGINE_SEAM + ".")]
+    assert not outside, f"import docker outside {ENGINE_SEAM}: {outside}"
+
+
+def test_no_module_outside_the_engine_seam_reaches_the_sdk_client():
+    seam = ROOT / "sshpanel" / "backend" / "engine"
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "sshpanel").rglob("*.py"))
+        if seam not in path.parents and (".client.api" in path.read_text() or "engine.client" in path.read_text())
+    ]
+    assert not offenders, f"the SDK client is reached outside the engine seam: {offenders}"

@@ -105,6 +105,16 @@ def test_sessions_per_user():
     assert limits.open_session("alice")
 
 
+def test_forwards_per_user():
+    """Forwarded connections have their own count, apart from sessions."""
+    limits = Limits(LimitSettings(forwards_per_user=2, sessions_per_user=1))
+    assert limits.open_forward("alice") and limits.open_forward("alice")
+    assert not limits.open_forward("alice") and limits.open_forward("bob")
+    assert limits.open_session("alice")
+    limits.close_forward("alice")
+    assert limits.open_forward("alice")
+
+
 def test_max_auth_tries_disconnects(panel, tmp_path):
     """Seven wrong keys on one connection: the server hangs up at the sixth."""
     keys = [asyncssh.generate_private_key("ssh-ed25519") for _ in range(7)]

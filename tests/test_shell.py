@@ -8,25 +8,12 @@ import secrets
 import shlex
 import shutil
 import subprocess
-import time
 
 import pytest
 
-from tests.conftest import TEST_IMAGE
+from tests.conftest import TEST_IMAGE, wait_for
 
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
-
-
-def wait_for(check, timeout: float = 20.0, what: str = "condition"):
-    """Polls `check()` until it returns something truthy; fails after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

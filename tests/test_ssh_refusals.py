@@ -1,6 +1,7 @@
-"""What the SSH transport refuses (issue 7): local, dynamic, Unix socket
-and remote forwarding, X11 and agent forwarding, unknown subsystems, and
-client environment variables outside the allow-list."""
+"""What the SSH transport refuses (issue 7): local and dynamic forwarding
+anywhere but the user's own containers (issue 25, tests/test_forwarding.py),
+Unix socket and remote forwarding, X11 and agent forwarding, unknown
+subsystems, and client environment variables outside the allow-list."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from sshpanel.backend.accounts import Accounts
 from sshpanel.config import load_settings
+from sshpanel.ssh.forwarding import REFUSED
 from sshpanel.ssh.server import PanelServer
 from sshpanel.store import open_store
 from tests.conftest import SSH_BASE, TEST_IMAGE, remove_namespace
@@ -53,7 +55,7 @@ def _forwarding(panel, attempt) -> tuple[BaseException | None, str]:
 def _assert_prohibited(error: BaseException | None, whoami: str) -> None:
     assert isinstance(error, asyncssh.ChannelOpenError), error
     assert error.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
-    assert "port forwarding is disabled" in error.reason
+    assert error.reason == REFUSED
     assert whoami.startswith("alice")
 
 

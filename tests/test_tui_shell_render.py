@@ -13,7 +13,7 @@ import threading
 import pytest
 from textual.widgets import TextArea
 
-from sshpanel.backend.exec_stream import STDERR, STDOUT
+from sshpanel.backend.engine import STDERR, STDOUT
 from sshpanel.errors import Conflict, EngineError
 from sshpanel.ssh.driver import TerminalHandOver, run_tui
 from sshpanel.tui import PanelApp

@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import threading
 
-from sshpanel.backend.exec_stream import STDERR, STDOUT
+from sshpanel.backend.engine import STDERR, STDOUT
 from sshpanel.backend.history import DailyCount, HistoryEntry
 from sshpanel.backend.logs import LogLine
 from sshpanel.backend.provision import ProvisionResult, ScriptView

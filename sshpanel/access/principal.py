@@ -22,6 +22,10 @@ class Principal:
         actor: The admin acting on this user's containers on their behalf
             (`Admin.workspace_of`); empty when the user acts themselves. The
             audit log names the actor.
+        certificate: How an SSH user certificate vouched for this login
+            (`certificate key ID "..." serial N CA SHA256:...`, issue 24);
+            empty for a registered key or a password. `fingerprint` is
+            then that of the certified key.
     """
 
     user_id: int
@@ -30,6 +34,7 @@ class Principal:
     fingerprint: str = ""
     source: str = ""
     actor: str = ""
+    certificate: str = ""
 
     @property
     def is_admin(self) -> bool:

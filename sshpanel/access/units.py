@@ -117,14 +117,30 @@ def format_age(seconds: float, compact: bool = False) -> str:
         `5 months ago`, `2 years ago`; compact: `just now`, `1s ago` ...
         `2y ago`.
     """
-    count, unit, about = _human_duration(seconds)
     if compact:
+        count, unit, _ = _human_duration(seconds)
         return "just now" if count == 0 else f"{count}{_COMPACT_UNITS[unit]} ago"
+    return f"{human_duration(seconds)} ago"
+
+
+def human_duration(seconds: float) -> str:
+    """Words a duration as go-units `HumanDuration` does (`docker ps`:
+    `Up 5 minutes`, `Exited (0) 2 hours ago`).
+
+    Args:
+        seconds: The duration, seconds (negative counts as 0).
+
+    Returns:
+        `Less than a second`, `1 second`, `42 seconds`, `About a minute`,
+        `5 minutes`, `About an hour`, `3 hours`, `4 days`, `3 weeks`,
+        `5 months`, `2 years`.
+    """
+    count, unit, about = _human_duration(seconds)
     if count == 0:
-        return "Less than a second ago"
+        return "Less than a second"
     if about:
-        return f"About {'an' if unit == 'hour' else 'a'} {unit} ago"
-    return f"{count} {unit}{'' if count == 1 else 's'} ago"
+        return f"About {'an' if unit == 'hour' else 'a'} {unit}"
+    return f"{count} {unit}{'' if count == 1 else 's'}"
 
 
 def format_uptime(seconds: float) -> str:

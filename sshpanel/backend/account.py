@@ -7,7 +7,7 @@ from sshpanel.access.keys import parse_public_key
 from sshpanel.backend.accounts import keys_in
 from sshpanel.backend.passwords import Passwords
 from sshpanel.backend.records import KeyView
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.scope import UserScope
 from sshpanel.errors import Conflict, ConfigError, InvalidValue, NotFound
 from sshpanel.store import Store, admin as queries
 
@@ -16,17 +16,17 @@ class Account:
     """The logged-in user's own account.
 
     Args:
-        workspace: The user's workspace (principal, store, audit log).
+        scope: The user's scope (principal, store, audit log).
         passwords: bcrypt service, for `set_password`.
 
     Every method blocks (database, bcrypt): run it in a thread. Every change
-    is written to the audit log through `workspace.audited`.
+    is written to the audit log through `scope.audited`.
     """
 
-    def __init__(self, workspace: Workspace, passwords: Passwords | None = None) -> None:
-        self.workspace = workspace
-        self.principal = workspace.principal
-        self.store = workspace.store
+    def __init__(self, scope: UserScope, passwords: Passwords | None = None) -> None:
+        self.scope = scope
+        self.principal = scope.principal
+        self.store = scope.store
         self.passwords = passwords
 
     def keys(self) -> list[KeyView]:
@@ -41,7 +41,7 @@ class Account:
                 `ssh-dss` are refused.
             Conflict: The key is already registered (to anyone).
         """
-        with self.workspace.audited("keys.add", key_target(line)):
+        with self.scope.audited("keys.add", key_target(line)):
             return add_key(self.store, self.principal.user_id, line)
 
     def remove_key(self, fingerprint: str) -> KeyView:
@@ -54,7 +54,7 @@ class Account:
             NotFound: The user has no such key.
             Conflict: It is the user's last key.
         """
-        with self.workspace.audited("keys.rm", fingerprint):
+        with self.scope.audited("keys.rm", fingerprint):
             return remove_key(self.store, self.principal.user_id, fingerprint, keep_last=True)
 
     def set_password(self, password: str | None) -> None:
@@ -66,7 +66,7 @@ class Account:
             InvalidValue: Too short, over 72 bytes, or with NUL/line breaks.
             ConfigError: The server has no password service.
         """
-        with self.workspace.audited("passwd", "remove" if password is None else "set"):
+        with self.scope.audited("passwd", "remove" if password is None else "set"):
             if self.passwords is None:
                 raise ConfigError("passwords are not available on this server")
             hashed = None if password is None else self.passwords.hash(password)

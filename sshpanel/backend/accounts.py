@@ -114,8 +114,53 @@ class Accounts:
             return None
         return Principal(user.id, user.name, user.role, key.fingerprint, source)
 
+    def authenticate_certificate(
+        self, user_name: str, fingerprint: str, certificate: str, source: str, create: bool
+    ) -> Principal | None:
+        """Returns the principal of the enabled user `user_name` for a login
+        with an SSH user certificate the server has checked in full (CA,
+        type, validity, principals, options, revocation, signature: see
+        `sshpanel.ssh.certificates`), else None.
+
+        Args:
+            user_name: The login name (hostile: any text the client sent;
+                the certificate names it among its principals).
+            fingerprint: SHA256 fingerprint of the certified key.
+            certificate: What the audit log records of the certificate
+                (`Principal.certificate`).
+            source: Client address as `host:port`.
+            create: Create a missing user with the role `user`, no key and
+                the default quotas (`SSHPANEL_CERT_AUTO_CREATE`); the
+                creation is audited.
+
+        Returns:
+            The principal, or None: no such user (and `create` off, or the
+            name is not a valid user name), disabled, or an unknown role.
+        """
+        user = self.store.user_by_name(user_name)
+        if user is None and create:
+            try:
+                user = create_user(self.store, self.settings, user_name, [], admin=False)
+            except InvalidValue:
+                return None
+            except Conflict:  # created meanwhile by a simultaneous login
+                user = self.store.user_by_name(user_name)
+            else:
+                self.store.add_audit(user_name, fingerprint, source, "user add", user_name,
+                                     f"ok: created at login by {certificate}"[:255])
+        if user is None or user.disabled or user.role not in ROLES:
+            return None
+        return Principal(user.id, user.name, user.role, fingerprint, source, certificate=certificate)
+
     def record_login(self, principal: Principal) -> None:
-        """Stamps last login of the user and last use of the key."""
+        """Stamps last login of the user and last use of the key; a login by
+        certificate, which no key row holds, is written to the audit log
+        (action `login`, the certificate's key ID, serial and CA)."""
+        if principal.certificate:
+            self.store.record_user_login(principal.user_id)
+            self.store.add_audit(principal.name, principal.fingerprint, principal.source, "login",
+                                 principal.certificate, "ok")
+            return
         found = self.store.key_of_user(principal.name, principal.fingerprint)
         if found is not None:
             self.store.record_login(found[1])

@@ -19,7 +19,7 @@ from sshpanel.access.principal import ROLES, Principal, require_admin
 from sshpanel.access.quota import quota_columns
 from sshpanel.backend.account import add_key, key_target, keys_of, remove_key
 from sshpanel.backend.accounts import create_user, keys_in
-from sshpanel.backend.engine import translate_errors
+
 from sshpanel.backend.host import HostView, host_overview
 from sshpanel.backend.quotas import quota_view
 from sshpanel.backend.records import AuditView, KeyView, QuotaView, UserView
@@ -389,8 +389,7 @@ class Admin:
 
     def _running_by_user(self) -> dict[int, int]:
         """Returns user id -> containers running now (one engine call)."""
-        with translate_errors():
-            listed = self.engine.client.api.containers(filters={"label": self.settings.label_owner})
+        listed = self.engine.containers(filters={"label": self.settings.label_owner})
         running = {item["Id"] for item in listed if item.get("State") in ("running", "paused", "restarting")}
         counts: dict[int, int] = {}
         for row in self.store.live_containers():
@@ -401,10 +400,9 @@ class Admin:
     def _remove_network(self, name: str) -> None:
         """Removes the user's bridge network if it exists."""
         net = network_name(self.settings.namespace, name)
-        with translate_errors():
-            for item in self.engine.client.api.networks(names=[net]):
-                if item.get("Name") == net:
-                    self.engine.client.api.remove_network(item["Id"])
+        for item in self.engine.networks(names=[net]):
+            if item.get("Name") == net:
+                self.engine.remove_network(item["Id"])
 
     def _close_sessions(self, name: str, reason: str) -> None:
         if self._disconnect is not None:

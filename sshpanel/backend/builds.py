@@ -3,7 +3,7 @@ or from a tar stream, tagged `<namespace>/<user>/<NAME>:<n>` (issue 6).
 
 Safety (issue 6 "Build safety"): the build context is always a local tar
 the panel made or received (never a URL), `ADD` of a URL is refused, builds
-run under the limits of `sshpanel.backend.build_stream` (network `none` or
+run under the limits of `sshpanel.backend.engine.build` (network `none` or
 `bridge`, never `host`; memory, a hard CPU limit, `pull=False`, a time limit
 that stops the build, capped output), one at a time per user; `FROM` and
 `COPY --from` may only name images the user may use; an image whose labels
@@ -21,20 +21,18 @@ import time
 from dataclasses import dataclass
 from typing import IO, Callable, Iterator
 
-import docker.errors
-
 from sshpanel.access.build_rules import check_context_source
 from sshpanel.access.dockerfile import Dockerfile, parse, trigger_bases
 from sshpanel.backend.build_cgroup import build_cgroup
-from sshpanel.backend.build_context import dockerfile_of, pack_folder, top_files, with_dockerfile
-from sshpanel.backend.build_stream import BuildOutput, stream_build
 from sshpanel.backend.disk import check_room
-from sshpanel.backend.engine import translate_errors
+from sshpanel.backend.engine import BuildOutput, translate_errors
+from sshpanel.backend.engine.context import dockerfile_of, pack_folder, top_files, with_dockerfile
 from sshpanel.backend.files import home_dir, resolve_folder
+from sshpanel.backend.images import ImagePolicy
 from sshpanel.backend.locks import lock_path, try_lock
 from sshpanel.backend.quotas import pids_of
+from sshpanel.backend.scope import UserScope
 from sshpanel.backend.templates import Templates
-from sshpanel.backend.workspace import Workspace
 from sshpanel.errors import Conflict, InvalidValue, NotFound, PanelError
 
 IMAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -62,11 +60,11 @@ class BuildResult:
 
 
 class Builder:
-    """Image builds of one user (a `Workspace`). Every method blocks."""
+    """Image builds of one user (a `UserScope`). Every method blocks."""
 
-    def __init__(self, workspace: Workspace) -> None:
-        self.workspace = workspace
-        self.settings = workspace.settings
+    def __init__(self, scope: UserScope) -> None:
+        self.scope = scope
+        self.settings = scope.settings
 
     def repository(self, name: str) -> str:
         """Returns the user's repository of image `name` (`ns/user/name`).
@@ -76,7 +74,7 @@ class Builder:
         """
         if not IMAGE_NAME.match(name):
             raise InvalidValue(f"invalid image name {name!r}: use a-z, 0-9, '.', '_', '-' (at most 64)")
-        return f"{self.settings.namespace}/{self.workspace.principal.name}/{name}"
+        return f"{self.settings.namespace}/{self.scope.principal.name}/{name}"
 
     def remove_image(self, reference: str) -> list[str]:
         """Removes one of the user's builds (`image rm`), as `docker image
@@ -94,25 +92,22 @@ class Builder:
                 same).
             Conflict: A container uses the image.
         """
-        prefix = f"{self.settings.namespace}/{self.workspace.principal.name}/"
+        prefix = f"{self.settings.namespace}/{self.scope.principal.name}/"
         tag = reference if reference.startswith(prefix) else prefix + reference
         name, _, number = tag[len(prefix):].partition(":")
-        with self.workspace.audited("image.rm", tag):
+        with self.scope.audited("image.rm", tag):
             if not IMAGE_NAME.match(name) or not number.isdigit():
                 raise NotFound(f"no such image: {reference[:80]} (give one of your builds as NAME:N, see image ls)")
-            api = self.workspace.engine.client.api
             try:
                 with translate_errors(f"no such image: {reference[:80]}"):
-                    result = api.remove_image(tag, noprune=False)
-            except docker.errors.APIError as exc:
-                if exc.status_code == 409:
-                    raise Conflict(f"image {reference[:80]} is used by a container: remove the container first") from None
-                raise
-        return [f"{key}: {value}" for item in result or [] for key, value in item.items()]
+                    result = self.scope.engine.remove_image(tag)
+            except Conflict:
+                raise Conflict(f"image {reference[:80]} is used by a container: remove the container first") from None
+        return [f"{key}: {value}" for item in result for key, value in item.items()]
 
     def context_from_folder(self, folder: str) -> IO[bytes]:
         """Packs a folder of the home directory into a tar file, its
-        `.dockerignore` honoured (see `build_context.pack_folder`).
+        `.dockerignore` honoured (see `sshpanel.backend.engine.context.pack_folder`).
 
         Raises:
             InvalidValue: A URL (see `check_context_source`); see also
@@ -120,7 +115,7 @@ class Builder:
             NotFound: See `resolve_folder`.
         """
         check_context_source(folder)
-        return pack_folder(resolve_folder(home_dir(self.settings, self.workspace.principal.name), folder))
+        return pack_folder(resolve_folder(home_dir(self.settings, self.scope.principal.name), folder))
 
     def run(
         self, name: str, context: IO[bytes], on_line: Callable[[str], None], template: str | None = None
@@ -132,8 +127,8 @@ class Builder:
             context: A tar file, with a `Dockerfile` at its top unless a
                 template is used.
             on_line: Called with each line of build output (from this thread),
-                until `build_stream.MAX_OUTPUT` bytes; when a build whose output was cut
-                fails, then with the last `build_stream.TAIL_LINES` lines.
+                until `engine.build.MAX_OUTPUT` bytes; when a build whose output was cut
+                fails, then with the last `engine.build.TAIL_LINES` lines.
             template: A template name (`static`) whose Dockerfile replaces the
                 context's; None: the context's own `Dockerfile`, or when it has
                 none the template detected from its files.
@@ -159,16 +154,16 @@ class Builder:
         started = time.monotonic()
         output = BuildOutput(on_line)
         prepared = None
-        with self.workspace.audited("build", repository), self._one_at_a_time():
+        with self.scope.audited("build", repository), self._one_at_a_time():
             try:
-                user = self.workspace.store.user_by_id(self.workspace.principal.user_id)
-                check_room(self.workspace.engine, self.settings, user, "build")
+                user = self.scope.store.user_by_id(self.scope.principal.user_id)
+                check_room(self.scope.engine, self.settings, user, "build")
                 dockerfile = parse(self._dockerfile_text(context, template, on_line))
                 self._check_bases(dockerfile)
                 cgroup = self._cgroup(user)
-                owner = f"{self.workspace.principal.user_id}:{self.workspace.principal.name}"
+                owner = f"{self.scope.principal.user_id}:{self.scope.principal.name}"
                 prepared = with_dockerfile(context, dockerfile.render(owner), self._disk_quota())
-                image_id = stream_build(self.settings, self.workspace.engine.address, prepared, output, cgroup)
+                image_id = self.scope.engine.build(prepared, output, cgroup)
                 tag = self._tag(repository, image_id)
             except PanelError as exc:
                 output.replay_tail()
@@ -193,7 +188,7 @@ class Builder:
             PanelError: The lock file cannot be opened.
         """
         try:
-            held = try_lock(lock_path(self.settings.data_dir, f"build-{self.workspace.principal.name}"))
+            held = try_lock(lock_path(self.settings.data_dir, f"build-{self.scope.principal.name}"))
         except OSError as exc:
             raise PanelError(f"cannot take your build slot: {exc.strerror or exc}") from None
         if held is None:
@@ -209,13 +204,13 @@ class Builder:
         files = top_files(context)
         if template is None and "Dockerfile" in files:
             return dockerfile_of(context)
-        templates = Templates(self.workspace)
+        templates = Templates(self.scope)
         chosen = templates.get(template or templates.detect(files))
         on_line(f"Using the {chosen.name} template ({chosen.source}, FROM {chosen.base or 'nothing'})")
         return chosen.text
 
     def _check_bases(self, dockerfile: Dockerfile) -> None:
-        """Refuses base images the user may not use (see `Workspace.image_id`),
+        """Refuses base images the user may not use (see `ImagePolicy.image_id`),
         also those named by a base image's own `ONBUILD` triggers, which the
         engine runs at its `FROM` (checked like the user's instructions).
 
@@ -224,18 +219,16 @@ class Builder:
         """
         stages = {i.args[2].lower() for i in dockerfile.instructions if i.keyword == "FROM" and len(i.args) >= 3}
         for ref in dockerfile.bases:
-            image_id = self.workspace.image_id(ref)
-            with translate_errors():
-                config = self.workspace.engine.client.api.inspect_image(image_id).get("Config") or {}
+            image_id = ImagePolicy(self.scope).image_id(ref)
+            config = self.scope.engine.inspect_image(image_id).get("Config") or {}
             for trigger_ref in trigger_bases(list(config.get("OnBuild") or []), stages):
-                self.workspace.image_id(trigger_ref)
+                ImagePolicy(self.scope).image_id(trigger_ref)
 
     def _cgroup(self, user) -> str:
         """Prepares the user's build cgroup under their pids quota; returns
         its cgroup parent (see `build_cgroup`)."""
-        with translate_errors():
-            driver = str(self.workspace.engine.client.api.info().get("CgroupDriver") or "")
-        return build_cgroup(f"{self.settings.namespace}-build", self.workspace.principal.name,
+        driver = str(self.scope.engine.info().get("CgroupDriver") or "")
+        return build_cgroup(f"{self.settings.namespace}-build", self.scope.principal.name,
                             pids_of(user, self.settings), driver)
 
     def _disk_quota(self) -> int:
@@ -245,25 +238,22 @@ class Builder:
     def _tag(self, repository: str, image_id: str) -> str:
         """Refuses an image claiming panel labels, then tags it with the next
         number of the repository; returns the tag."""
-        api = self.workspace.engine.client.api
-        with translate_errors():
-            labels = (api.inspect_image(image_id).get("Config") or {}).get("Labels") or {}
-            claimed = sorted(key for key in labels if key.startswith(self.settings.label_prefix))
-            if claimed:
-                try:
-                    api.remove_image(image_id, noprune=False)
-                except docker.errors.APIError:
-                    pass
-                raise InvalidValue(f"labels under {self.settings.label_prefix} are reserved: {', '.join(claimed)}")
-            with self.workspace.engine.names_lock:
-                numbers = [0]
-                for item in api.images(name=repository):
-                    for tag in item.get("RepoTags") or []:
-                        repo, _, number = tag.rpartition(":")
-                        if repo == repository and number.isdigit():
-                            numbers.append(int(number))
-                tag = str(max(numbers) + 1)
-                api.tag(image_id, repository, tag)
+        engine = self.scope.engine
+        labels = (engine.inspect_image(image_id).get("Config") or {}).get("Labels") or {}
+        claimed = sorted(key for key in labels if key.startswith(self.settings.label_prefix))
+        if claimed:
+            with contextlib.suppress(PanelError):  # removed meanwhile, or in use: never tagged all the same
+                engine.remove_image(image_id)
+            raise InvalidValue(f"labels under {self.settings.label_prefix} are reserved: {', '.join(claimed)}")
+        with engine.names_lock:
+            numbers = [0]
+            for item in engine.images(name=repository):
+                for tag in item.get("RepoTags") or []:
+                    repo, _, number = tag.rpartition(":")
+                    if repo == repository and number.isdigit():
+                        numbers.append(int(number))
+            tag = str(max(numbers) + 1)
+            engine.tag(image_id, repository, tag)
         return f"{repository}:{tag}"
 
     def _record(self, name: str, result: BuildResult) -> None:
@@ -272,4 +262,4 @@ class Builder:
         if not result.ok:
             head = f"{name} failed in {result.seconds:.1f}s: {result.error}"
         detail = "\n".join([head, *result.tail])
-        self.workspace.store.add_event(self.workspace.principal.user_id, None, "build", ok=result.ok, detail=detail)
+        self.scope.store.add_event(self.scope.principal.user_id, None, "build", ok=result.ok, detail=detail)

@@ -12,12 +12,11 @@ again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable
-
-import docker.errors
 
 from sshpanel.access.names import check_container_name, docker_container_name
 from sshpanel.access.spec import ContainerSpec, make_spec
@@ -125,12 +124,11 @@ class Deployer:
         if image is not None:
             return f"{repository}:{image}"
         numbers = []
-        with translate_errors():
-            for item in self.workspace.engine.client.api.images(name=repository):
-                for tag in item.get("RepoTags") or []:
-                    repo, _, number = tag.rpartition(":")
-                    if repo == repository and number.isdigit():
-                        numbers.append(int(number))
+        for item in self.workspace.engine.images(name=repository):
+            for tag in item.get("RepoTags") or []:
+                repo, _, number = tag.rpartition(":")
+                if repo == repository and number.isdigit():
+                    numbers.append(int(number))
         if not numbers:
             raise InvalidValue(f"no build of {name.lower()!r} yet: run `build {name.lower()}` first, or give --image")
         return f"{repository}:{max(numbers)}"
@@ -172,19 +170,19 @@ class Deployer:
     def _replace(self, old, reference: str, step: Callable[[str], None]) -> DeployResult:
         """Replaces the container `old` by one of image `reference` with the
         same configuration; puts `old` back when the new one fails."""
-        workspace, api = self.workspace, self.workspace.engine.client.api
+        workspace, engine = self.workspace, self.workspace.engine
         spec = dataclasses.replace(ContainerSpec.from_json(old.spec), image=reference)
         docker_name = docker_container_name(self.settings.namespace, workspace.principal.name, old.name)
         aside_name = f"{docker_name}.replaced-{old.docker_id[:12]}"
         with translate_errors(f"no such container: {old.name}"):
-            was_running = bool(api.inspect_container(old.docker_id)["State"].get("Running"))
+            was_running = bool(engine.inspect_container(old.docker_id)["State"].get("Running"))
             step(f"stopping the old container ({old.image})")
-            api.stop(old.docker_id, timeout=10)
+            engine.stop(old.docker_id, timeout=10)
             try:
-                api.rename(old.docker_id, aside_name)
-            except docker.errors.APIError:
+                engine.rename(old.docker_id, aside_name)
+            except PanelError:
                 if was_running:
-                    api.start(old.docker_id)
+                    engine.start(old.docker_id)
                 raise
         deployments.set_aside(workspace.store, old.id)
         step(f"creating {old.name} from {reference}")
@@ -210,24 +208,21 @@ class Deployer:
         # the deployment succeeded if the panel stops in between.
         result = self._record(new, reference, old.image, failure)
         step("removing the old container")
-        with translate_errors():
-            try:
-                api.remove_container(old.docker_id, v=True, force=True)
-            except docker.errors.NotFound:
-                pass
+        with contextlib.suppress(NotFound):  # gone already
+            engine.remove_container(old.docker_id, force=True)
         workspace.store.add_event(workspace.principal.user_id, old.id, "remove", detail=f"replaced by {reference}")
         return result
 
     def _put_back(self, old, docker_name: str, was_running: bool, step: Callable[[str], None]) -> None:
         """Gives the old container its name and record back (and starts it
         when it ran before the deployment)."""
-        api = self.workspace.engine.client.api
+        engine = self.workspace.engine
         deployments.bring_back(self.workspace.store, old.id)
         with translate_errors(f"no such container: {old.name}"):
-            api.rename(old.docker_id, docker_name)
+            engine.rename(old.docker_id, docker_name)
             if was_running:
                 step("starting the old container again")
-                api.start(old.docker_id)
+                engine.start(old.docker_id)
 
     def _settle(self, row) -> str:
         """Watches the started container of the record `row` for
@@ -244,11 +239,10 @@ class Deployer:
             the log tail goes into the history, an app may print its
             environment).
         """
-        api = self.workspace.engine.client.api
+        engine = self.workspace.engine
         deadline = time.monotonic() + self.settings.deploy_settle
         while True:
-            with translate_errors():
-                data = api.inspect_container(row.docker_id)
+            data = engine.inspect_container(row.docker_id)
             state = data["State"]
             restarts = max(int(data.get("RestartCount") or 0), 1 if state.get("Restarting") else 0)
             if not state.get("Running") or restarts:
@@ -256,8 +250,7 @@ class Deployer:
             if time.monotonic() >= deadline:
                 return ""
             time.sleep(POLL)
-        with translate_errors():
-            logs = api.logs(row.docker_id, stdout=True, stderr=True, tail=LOG_LINES).decode("utf-8", "replace")
+        logs = engine.logs_tail(row.docker_id, LOG_LINES)
         reason = f"exited with code {state.get('ExitCode')}"
         if restarts:
             reason = f"restarted {restarts} time{'s' if restarts > 1 else ''} while settling"
@@ -270,8 +263,7 @@ class Deployer:
     def _record(self, row, reference: str, previous: str, failure: str) -> DeployResult:
         """Records the deployment (or its failure) on the container `row`."""
         workspace = self.workspace
-        with translate_errors():
-            image_id = workspace.engine.client.api.inspect_image(reference)["Id"]
+        image_id = workspace.engine.inspect_image(reference)["Id"]
         detail = f"{reference} {image_id[:19]}" + (f" (was {previous})" if previous else "")
         if failure:
             detail = f"{reference} {failure}"

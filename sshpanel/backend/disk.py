@@ -24,12 +24,11 @@ import logging
 import threading
 from dataclasses import dataclass
 
-import docker.errors
-
 from sshpanel.access.dockerfile import OWNER_ARG
-from sshpanel.backend.engine import Engine, translate_errors
+from sshpanel.backend.engine import Engine
 from sshpanel.backend.files import bounded_disk_usage, home_dir
 from sshpanel.backend.ledger import expiry
+from sshpanel.backend.scope import UserScope
 from sshpanel.config import Settings
 from sshpanel.errors import NotFound, PanelError, QuotaExceeded
 from sshpanel.store import Store
@@ -74,24 +73,24 @@ class DiskUsage:
         return self.home + self.volumes + self.images + self.containers
 
 
-def image_bytes(api, repository_prefix: str) -> int:
+def image_bytes(engine: Engine, repository_prefix: str) -> int:
     """Returns the bytes of the layers of a user's builds (see the module
     docstring for what counts).
 
     Args:
-        api: The Docker SDK's low-level client.
+        engine: The Docker engine.
         repository_prefix: The user's repositories, `<namespace>/<user>/`.
 
     Raises:
-        docker.errors.APIError, requests exceptions: The engine failed.
+        EngineUnavailable, EngineError: The engine failed.
     """
     layers: dict[str, int] = {}
-    for image in api.images(all=False):
+    for image in engine.images():
         if not any(str(t).startswith(repository_prefix) for t in image.get("RepoTags") or []):
             continue
         try:
-            history = api.history(image["Id"])
-        except docker.errors.NotFound:
+            history = engine.image_history(image["Id"])
+        except NotFound:
             continue
         for index, entry in enumerate(history):
             tags = [str(t) for t in entry.get("Tags") or []]
@@ -106,27 +105,27 @@ def image_bytes(api, repository_prefix: str) -> int:
     return sum(layers.values())
 
 
-def measure(api, settings: Settings, user: str, df: dict, home: int) -> DiskUsage:
+def measure(engine: Engine, settings: Settings, user: str, df: dict, home: int) -> DiskUsage:
     """Measures everything one user holds on the engine, now.
 
     Args:
-        api: The Docker SDK's low-level client.
+        engine: The Docker engine.
         settings: Namespace, label keys, `quota_disk`.
         user: The user's name.
-        df: The engine's disk usage (`api.df()`, `docker system df -v`).
+        df: The engine's disk usage (`Engine.df`, `docker system df -v`).
         home: The home directory's bytes (the ledger, just re-measured).
 
     Returns:
         The usage, `measured` now.
 
     Raises:
-        docker.errors.APIError, requests exceptions: The engine failed.
+        EngineUnavailable, EngineError: The engine failed.
     """
     owned = {settings.label_owner: user}
     volumes = sum(max(int((v.get("UsageData") or {}).get("Size", 0)), 0)
                   for v in df.get("Volumes") or [] if _owned(v, owned))
     containers = sum(int(c.get("SizeRw") or 0) for c in df.get("Containers") or [] if _owned(c, owned))
-    return DiskUsage(home, volumes, image_bytes(api, f"{settings.namespace}/{user}/"),
+    return DiskUsage(home, volumes, image_bytes(engine, f"{settings.namespace}/{user}/"),
                      containers, settings.quota_disk, dt.datetime.now(dt.timezone.utc))
 
 
@@ -164,8 +163,7 @@ def check_room(engine: Engine, settings: Settings, user, action: str) -> DiskUsa
         QuotaExceeded: The user is full (the message gives the figures).
         EngineUnavailable, EngineError: The engine could not be asked.
     """
-    with translate_errors():
-        images = image_bytes(engine.client.api, f"{settings.namespace}/{user.name}/")
+    images = image_bytes(engine, f"{settings.namespace}/{user.name}/")
     usage = stored_usage(settings, user, images)
     if usage.total >= usage.quota:
         raise QuotaExceeded(
@@ -176,10 +174,10 @@ def check_room(engine: Engine, settings: Settings, user, action: str) -> DiskUsa
     return usage
 
 
-def usage_of(workspace) -> DiskUsage:
+def usage_of(scope: UserScope) -> DiskUsage:
     """Returns the signed-in user's disk usage as last measured (`quota`);
     blocks (database)."""
-    return stored_usage(workspace.settings, workspace.store.user_by_id(workspace.principal.user_id))
+    return stored_usage(scope.settings, scope.store.user_by_id(scope.principal.user_id))
 
 
 class DiskWatch:
@@ -227,20 +225,18 @@ class DiskWatch:
         Raises:
             EngineUnavailable, EngineError: The engine could not be asked.
         """
-        api = self.engine.client.api
         stopped: list[str] = []
         self.store.expire_disk_holds(expiry())
-        with translate_errors():
-            df = api.df()
-            for user in self.store.users():
-                try:
-                    home = self.measure_home(user)
-                except NotFound:  # deleted meanwhile
-                    continue
-                usage = measure(api, self.settings, user.name, df, home)
-                self.store.record_disk(user.id, usage.volumes, usage.images, usage.containers)
-                if usage.total > usage.quota:
-                    stopped += self._stop_writers(user, usage, df)
+        df = self.engine.df()
+        for user in self.store.users():
+            try:
+                home = self.measure_home(user)
+            except NotFound:  # deleted meanwhile
+                continue
+            usage = measure(self.engine, self.settings, user.name, df, home)
+            self.store.record_disk(user.id, usage.volumes, usage.images, usage.containers)
+            if usage.total > usage.quota:
+                stopped += self._stop_writers(user, usage, df)
         return stopped
 
     def measure_home(self, user) -> int:
@@ -277,8 +273,8 @@ class DiskWatch:
             # `stop` as the panel's own and does not record it twice.
             self.store.add_event(user.id, record.id if record else None, "stop", ok=False, detail=detail)
             try:
-                self.engine.client.api.stop(item["Id"], timeout=STOP_TIMEOUT)
-            except docker.errors.NotFound:
+                self.engine.stop(item["Id"], timeout=STOP_TIMEOUT)
+            except NotFound:
                 continue
             log.warning("stopped %s of %s: disk quota exceeded", item["Id"][:12], user.name)
             stopped.append(item["Id"])

@@ -20,6 +20,7 @@ import time
 from typing import Callable
 
 from sshpanel.backend.engine import Engine
+from sshpanel.backend.engine.states import ContainerStates
 from sshpanel.backend.recorder import EventRecorder, ReconcileReport
 from sshpanel.config import Settings
 from sshpanel.errors import EngineUnavailable
@@ -58,6 +59,9 @@ class EngineEvents:
         self.connected = threading.Event()
         self.recorder: EventRecorder | None = None
         self.reconnects = 0
+        self.states = ContainerStates(engine, settings.label_owner)
+        """The panel's containers on this engine, kept from these events:
+        what every session reads (`Workspace.containers`)."""
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Adds a subscriber; returns the function that removes it again."""
@@ -139,10 +143,8 @@ class EngineEvents:
         label = self.settings.label_owner
         while not self._stop.is_set():
             try:
-                api = self.engine.client.api
-                self._stream = api.events(
-                    since=since, decode=True, filters={"type": "container", "label": label}
-                )
+                self._stream = self.engine.events(since, {"type": "container", "label": label})
+                self.states.lost()  # what happened while not following: read afresh
                 self.connected.set()
                 if self.recorder is not None:
                     self.recorder.request_reconcile()
@@ -162,6 +164,7 @@ class EngineEvents:
                     action = str(event.get("Action", "")).split(":")[0]
                     if action not in WATCHED_ACTIONS:
                         continue
+                    self.states.changed(str(event.get("id") or ""))
                     attributes = event.get("Actor", {}).get("Attributes", {})
                     self.publish(attributes.get(label, ""), event.get("id", ""), action)
                     if self._stop.is_set():
@@ -169,6 +172,7 @@ class EngineEvents:
             except Exception:  # engine gone or stream broken: reconnect below
                 pass
             self.connected.clear()
+            self.states.lost()
             self.reconnects += 1
             self.publish("", "", DISCONNECTED)
             self._stop.wait(delay)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.scope import UserScope
 from sshpanel.errors import InvalidValue, NotFound
 from sshpanel.store import history as queries
 
@@ -95,13 +95,13 @@ class WorkspaceHistory:
     """The history of one user's containers (removed ones included).
 
     Args:
-        workspace: The user's Workspace.
+        scope: The user's scope.
 
     Methods block (database): call them in a thread from async code.
     """
 
-    def __init__(self, workspace: Workspace) -> None:
-        self.workspace = workspace
+    def __init__(self, scope: UserScope) -> None:
+        self.scope = scope
 
     def events(self, ref: str | None = None, days: int = 30, limit: int = 500) -> list[HistoryEntry]:
         """Returns the user's events of the last `days` days, newest first.
@@ -117,7 +117,7 @@ class WorkspaceHistory:
             NotFound: `ref` names none of the user's containers, past or present.
         """
         since = _now() - dt.timedelta(days=_check_days(days))
-        rows = queries.timeline(self.workspace.principal.user_id, self._records(ref), since, limit)
+        rows = queries.timeline(self.scope.principal.user_id, self._records(ref), since, limit)
         return [_entry(row) for row in rows]
 
     def daily(self, days: int = 30, ref: str | None = None) -> list[DailyCount]:
@@ -131,7 +131,7 @@ class WorkspaceHistory:
         today = _now().date()
         first = today - dt.timedelta(days=_check_days(days) - 1)
         counts = queries.daily_counts(
-            self.workspace.principal.user_id,
+            self.scope.principal.user_id,
             dt.datetime.combine(first, dt.time()),
             DEPLOYMENT_KINDS,
             FAILURE_KINDS,
@@ -150,13 +150,13 @@ class WorkspaceHistory:
         Raises:
             NotFound: `ref` names none of the user's containers.
         """
-        row = queries.latest_event(self.workspace.principal.user_id, self._records(ref))
+        row = queries.latest_event(self.scope.principal.user_id, self._records(ref))
         return None if row is None else _entry(row)
 
     def _records(self, ref: str | None) -> list[int] | None:
         if ref is None:
             return None
-        rows = queries.records_matching(self.workspace.principal.user_id, ref)
+        rows = queries.records_matching(self.scope.principal.user_id, ref)
         if not rows:
             shown = ref if len(ref) <= 80 and ref.isprintable() else repr(ref[:80])
             raise NotFound(f"no such container: {shown}")

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import psutil
 
-from sshpanel.backend.engine import Engine, translate_errors
+from sshpanel.backend.engine import Engine
 
 CPU_SAMPLE_SECONDS = 0.25
 """How long CPU usage is measured over for one overview."""
@@ -96,8 +96,7 @@ def engine_unprivileged(engine: Engine) -> bool:
     Raises:
         EngineUnavailable: The engine does not answer.
     """
-    with translate_errors():
-        return remaps_user_namespaces(engine.client.api.info())
+    return remaps_user_namespaces(engine.info())
 
 
 def host_overview(engine: Engine, sample: float = CPU_SAMPLE_SECONDS) -> HostView:
@@ -113,9 +112,8 @@ def host_overview(engine: Engine, sample: float = CPU_SAMPLE_SECONDS) -> HostVie
     Raises:
         EngineUnavailable: The engine does not answer.
     """
-    with translate_errors():
-        info = engine.client.api.info()
-        version = engine.client.api.version()
+    info = engine.info()
+    version = engine.version()
     per_core = tuple(float(v) for v in psutil.cpu_percent(interval=sample, percpu=True))
     memory = psutil.virtual_memory()
     swap = psutil.swap_memory()

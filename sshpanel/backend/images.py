@@ -17,7 +17,7 @@ from sshpanel.access.images import RULE_KINDS, Rules, check_pattern, is_id_or_di
 from sshpanel.access.principal import require_admin
 from sshpanel.access.spec import check_image_ref
 from sshpanel.backend.engine import translate_errors
-from sshpanel.backend.scope import Scope
+from sshpanel.backend.scope import UserScope
 from sshpanel.backend.views import ImageView
 from sshpanel.errors import InvalidValue, NotFound, PermissionDenied
 from sshpanel.store import images as queries
@@ -59,7 +59,7 @@ class ImagePolicy:
         scope: The user's session (principal, settings, engine).
     """
 
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, scope: UserScope) -> None:
         self.scope = scope
         self.rules = current_rules()
 
@@ -90,7 +90,7 @@ class ImagePolicy:
             raise unknown_image(reference)
         try:
             with translate_errors(f"unknown image {reference!r}"):
-                image = self.scope.engine.client.api.inspect_image(reference)
+                image = self.scope.engine.inspect_image(reference)
         except NotFound:
             raise unknown_image(reference) from None
         tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
@@ -106,8 +106,7 @@ class ImagePolicy:
         Raises:
             EngineUnavailable: The engine does not answer.
         """
-        with translate_errors():
-            items = self.scope.engine.client.api.images()
+        items = self.scope.engine.images()
         views = [
             ImageView(tag, item["Id"], int(item.get("Size") or 0))
             for item in items
@@ -127,7 +126,7 @@ class ImageRules:
         scope: The caller's session.
     """
 
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, scope: UserScope) -> None:
         self.scope = scope
 
     def rules(self) -> list[RuleView]:
@@ -172,7 +171,7 @@ class ImageRules:
         require_current_admin(self.scope)
 
 
-def require_current_admin(scope: Scope) -> None:
+def require_current_admin(scope: UserScope) -> None:
     """The gate of every admin change of images and templates: the principal
     must be an admin and still an enabled admin in the database.
 

@@ -5,8 +5,8 @@ apart, `WorkspaceLogs`, which opens one for a user's own container, and
 system (issue 26).
 
 The Docker SDK's `logs(stream=True)` drops the stream type of each frame, so
-the frames of `GET /containers/ID/logs` are read here (8-byte header: stream
-type, then payload length; raw bytes when the container has a TTY). Closing
+the frames of `GET /containers/ID/logs` go through the engine seam's one
+`FrameDecoder` (raw bytes when the container has a TTY). Closing
 a follower shuts the HTTP socket down, which ends the reading thread at
 once: a viewer that goes away leaves no thread and no Docker stream behind.
 """
@@ -18,17 +18,12 @@ import ctypes
 import ctypes.util
 import datetime as dt
 import re
-import struct
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 
-import docker.errors
-import requests.exceptions
-from docker.types import CancellableStream
-
-from sshpanel.backend.engine import Engine, translate_errors
+from sshpanel.backend.engine import STDERR, Engine, FrameDecoder, translate_errors
 from sshpanel.backend.workspace import Workspace
 from sshpanel.errors import EngineUnavailable, PanelError
 
@@ -41,7 +36,6 @@ length (each read costs the interpreter lock a round, whatever its size)."""
 LINE_COST = 100
 """Bytes counted per line on top of its text in a byte budget (the objects
 holding it)."""
-STREAMS = {1: "stdout", 2: "stderr"}
 _STAMP = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)) ")
 
 
@@ -145,7 +139,7 @@ class LogFollower:
         self._next = 0
         self._ended = False
         self._closed = False
-        self._stream: CancellableStream | None = None
+        self._response = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> "LogFollower":
@@ -158,7 +152,6 @@ class LogFollower:
             NotFound: The container is gone.
             EngineUnavailable, EngineError: Docker refused or is unreachable.
         """
-        api = self.engine.client.api
         params: dict[str, object] = {
             "stdout": 1,
             "stderr": 1,
@@ -170,17 +163,9 @@ class LogFollower:
             # A float holds an epoch time to ~0.24 µs: one microsecond earlier keeps
             # a line stamped exactly `since` (as `logs -t` prints it) included.
             params["since"] = f"{self.since.timestamp() - 1e-6:.9f}"
-        url = f"{api.base_url}/v{api.api_version}/containers/{self.docker_id}/logs"
         with translate_errors("no such container"):
-            tty = bool(api.inspect_container(self.docker_id).get("Config", {}).get("Tty"))
-            # No read timeout: a quiet container may write nothing for hours.
-            response = api.get(url, params=params, stream=True, timeout=None)
-            try:
-                response.raise_for_status()
-            except requests.exceptions.HTTPError as exc:
-                response.close()
-                raise docker.errors.create_api_error_from_http_exception(exc) from None
-        self._stream = CancellableStream(iter(()), response)
+            tty, response = self.engine.open_logs(self.docker_id, params)
+        self._response = response
         self._thread = threading.Thread(
             target=self._read, args=(response, tty), name=f"sshpanel-logs-{self.docker_id[:12]}", daemon=True
         )
@@ -233,8 +218,8 @@ class LogFollower:
             self._lines.clear()
             self._bytes = 0
             self._cond.notify_all()
-        if self._stream is not None:
-            self._stream.close()
+        if self._response is not None:
+            self._response.close()
 
     def join(self, timeout: float | None = None) -> bool:
         """Waits for the reading thread; returns True when it has ended."""
@@ -245,22 +230,14 @@ class LogFollower:
 
     def _read(self, response, tty: bool) -> None:
         pending = {"stdout": b"", "stderr": b""}
-        buffer = b""
+        decoder = FrameDecoder(tty)
         tokens, tick = float(self._max_rate or 0), time.monotonic()
         try:
             for chunk in response.iter_content(chunk_size=None):
                 if self._max_rate:
                     tokens, tick = self._pace(tokens, tick, len(chunk) + CHUNK_COST)
-                if tty:
-                    self._split("stdout", pending, chunk)
-                    continue
-                buffer += chunk
-                while len(buffer) >= 8:
-                    kind, length = struct.unpack(">BxxxL", buffer[:8])
-                    if len(buffer) < 8 + length:
-                        break
-                    self._split(STREAMS.get(kind, "stdout"), pending, buffer[8 : 8 + length])
-                    buffer = buffer[8 + length :]
+                for kind, data in decoder.frames(chunk):
+                    self._split("stderr" if kind == STDERR else "stdout", pending, data)
                 if self._closed:
                     break
             for stream, rest in pending.items():

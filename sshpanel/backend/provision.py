@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from sshpanel.backend.engine import translate_errors
-from sshpanel.backend.exec_stream import ExecStream
+from sshpanel.backend.engine import ExecStream
 from sshpanel.backend.scripts import (
     MARKER,
     build_archive,
@@ -102,7 +102,7 @@ class ProvisionResult:
 
 OutputCallback = Callable[[int, bytes], None]
 """Called as `on_output(stream, data)` from the running thread, with `stream`
-`STDOUT` or `STDERR` from `sshpanel.backend.exec_stream`; it may block (that slows
+`STDOUT` or `STDERR` from `sshpanel.backend.engine`; it may block (that slows
 the reading down, nothing is lost)."""
 
 
@@ -228,7 +228,7 @@ class _Run:
 
     def __init__(self, workspace: Workspace, row, name: str, body: str, on_output, cancel, timeout: float) -> None:
         self.workspace = workspace
-        self.api = workspace.engine.client.api
+        self.engine = workspace.engine
         self.row = row
         self.name = name
         self.data = body.encode("utf-8")
@@ -247,7 +247,7 @@ class _Run:
     def execute(self) -> ProvisionResult:
         """Uploads, runs, cleans up and records; see `Provisioner.run`."""
         try:
-            require_running(self.api, self.row)
+            require_running(self.engine, self.row)
             folder = self._upload()
         except PanelError as exc:
             self._record(False, None, exc.message)
@@ -277,7 +277,7 @@ class _Run:
         for parent in ("/tmp", "/"):
             try:
                 with translate_errors(f"{parent} does not exist in the container"):
-                    self.api.put_archive(self.row.docker_id, parent, archive)
+                    self.engine.put_archive(self.row.docker_id, parent, archive)
                 return f"{parent.rstrip('/')}/{folder}"
             except NotFound:
                 if parent == "/":
@@ -291,7 +291,7 @@ class _Run:
             (exit status, "" or why it was stopped: "cancelled"/"timeout").
         """
         argv = run_argv(folder, self.interpreter)
-        stream = start_exec(self.api, self.row, argv, environment=[self.marker])
+        stream = start_exec(self.engine, self.row, argv, environment=[self.marker])
         stopped = ""
         deadline = self.clock + self.timeout
         try:
@@ -336,8 +336,7 @@ class _Run:
     def _helper(self, argv: list[str]) -> None:
         """Runs a short command of the panel's own as root, to completion."""
         with translate_errors(f"no such container: {self.row.name}"):
-            created = self.api.exec_create(self.row.docker_id, argv, user="0", privileged=False)
-            self.api.exec_start(created["Id"])
+            self.engine.exec_run(self.row.docker_id, argv)
 
     def _output(self, stream: int, data: bytes) -> None:
         self.tail.append(data)

@@ -16,7 +16,7 @@ from sshpanel.access.quota import Usage, check_ports, check_quota
 from sshpanel.access.spec import ContainerSpec, parse_restart
 from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.records import QuotaView
-from sshpanel.backend.scope import Scope
+from sshpanel.backend.scope import UserScope
 from sshpanel.config import Settings
 from sshpanel.errors import InvalidValue, NotFound, PanelError, QuotaExceeded, UsageError
 from sshpanel.store import Store
@@ -129,7 +129,7 @@ def check_update(memory: int | None, cpus: float | None, restart: str | None) ->
 
 
 def update_limits(
-    scope: Scope, row, memory: int | None, cpus: float | None, policy: tuple[str, int] | None
+    scope: UserScope, row, memory: int | None, cpus: float | None, policy: tuple[str, int] | None
 ) -> None:
     """Changes the memory limit, CPU limit and/or restart policy of one of the
     user's containers, live (`docker update`).
@@ -191,19 +191,17 @@ def _check_growth(tx: UserTransaction, current, new_memory: int, new_cpus: float
     check_quota(effective, others, Usage(0, new_memory, new_cpus))
 
 
-def _docker_update(scope: Scope, row, memory: int, cpus: float, policy: str, retries: int) -> None:
+def _docker_update(scope: UserScope, row, memory: int, cpus: float, policy: str, retries: int) -> None:
     """Calls `POST /containers/{id}/update`.
 
     The SDK's `update_container` cannot send `NanoCpus`, and Docker refuses
     `CpuQuota` on a container created with `NanoCpus` (the policy's
     `nano_cpus`), so the body is posted as the docker CLI sends it.
     """
-    api = scope.engine.client.api
     # Unlike create, update reads an empty name as "unchanged": send `no`.
     restart: dict = {"Name": policy}
     if policy == "on-failure":
         restart["MaximumRetryCount"] = retries
     body = {"Memory": memory, "MemorySwap": memory, "NanoCpus": int(cpus * 1e9), "RestartPolicy": restart}
     with translate_errors(f"no such container: {row.name}"):
-        response = api._post_json(api._url("/containers/{0}/update", row.docker_id), data=body)
-        api._result(response, True)
+        scope.engine.update_container(row.docker_id, body)

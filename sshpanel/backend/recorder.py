@@ -41,7 +41,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sshpanel.backend.engine import Engine, translate_errors
+from sshpanel.backend.engine import Engine
 from sshpanel.config import Settings
 from sshpanel.errors import DatabaseUnavailable, PanelError
 from sshpanel.store import Store
@@ -176,8 +176,7 @@ class EventRecorder:
             EngineUnavailable, EngineError: The engine could not be asked.
         """
         label = self.settings.label_owner
-        with translate_errors():
-            listed = self.engine.client.api.containers(all=True, filters={"label": label})
+        listed = self.engine.containers(all=True, filters={"label": label})
         present = {item["Id"]: item for item in listed}
         removed = []
         claimed = set()
@@ -327,8 +326,7 @@ class EventRecorder:
         (Docker 20.10 sometimes emits no `oom` event when the killed process
         exits at once, yet sets `State.OOMKilled`)."""
         try:
-            with translate_errors():
-                state = self.engine.client.api.inspect_container(docker_id).get("State") or {}
+            state = self.engine.inspect_container(docker_id).get("State") or {}
         except PanelError:
             return False  # removed meanwhile: record a plain exit
         return bool(state.get("OOMKilled"))

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 
 from sshpanel.access.names import docker_container_name
-from sshpanel.backend.engine import Engine, translate_errors
+from sshpanel.backend.engine import Engine
 from sshpanel.backend.recorder import UNCLAIMED_AGE
 from sshpanel.config import Settings
 from sshpanel.errors import NotFound, PanelError
@@ -81,8 +81,7 @@ def recover_interrupted_creates(store: Store, engine: Engine, settings: Settings
         EngineUnavailable, EngineError: The engine could not be listed.
     """
     label = settings.label_owner
-    with translate_errors():
-        listed = engine.client.api.containers(all=True, filters={"label": label})
+    listed = engine.containers(all=True, filters={"label": label})
     by_name = {(item.get("Names") or ["/"])[0].lstrip("/"): item for item in listed}
     completed, dropped = [], []
     for row in store.live_containers():
@@ -126,7 +125,7 @@ def _restore_set_aside(store: Store, engine: Engine, settings: Settings, listed:
     module docstring); returns their `owner/name`. A container that cannot
     be put back is logged and left as it is."""
     restored = []
-    api = engine.client.api
+
     for item in listed:
         labels = item.get("Labels") or {}
         owner, name = labels.get(settings.label_owner, ""), labels.get(f"{settings.label_prefix}name", "")
@@ -138,20 +137,19 @@ def _restore_set_aside(store: Store, engine: Engine, settings: Settings, listed:
             continue
         who = f"{owner}/{name}"
         if _replacement_deployed(store, row.user_id, name):
-            with contextlib.suppress(PanelError, NotFound), translate_errors():
-                api.remove_container(item["Id"], v=True, force=True)
+            with contextlib.suppress(PanelError):
+                engine.remove_container(item["Id"], force=True)
                 store.add_event(row.user_id, row.id, "remove", detail="replaced by a deployment")
                 log.warning("start: removed %s's old container %s, replaced by a deployment", who, item["Id"][:12])
             continue
         try:
             for live in store.containers_of(row.user_id):
                 if live.name == name:
-                    with contextlib.suppress(NotFound), translate_errors():
-                        api.remove_container(live.docker_id, v=True, force=True)
+                    with contextlib.suppress(NotFound):
+                        engine.remove_container(live.docker_id, force=True)
                     store.mark_removed(live.id)
                     store.add_event(row.user_id, live.id, "remove", detail="its deploy was interrupted")
-            with translate_errors():
-                api.rename(item["Id"], docker_name)
+            engine.rename(item["Id"], docker_name)
         except PanelError as exc:
             log.error("start: could not put back %s, set aside by an interrupted deploy: %s", who, exc.message)
             continue

@@ -6,8 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sshpanel.backend.engine import translate_errors
-from sshpanel.backend.exec_stream import ExecStream
+from sshpanel.backend.engine import Engine, ExecStream, translate_errors
 from sshpanel.backend.workspace import Workspace
 from sshpanel.errors import Conflict, InvalidValue
 
@@ -90,13 +89,13 @@ def open_exec(workspace: Workspace, ref: str, options: ExecOptions) -> ExecStrea
     check_exec_options(options)
     with workspace.audited("exec", ref):
         row = workspace.resolve(ref)
-        api = workspace.engine.client.api
-        require_running(api, row)
+        engine = workspace.engine
+        require_running(engine, row)
         environment = []
         if options.tty and options.term and _TERM.fullmatch(options.term):
             environment.append(f"TERM={options.term}")
         stream = start_exec(
-            api,
+            engine,
             row,
             list(options.command or DEFAULT_SHELL),
             tty=options.tty,
@@ -109,11 +108,11 @@ def open_exec(workspace: Workspace, ref: str, options: ExecOptions) -> ExecStrea
     return stream
 
 
-def require_running(api, row) -> None:
+def require_running(engine: Engine, row) -> None:
     """Checks that a resolved container of the user's runs (exec needs it).
 
     Args:
-        api: The Docker SDK's low-level API client.
+        engine: The engine the container is on.
         row: The container's record (from `Workspace.resolve`).
 
     Raises:
@@ -121,13 +120,13 @@ def require_running(api, row) -> None:
         NotFound: It is gone from the engine.
     """
     with translate_errors(f"no such container: {row.name}"):
-        state = api.inspect_container(row.docker_id).get("State") or {}
+        state = engine.inspect_container(row.docker_id).get("State") or {}
     if not state.get("Running") or state.get("Paused"):
         raise Conflict(f"container {row.name} is not running: start it first")
 
 
 def start_exec(
-    api,
+    engine: Engine,
     row,
     argv: list[str],
     *,
@@ -139,7 +138,7 @@ def start_exec(
     """Creates and starts an exec in a resolved container; never privileged.
 
     Args:
-        api: The Docker SDK's low-level API client.
+        engine: The engine the container is on.
         row: The container's record (from `Workspace.resolve`).
         argv: Program and arguments (no shell is involved).
         tty: Give the process a terminal.
@@ -155,20 +154,4 @@ def start_exec(
         EngineError, EngineUnavailable: The engine failed.
     """
     with translate_errors(f"no such container: {row.name}"):
-        created = api.exec_create(
-            row.docker_id,
-            argv,
-            stdout=True,
-            stderr=True,
-            stdin=stdin,
-            tty=tty,
-            privileged=False,
-            user=user,
-            environment=environment or None,
-        )
-        raw = api.exec_start(created["Id"], socket=True, tty=tty)
-    try:
-        return ExecStream(api, created["Id"], raw, tty)
-    except BaseException:
-        raw.close()
-        raise
+        return engine.exec_attach(row.docker_id, argv, tty=tty, stdin=stdin, user=user, environment=environment)

@@ -27,11 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-import docker
-import docker.utils
-
 from sshpanel.backend.cgroups import CgroupReader
-from sshpanel.backend.engine import Engine, translate_errors
+from sshpanel.backend.engine import Engine
 from sshpanel.backend.events import EngineEvents
 from sshpanel.backend.samples import CollectorCounters, ContainerStats, RawSample, StatsRound, derive, from_api
 from sshpanel.backend.workspace import Workspace
@@ -127,7 +124,7 @@ class StatsCollector:
         self._counts = {"rounds": 0, "docker_calls": 0, "cgroup_samples": 0, "api_samples": 0}
         self._listed: list[_Running] = []
         self._pool: ThreadPoolExecutor | None = None
-        self._client: docker.APIClient | None = None
+        self._sampler: Engine | None = None
         self._listed_at = 0.0
         self._stale = True
         self._follows_events = events is not None
@@ -283,9 +280,9 @@ class StatsCollector:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        if self._sampler is not None:
+            self._sampler.close()
+            self._sampler = None
 
     def _count(self, name: str) -> None:
         with self._cond:
@@ -315,8 +312,7 @@ class StatsCollector:
         owner_label = self.settings.label_owner
         name_label = f"{self.settings.label_prefix}name"
         self._count("docker_calls")
-        with translate_errors():
-            items = self.engine.client.api.containers(filters={"label": owner_label, "status": "running"})
+        items = self.engine.containers(filters={"label": owner_label, "status": "running"})
         return [
             _Running(item["Id"], item["Labels"].get(owner_label, ""), item["Labels"].get(name_label, ""))
             for item in items
@@ -350,24 +346,18 @@ class StatsCollector:
                     samples[docker_id] = raw
         return samples
 
-    def _api(self) -> docker.APIClient:
-        """The collector's own API client: a connection pool as large as the
+    def _api(self) -> Engine:
+        """The collector's own engine connection: a pool as large as the
         number of concurrent requests, apart from the sessions' pool."""
         with self._cond:
-            if self._client is None:
-                with translate_errors():
-                    if self.settings.docker_host:
-                        options = {"base_url": self.settings.docker_host}
-                    else:
-                        options = docker.utils.kwargs_from_env()
-                    self._client = docker.APIClient(version="auto", max_pool_size=API_WORKERS, **options)
-            return self._client
+            if self._sampler is None:
+                self._sampler = self.engine.pool(API_WORKERS)
+            return self._sampler
 
     def _api_sample(self, docker_id: str) -> RawSample | None:
         """One `one_shot` stats request (runs in the request pool)."""
         self._count("docker_calls")
-        with translate_errors():
-            data = self._api().stats(docker_id, stream=False, one_shot=True)
+        data = self._api().stats(docker_id)
         self._count("api_samples")
         if not (data.get("cpu_stats") or {}).get("system_cpu_usage"):
             return None  # not running
@@ -380,8 +370,7 @@ class StatsCollector:
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         self._count("docker_calls")
-        with translate_errors():
-            host = self._api().inspect_container(docker_id).get("HostConfig") or {}
+        host = self._api().inspect_container(docker_id).get("HostConfig") or {}
         limit: float | None = None
         if host.get("NanoCpus"):
             limit = host["NanoCpus"] / 1e9

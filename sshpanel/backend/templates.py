@@ -15,15 +15,12 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sshpanel.access.dockerfile import parse
 from sshpanel.access.images import is_id_or_digest, may_use, normalize_tag
 from sshpanel.backend.images import current_rules, require_current_admin
+from sshpanel.backend.scope import UserScope
 from sshpanel.errors import InvalidValue, NotFound
-
-if TYPE_CHECKING:
-    from sshpanel.backend.workspace import Workspace
 
 SUFFIX = ".Dockerfile"
 MAX_TEMPLATE = 64 * 1024
@@ -68,13 +65,13 @@ class Templates:
     audited in every changing method). Every method blocks (files, database).
 
     Args:
-        workspace: The caller's workspace (settings for the data dir; the
+        scope: The caller's scope (settings for the data dir; the
             principal for the admin gate and the audit log).
     """
 
-    def __init__(self, workspace: "Workspace") -> None:
-        self.workspace = workspace
-        self.custom_dir = Path(workspace.settings.data_dir) / "templates"
+    def __init__(self, scope: UserScope) -> None:
+        self.scope = scope
+        self.custom_dir = Path(scope.settings.data_dir) / "templates"
 
     def views(self) -> list[TemplateView]:
         """Returns every template by name (unreadable admin files skipped)."""
@@ -145,8 +142,8 @@ class Templates:
                 image the rules do not allow (named by ID, or under the panel
                 namespace, which is users' builds).
         """
-        with self.workspace.audited("template.set", name):
-            require_current_admin(self.workspace)
+        with self.scope.audited("template.set", name):
+            require_current_admin(self.scope)
             check_template_name(name)
             self._check_text(text)
             self.custom_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -175,8 +172,8 @@ class Templates:
             NotFound: No admin file of that name (built-in templates cannot
                 be removed).
         """
-        with self.workspace.audited("template.rm", name):
-            require_current_admin(self.workspace)
+        with self.scope.audited("template.rm", name):
+            require_current_admin(self.scope)
             check_template_name(name)
             path = self._custom().get(name)
             if path is None:
@@ -192,7 +189,7 @@ class Templates:
         bases = parse(text).bases
         rules = current_rules()
         for base in bases:
-            if is_id_or_digest(base) or not may_use(normalize_tag(base), "", self.workspace.settings.namespace, rules):
+            if is_id_or_digest(base) or not may_use(normalize_tag(base), "", self.scope.settings.namespace, rules):
                 raise InvalidValue(f"base image {base!r} is not allowed by the image rules (see image ls)")
 
     def _builtin(self) -> dict:

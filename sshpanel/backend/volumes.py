@@ -18,10 +18,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-import docker.errors
-
 from sshpanel.access.names import docker_volume_name
-from sshpanel.backend.engine import translate_errors
 from sshpanel.errors import Conflict, InvalidValue, NotFound, QuotaExceeded
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
@@ -46,14 +43,14 @@ class Volumes:
     """The named volumes of one user. Every method blocks (Docker calls).
 
     Args:
-        workspace: The user's `Workspace` (engine, settings, principal).
+        scope: The user's `UserScope` (engine, settings, principal).
     """
 
-    def __init__(self, workspace) -> None:
-        self.workspace = workspace
-        self.settings = workspace.settings
-        self.api = workspace.engine.client.api
-        self.prefix = docker_volume_name(self.settings.namespace, workspace.principal.name, "")
+    def __init__(self, scope) -> None:
+        self.scope = scope
+        self.settings = scope.settings
+        self.engine = scope.engine
+        self.prefix = docker_volume_name(self.settings.namespace, scope.principal.name, "")
 
     def ls(self) -> list[VolumeView]:
         """Lists the user's volumes with their sizes, by name.
@@ -81,14 +78,13 @@ class Volumes:
             QuotaExceeded: The home directory and volumes hold the disk quota.
         """
         full = self._full(name)
-        with translate_errors():
-            existing = self._inspect(full)
-            if existing is not None:
-                if not self._mine(existing):
-                    raise NotFound(f"no such volume: {name}")
-                return False
-            self.check_quota()
-            self.api.create_volume(full, driver="local", labels={self.settings.label_owner: self.workspace.principal.name})
+        existing = self._inspect(full)
+        if existing is not None:
+            if not self._mine(existing):
+                raise NotFound(f"no such volume: {name}")
+            return False
+        self.check_quota()
+        self.engine.create_volume(full, labels={self.settings.label_owner: self.scope.principal.name})
         return True
 
     def remove(self, name: str) -> None:
@@ -99,16 +95,13 @@ class Volumes:
             Conflict: A container uses it.
         """
         full = self._full(name)
-        with translate_errors():
-            existing = self._inspect(full)
-            if existing is None or not self._mine(existing):
-                raise NotFound(f"no such volume: {name}")
-            try:
-                self.api.remove_volume(full)
-            except docker.errors.APIError as exc:
-                if exc.status_code == 409:
-                    raise Conflict(f"volume {name} is in use by a container: remove the container first") from None
-                raise
+        existing = self._inspect(full)
+        if existing is None or not self._mine(existing):
+            raise NotFound(f"no such volume: {name}")
+        try:
+            self.engine.remove_volume(full)
+        except Conflict:
+            raise Conflict(f"volume {name} is in use by a container: remove the container first") from None
 
     def ensure(self, names: list[str]) -> None:
         """Makes sure every named volume exists and is the user's (creating
@@ -134,7 +127,7 @@ class Volumes:
     def used(self) -> int:
         """Returns the bytes the user holds: the home directory's ledger
         (`User.disk_home`, no walk) plus the volumes now."""
-        user = self.workspace.store.user_by_id(self.workspace.principal.user_id)
+        user = self.scope.store.user_by_id(self.scope.principal.user_id)
         return (int(user.disk_home or 0) if user else 0) + self.size()
 
     def check_quota(self) -> None:
@@ -160,26 +153,24 @@ class Volumes:
 
     def _inspect(self, full: str) -> dict | None:
         try:
-            return self.api.inspect_volume(full)
-        except docker.errors.NotFound:
+            return self.engine.inspect_volume(full)
+        except NotFound:
             return None
 
     def _mine(self, volume: dict) -> bool:
         """Owner label, the local driver and no driver options (never a bind)."""
         labels = volume.get("Labels") or {}
-        return (labels.get(self.settings.label_owner) == self.workspace.principal.name
+        return (labels.get(self.settings.label_owner) == self.scope.principal.name
                 and volume.get("Driver") == "local" and not volume.get("Options"))
 
     def _owned(self) -> list[dict]:
-        label = f"{self.settings.label_owner}={self.workspace.principal.name}"
-        with translate_errors():
-            listed = self.api.volumes(filters={"label": label}).get("Volumes") or []
+        label = f"{self.settings.label_owner}={self.scope.principal.name}"
+        listed = self.engine.volumes(filters={"label": label})
         return [item for item in listed if item["Name"].startswith(self.prefix) and self._mine(item)]
 
     def _sizes(self) -> dict[str, int]:
         """Bytes per volume from the engine's disk usage (`docker system df -v`)."""
-        with translate_errors():
-            volumes = self.api.df().get("Volumes") or []
+        volumes = self.engine.df().get("Volumes") or []
         return {item["Name"]: int((item.get("UsageData") or {}).get("Size", -1)) for item in volumes}
 
 

@@ -9,59 +9,34 @@ like one that does not exist.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import secrets
-from typing import Callable, Iterator
-
-import docker.errors
+from typing import Callable
 
 from sshpanel.access.names import generate_name, network_name
 from sshpanel.access.policy import create_arguments
-from sshpanel.access.principal import Principal
 from sshpanel.access.quota import Usage, check_quota
 from sshpanel.access.spec import ContainerSpec, CreateRequest, spec_from_request
-from sshpanel.backend.engine import Engine, translate_errors
-from sshpanel.backend.events import DISCONNECTED, EngineEvents
+from sshpanel.backend.engine import translate_errors
+from sshpanel.backend.engine.states import ContainerState, list_owner
+from sshpanel.backend.events import DISCONNECTED
 from sshpanel.backend.images import ImagePolicy
 from sshpanel.backend.quotas import check_publish, check_start, check_update, limits_of, pids_of, quota_view, update_limits
 from sshpanel.backend.records import QuotaView
-from sshpanel.backend.secrets import Secrets
+from sshpanel.backend.scope import UserScope, shown_target
 from sshpanel.backend.views import ContainerView, ImageView
 from sshpanel.backend.volumes import Volumes
-from sshpanel.config import Settings
 from sshpanel.errors import Conflict, EngineError, NotFound, PanelError
-from sshpanel.store import Store
 from sshpanel.store.history import record_removal
 
 
-class Workspace:
-    """One user's containers on one engine.
-
-    Args:
-        principal: The authenticated user.
-        store: The database repository.
-        engine: The Docker engine.
-        settings: Server settings (namespace, default limits).
-        events: The shared events listener, for `watch`.
+class Workspace(UserScope):
+    """One user's containers on one engine: the user's scope (see
+    `UserScope`, its arguments) with the container actions on it.
 
     Every method blocks (Docker and database calls): run it in a thread.
     Every action is written to the audit log with its outcome.
     """
-
-    def __init__(
-        self,
-        principal: Principal,
-        store: Store,
-        engine: Engine,
-        settings: Settings,
-        events: EngineEvents | None = None,
-    ) -> None:
-        self.principal = principal
-        self.store = store
-        self.engine = engine
-        self.settings = settings
-        self.events = events
 
     # Reading -------------------------------------------------------------
 
@@ -75,18 +50,22 @@ class Workspace:
             EngineUnavailable: The engine does not answer.
         """
         rows = self.store.containers_of(self.principal.user_id)
-        with translate_errors():
-            listed = self.engine.client.api.containers(
-                all=True, filters={"label": f"{self.settings.label_owner}={self.principal.name}"}
-            )
-        by_id = {item["Id"]: item for item in listed}
+        if self.events is not None:
+            states = self.events.states.of_owner(self.principal.name, self.events.connected.is_set())
+        else:
+            states = list_owner(self.engine, self.settings.label_owner, self.principal.name)
+        by_id = {state.id: state for state in states}
         views = []
+        now = dt.datetime.now(dt.timezone.utc)
         for row in rows:
-            item = by_id.get(row.docker_id)
-            if item is None:
+            state = by_id.get(row.docker_id)
+            if state is None and self.events is not None:
+                # The copy may lag: another panel process made it a moment ago.
+                state = self.events.states.read(row.docker_id)
+            if state is None:
                 self._forget(row, "removed outside the panel")
                 continue
-            view = _view(row, item, self.principal.name)
+            view = _view(row, state, self.principal.name, now)
             if all or view.running:
                 views.append(view)
         views.sort(key=lambda v: v.created, reverse=True)
@@ -120,12 +99,8 @@ class Workspace:
         """
         row = self.resolve(ref)
         with translate_errors(f"no such container: {ref}"):
-            data = self.engine.client.api.inspect_container(row.docker_id)
+            data = self.engine.inspect_container(row.docker_id)
         return self.secrets().redact(row.name, data)
-
-    def secrets(self) -> Secrets:
-        """Returns the user's environment secrets (`sshpanel.backend.secrets`)."""
-        return Secrets(self.store, self.settings, self.principal.user_id)
 
     def resolve(self, ref: str):
         """Finds one of the user's live containers by short name or ID prefix.
@@ -150,7 +125,7 @@ class Workspace:
                 return hits[0]
             if len(hits) > 1:
                 raise NotFound(f"{ref!r} matches several of your containers: give more of the ID or the name")
-        raise NotFound(f"no such container: {_shown(ref)}")
+        raise NotFound(f"no such container: {shown_target(ref)}")
 
     # Acting --------------------------------------------------------------
 
@@ -205,6 +180,7 @@ class Workspace:
                 raise
             self.store.attach_docker_id(row.id, container_id)
             row.docker_id = container_id
+            self._refresh(container_id)
             self.store.add_event(self.principal.user_id, row.id, "create", detail=spec.image)
             if start:
                 self._lifecycle(row, "start")
@@ -250,6 +226,7 @@ class Workspace:
             policy = check_update(memory, cpus, restart)
             row = self.resolve(ref)
             update_limits(self, row, memory, cpus, policy)
+            self._refresh(row.docker_id)
         return self._view_of(row.name)
 
     def quota(self) -> QuotaView:
@@ -277,16 +254,15 @@ class Workspace:
         """
         with self.audited("rm", ref):
             row = self.resolve(ref)
-            with translate_errors(f"no such container: {ref}"):
-                try:
-                    self.engine.client.api.remove_container(row.docker_id, v=True, force=force)
-                except docker.errors.APIError as exc:
-                    if exc.status_code == 409 and not force:
-                        raise Conflict(
-                            f"container {row.name} is running: stop it first or use rm -f"
-                        ) from None
-                    if exc.status_code != 404:
-                        raise
+            try:
+                self.engine.remove_container(row.docker_id, force=force)
+            except NotFound:
+                pass  # gone from the engine already: forget the record below
+            except Conflict:
+                if force:
+                    raise
+                raise Conflict(f"container {row.name} is running: stop it first or use rm -f") from None
+            self._refresh(row.docker_id)
             self._forget(row, "removed")
             return row.name
 
@@ -314,11 +290,11 @@ class Workspace:
 
     def _lifecycle(self, row, action: str) -> None:
         """Runs start/stop/restart on a resolved record and records the event."""
-        api = self.engine.client.api
+        engine = self.engine
         calls = {
-            "start": lambda: api.start(row.docker_id),
-            "stop": lambda: api.stop(row.docker_id, timeout=10),
-            "restart": lambda: api.restart(row.docker_id, timeout=10),
+            "start": lambda: engine.start(row.docker_id),
+            "stop": lambda: engine.stop(row.docker_id, timeout=10),
+            "restart": lambda: engine.restart(row.docker_id, timeout=10),
         }
         try:
             with translate_errors(f"no such container: {row.name}"):
@@ -326,27 +302,21 @@ class Workspace:
         except PanelError as exc:
             self.store.add_event(self.principal.user_id, row.id, action, ok=False, detail=exc.message)
             raise
+        finally:
+            self._refresh(row.docker_id)
         self.store.add_event(self.principal.user_id, row.id, action)
 
     def _docker_create(self, spec: ContainerSpec, image_id: str, pids_limit: int) -> str:
         """Creates the Docker container; returns its full ID."""
-        client = self.engine.client
         arguments = create_arguments(
             spec, self.principal.name, self.settings.namespace, image_id, pids_limit, self.settings.publish_address
         )
         self.secrets().inject(spec.name, arguments)
-        with translate_errors():
-            self._ensure_network()
-            arguments["networking_config"] = {
-                arguments["network"]: client.api.create_endpoint_config(aliases=[spec.name])
-            }
-            try:
-                container = client.containers.create(**arguments)
-            except docker.errors.APIError as exc:
-                if exc.status_code == 409:
-                    raise Conflict(f"the name {spec.name!r} is still in use on the engine; try again") from None
-                raise
-            return container.id
+        self._ensure_network()
+        try:
+            return self.engine.create_container(arguments, arguments["network"], [spec.name])
+        except Conflict:
+            raise Conflict(f"the name {spec.name!r} is still in use on the engine; try again") from None
 
     def _ensure_network(self) -> None:
         """Creates the user's own bridge network when it is missing.
@@ -356,20 +326,25 @@ class Workspace:
         concurrent creates make two networks of one name, hence the lock.
         """
         name = network_name(self.settings.namespace, self.principal.name)
-        client = self.engine.client
         with self.engine.names_lock:
-            if any(item.get("Name") == name for item in client.api.networks(names=[name])):
+            if any(item.get("Name") == name for item in self.engine.networks(names=[name])):
                 return
             try:
-                client.networks.create(
-                    name, driver="bridge", labels={self.settings.label_owner: self.principal.name},
-                    check_duplicate=True,
-                )
-            except docker.errors.APIError as exc:
-                if exc.status_code == 404:  # Docker's answer when no address pool is left
-                    raise EngineError(f"cannot create your network: {exc.explanation}") from None
-                if exc.status_code != 409:
-                    raise
+                self.engine.create_network(name, labels={self.settings.label_owner: self.principal.name})
+            except NotFound:  # Docker's answer when no address pool is left
+                raise EngineError("cannot create your network: no address pool is left on the engine") from None
+            except Conflict:
+                pass  # created meanwhile by another panel process
+
+    def _refresh(self, docker_id: str) -> None:
+        """Reads a container the user just acted on into the engine's shared
+        copy at once (the events stream tells a moment later): what the
+        user does next sees what they did."""
+        if self.events is not None and docker_id:
+            try:
+                self.events.states.refresh(docker_id)
+            except PanelError:
+                self.events.states.lost()  # the next read lists the engine afresh
 
     def _view_of(self, name: str) -> ContainerView:
         for view in self.containers(all=True):
@@ -382,47 +357,17 @@ class Workspace:
         the events recorder may notice the same removal (issue 4)."""
         record_removal(self.store, row.id, detail)
 
-    @contextlib.contextmanager
-    def audited(self, action: str, target: str) -> Iterator[None]:
-        """Writes one audit entry with the outcome of the enclosed action.
 
-        Every action a user can take goes through this
-        (docs/ARCHITECTURE.md invariant 6):
-        `with workspace.audited("stop", ref): ...`.
-        """
-        try:
-            yield
-        except PanelError as exc:
-            self._audit(action, target, f"failed: {exc.message}")
-            raise
-        except Exception as exc:
-            self._audit(action, target, f"error: {type(exc).__name__}")
-            raise
-        else:
-            self._audit(action, target, "ok")
-
-    def _audit(self, action: str, target: str, outcome: str) -> None:
-        p = self.principal
-        actor, shown = (p.actor, f"{p.name}/{_shown(target)}") if p.actor else (p.name, _shown(target))
-        self.store.add_audit(actor, p.fingerprint, p.source, action, shown, outcome)
-
-
-def _shown(text: str) -> str:
-    """Returns user text safe to echo in one line (printable, bounded)."""
-    text = str(text)
-    return text if len(text) <= 80 and text.isprintable() else repr(text[:80])
-
-
-def _view(row, item: dict, owner: str) -> ContainerView:
-    """Builds a view from a record and the engine's `/containers/json` entry."""
+def _view(row, state: ContainerState, owner: str, now: dt.datetime) -> ContainerView:
+    """Builds a view from a record and the engine's state of its container."""
     return ContainerView(
         id=row.docker_id,
         name=row.name,
         image=row.image,
-        state=item.get("State", ""),
-        status=item.get("Status", ""),
-        ports=format_ports(item.get("Ports") or []),
-        created=dt.datetime.fromtimestamp(item.get("Created", 0), dt.timezone.utc),
+        state=state.state,
+        status=state.status(now),
+        ports=format_ports(list(state.ports)),
+        created=state.created,
         memory=row.memory,
         cpus=row.cpus,
         owner=owner,

@@ -2,7 +2,7 @@
 (docs/PITFALLS.md "asyncssh server defaults"):
 OpenSSH-style `MaxStartups` admission, a per-source cap on unauthenticated
 connections, `PerSourcePenalties` after repeated failures, per-account
-throttling, and per-user session counts.
+throttling, and per-user counts of sessions and of forwarded connections.
 
 All state is per server instance (no module globals) and touched only on the
 event loop thread. Tables keyed by what a client chooses (its address, the
@@ -40,6 +40,8 @@ class LimitSettings:
         account_lock_seconds: How long a throttled account refuses logins.
         sessions_per_user: Concurrent SSH sessions (channels) one user may hold.
         sessions_per_connection: Sessions (channels) one connection may open.
+        forwards_per_user: Forwarded connections (`direct-tcpip` channels)
+            one user may hold open at once (issue 25).
         max_tracked: Most addresses, and most login names, whose failures
             are remembered at once.
     """
@@ -53,6 +55,7 @@ class LimitSettings:
     account_lock_seconds: float = 900.0
     sessions_per_user: int = 20
     sessions_per_connection: int = 10
+    forwards_per_user: int = 32
     max_tracked: int = 10_000
 
 
@@ -143,8 +146,9 @@ class StreakTable:
 
 
 class SessionLimits(Protocol):
-    """The per-user session count every kind of session shares: `Limits` in
-    a single process, `worker.WorkerLimits` in a worker of `serve --workers`.
+    """The per-user counts of sessions and of forwarded connections that
+    every connection of a user shares: `Limits` in a single process,
+    `worker.WorkerLimits` in a worker of `serve --workers`.
 
     Attributes:
         settings: The numbers (`sessions_per_connection` and the others).
@@ -158,6 +162,15 @@ class SessionLimits(Protocol):
 
     def close_session(self, user: str) -> None:
         """Releases a session counted by `open_session`."""
+        ...
+
+    def open_forward(self, user: str) -> bool:
+        """Counts a new forwarded connection of `user`; False when over the
+        per-user limit."""
+        ...
+
+    def close_forward(self, user: str) -> None:
+        """Releases a forwarded connection counted by `open_forward`."""
         ...
 
 
@@ -177,6 +190,7 @@ class Limits:
     unauthenticated: int = 0
     _per_source: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     _user_sessions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _user_forwards: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def __post_init__(self) -> None:
         limits = self.settings
@@ -257,14 +271,34 @@ class Limits:
 
     def open_session(self, user: str) -> bool:
         """Counts a new session of `user`; False when over the per-user limit."""
-        if self._user_sessions[user] >= self.settings.sessions_per_user:
-            return False
-        self._user_sessions[user] += 1
-        return True
+        return _take(self._user_sessions, user, self.settings.sessions_per_user)
 
     def close_session(self, user: str) -> None:
         """Releases a session counted by `open_session`."""
-        if self._user_sessions.get(user, 0) > 0:
-            self._user_sessions[user] -= 1
-            if not self._user_sessions[user]:
-                del self._user_sessions[user]
+        _give_back(self._user_sessions, user)
+
+    def open_forward(self, user: str) -> bool:
+        """Counts a new forwarded connection of `user`; False when over the
+        per-user limit (`LimitSettings.forwards_per_user`)."""
+        return _take(self._user_forwards, user, self.settings.forwards_per_user)
+
+    def close_forward(self, user: str) -> None:
+        """Releases a forwarded connection counted by `open_forward`."""
+        _give_back(self._user_forwards, user)
+
+
+def _take(counts: dict[str, int], user: str, most: int) -> bool:
+    """Counts one more for `user` unless `most` are counted already."""
+    if counts[user] >= most:
+        return False
+    counts[user] += 1
+    return True
+
+
+def _give_back(counts: dict[str, int], user: str) -> None:
+    """Counts one less for `user`, forgetting a user at zero (the table stays
+    as small as what is open)."""
+    if counts.get(user, 0) > 0:
+        counts[user] -= 1
+        if not counts[user]:
+            del counts[user]

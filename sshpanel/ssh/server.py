@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable
+from typing import Awaitable, Callable
 import asyncssh
 
 from sshpanel.access.principal import Principal
 from sshpanel.backend.accounts import Accounts
 from sshpanel.backend.engine import Engine
+from sshpanel.backend.forwarding import Forwards
 from sshpanel.backend.events import EngineEvents
 from sshpanel.backend.passwords import BCRYPT_SLOTS, Passwords
 from sshpanel.backend.disk import DiskWatch
@@ -21,7 +22,9 @@ from sshpanel.config import Settings
 from sshpanel.errors import DatabaseUnavailable
 from sshpanel.ssh import session
 from sshpanel.ssh.algorithms import server_algorithms
+from sshpanel.ssh.certificates import UserCertificates, check_offers
 from sshpanel.ssh.channel_codec import prepare_channel
+from sshpanel.ssh.forwarding import REFUSED, ForwardSession, open_forward
 from sshpanel.ssh.limits import Limits
 from sshpanel.ssh.services import SessionServices
 from sshpanel.ssh.session_channel import ENCODING, ERRORS, LINE_EDITOR, AllowListChannel, SlotProcess
@@ -39,6 +42,7 @@ SHUTTING_DOWN = "the panel is shutting down"
 SHUTDOWN_GRACE = 2.0
 """Seconds clients get, at shutdown, to hang up after their sessions ended."""
 TOO_MANY_SESSIONS = "sshpanel: too many open sessions; close one and try again"
+TOO_MANY_FORWARDS = "too many open forwarded connections; close one and try again"
 
 
 class PanelServer:
@@ -56,10 +60,13 @@ class PanelServer:
 
     def __init__(self, settings: Settings, store: Store) -> None:
         """Raises:
-            ConfigError: A session limit below 1.
+            ConfigError: A session limit below 1, or an unusable CA keys or
+                revocation file (`UserCertificates`).
         """
         self.settings = settings
         self.store = store
+        self.certificates = UserCertificates(settings)
+        """Trusted user CAs and revoked keys (issue 24)."""
         self.engine = Engine(settings)
         self.events = EngineEvents(self.engine, settings)
         self.stats = StatsCollector(self.engine, settings, events=self.events)
@@ -235,6 +242,7 @@ class PanelSSHServer(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         acknowledge_at_once(conn)
+        check_offers(conn, self._check_offer)
         peer = conn.get_extra_info("peername") or ("?", 0)
         self.address = str(peer[0])
         self.source = f"{peer[0]}:{peer[1]}"
@@ -301,24 +309,44 @@ class PanelSSHServer(asyncssh.SSHServer):
         self.processes.add(process)
         return AllowListChannel(conn), process
 
-    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
-        """Refuses `direct-tcpip` (`ssh -L`, `ssh -D`): nothing is forwarded.
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str,
+                             orig_port: int) -> Awaitable[ForwardSession]:
+        """Answers `direct-tcpip` (`ssh -L`, `ssh -D`, `ssh -W`): a forward to
+        a port of one of the user's own running containers (`open_forward`),
+        holding a place in the per-user forward limit until it ends; every
+        other destination is refused (issue 25).
+
+        Returns:
+            The coroutine asyncssh awaits before it confirms the channel.
 
         Raises:
-            asyncssh.ChannelOpenError: Always, "administratively prohibited".
+            asyncssh.ChannelOpenError: Not authenticated or forwarding off
+                (`SSHPANEL_FORWARDING=0`): "administratively prohibited",
+                `NO_FORWARDING`; over the limit: "resource shortage".
         """
-        log.info("refused tcp forwarding to %r port %d source=%s", dest_host[:64], dest_port, self.source)
-        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, NO_FORWARDING)
+        principal, panel = self.principal, self.panel
+        if principal is None or self.conn is None or not panel.settings.forwarding:
+            log.info("refused tcp forwarding to %r port %d source=%s", dest_host[:64], dest_port, self.source)
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, NO_FORWARDING)
+        if not panel.limits.open_forward(principal.name):
+            log.info("refused tcp forwarding user=%s: too many forwards", principal.name)
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_RESOURCE_SHORTAGE, TOO_MANY_FORWARDS)
+        forwards = Forwards(panel.services.workspace(principal))
+        return open_forward(forwards, self.conn, dest_host, dest_port,
+                            lambda: panel.limits.close_forward(principal.name))
 
     def unix_connection_requested(self, dest_path: str) -> bool:
         """Refuses `direct-streamlocal` (`ssh -L PORT:/path/to.sock`), which
         would otherwise reach e.g. the Docker socket.
 
         Raises:
-            asyncssh.ChannelOpenError: Always, "administratively prohibited".
+            asyncssh.ChannelOpenError: Always, "administratively prohibited":
+                `NO_FORWARDING` when forwarding is off, else the message of
+                every refused TCP destination.
         """
         log.info("refused unix socket forwarding to %r source=%s", dest_path[:64], self.source)
-        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, NO_FORWARDING)
+        reason = REFUSED if self.panel.settings.forwarding else NO_FORWARDING
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, reason)
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
         """Refuses `tcpip-forward` (`ssh -R`)."""
@@ -362,6 +390,51 @@ class PanelSSHServer(asyncssh.SSHServer):
             return self._auth_error(username, exc)
         return self._settle(username, None if self.panel.limits.account_locked(username) else principal)
 
+    def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        """Accepts a certificate's CA when it is one of `SSHPANEL_USER_CA_KEYS`;
+        asyncssh then checks the certificate itself, and `_check_offer`
+        decides who logs in (`sshpanel.ssh.certificates`)."""
+        return self.panel.certificates.trusted_ca(key)
+
+    async def _check_offer(self, username: str, key_data: bytes, signed: bool,
+                           validate: Callable[[], Awaitable[bool]]) -> bool:
+        """Decides on one offered key or certificate (`certificates.check_offers`).
+
+        A revoked key, or a certificate that is revoked (its key or its CA)
+        or names no principal, is refused before asyncssh looks at it. A
+        plain key then goes to asyncssh, which calls `validate_public_key`.
+        A certificate goes to asyncssh's checks (`validate_ca_key`, type,
+        validity, principals, `source-address`, the signature); only once
+        they passed with a signature is the user looked up (or created, with
+        `SSHPANEL_CERT_AUTO_CREATE`), so the identity is bound to the
+        certificate that signed, and a refused certificate counts as a
+        failed attempt as a refused key does.
+        """
+        offer = await asyncio.to_thread(self.panel.certificates.screen, key_data)
+        what = offer.certified.describe() if offer.certified else "key"
+        if offer.refusal is not None:
+            log.info("%s refused user=%r source=%s: %s", what, username[:32], self.source, offer.refusal)
+            return self._settle(username, None)
+        if offer.certified is None:
+            return await validate()
+        if not await validate():
+            log.info("%s refused user=%r source=%s: %s", what, username[:32], self.source,
+                     self.panel.certificates.why_refused(offer, username))
+            return self._settle(username, None)
+        if not signed:
+            return True
+        settings, certified = self.panel.settings, offer.certified
+        try:
+            principal = await asyncio.to_thread(
+                self.panel.accounts.authenticate_certificate, username, certified.fingerprint, what, self.source,
+                settings.cert_auto_create,
+            )
+        except Exception as exc:
+            return self._auth_error(username, exc)
+        if principal is None:
+            log.info("%s refused user=%r source=%s: no such user, or disabled", what, username[:32], self.source)
+        return self._settle(username, None if self.panel.limits.account_locked(username) else principal)
+
     async def validate_password(self, username: str, password: str) -> bool:
         """Checks a password (only offered when `Settings.password_auth` is on)
         with bcrypt in a worker thread, at most `BCRYPT_SLOTS` at a time; a
@@ -391,6 +464,7 @@ class PanelSSHServer(asyncssh.SSHServer):
     def _settle(self, username: str, principal: Principal | None) -> bool:
         """Records the outcome of one authentication attempt; True on success."""
         if principal is None:
+            self._candidate = None
             self._failures += 1
             self.panel.limits.failed(self.address, username)
             if self._failures >= self.panel.settings.max_auth_tries:
@@ -405,7 +479,8 @@ class PanelSSHServer(asyncssh.SSHServer):
         assert self.principal is not None
         self.panel.client_authenticated(self)
         log.info(
-            "auth ok user=%s key=%s source=%s", self.principal.name, self.principal.fingerprint, self.source
+            "auth ok user=%s key=%s source=%s%s", self.principal.name, self.principal.fingerprint, self.source,
+            f" {self.principal.certificate}" if self.principal.certificate else "",
         )
         asyncio.get_running_loop().run_in_executor(None, self.panel.accounts.record_login, self.principal)
 

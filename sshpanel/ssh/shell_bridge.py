@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import asyncssh
 
-from sshpanel.backend.exec_stream import STDERR, STDOUT, ExecStream
+from sshpanel.backend.engine import STDERR, STDOUT, ExecStream
 from sshpanel.backend.shell import ExecOptions, open_exec
 from sshpanel.backend.workspace import Workspace
 from sshpanel.errors import PanelError

@@ -86,16 +86,18 @@ def check_unprivileged(settings: Settings, unprivileged: bool, address: str) -> 
 
 def session_limits(settings: Settings) -> LimitSettings:
     """The limit numbers of `settings` (issue 7: sessions per connection and
-    per user, as OpenSSH `MaxSessions`; `MaxStartups`; the rest OpenSSH's
-    defaults).
+    per user, as OpenSSH `MaxSessions`; `MaxStartups`; forwarded
+    connections per user, issue 25; the rest OpenSSH's defaults).
 
     Raises:
         ConfigError: A session limit below 1.
     """
     for var, value in (("SSHPANEL_MAX_SESSIONS_PER_CONNECTION", settings.max_sessions_per_connection),
-                       ("SSHPANEL_MAX_SESSIONS_PER_USER", settings.max_sessions_per_user)):
+                       ("SSHPANEL_MAX_SESSIONS_PER_USER", settings.max_sessions_per_user),
+                       ("SSHPANEL_MAX_FORWARDS_PER_USER", settings.max_forwards_per_user)):
         if value < 1:
             raise ConfigError(f"{var}={value} must be at least 1")
     return LimitSettings(startups=settings.max_startups,
                          sessions_per_connection=settings.max_sessions_per_connection,
-                         sessions_per_user=settings.max_sessions_per_user)
+                         sessions_per_user=settings.max_sessions_per_user,
+                         forwards_per_user=settings.max_forwards_per_user)

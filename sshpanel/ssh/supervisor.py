@@ -27,6 +27,7 @@ from sshpanel.backend.engine import Engine
 from sshpanel.backend.events import EngineEvents
 from sshpanel.config import MAX_WORKERS, Settings, settings_to_json
 from sshpanel.errors import ConfigError
+from sshpanel.ssh.certificates import UserCertificates
 from sshpanel.ssh.limits import Limits
 from sshpanel.ssh.link import Link, link_pair
 from sshpanel.ssh.server import SHUTDOWN_GRACE
@@ -101,7 +102,8 @@ class Supervisor:
 
     def __init__(self, settings: Settings) -> None:
         """Raises:
-            ConfigError: A bad number of workers or a session limit below 1.
+            ConfigError: A bad number of workers, a session limit below 1,
+                or an unusable CA keys or revocation file.
         """
         self.settings = settings
         self.engine = Engine(settings)
@@ -109,6 +111,7 @@ class Supervisor:
         self.disk: DiskWatch | None = None
         """Disk measurements and their enforcement (the supervisor only)."""
         self.limits = Limits(session_limits(settings))
+        UserCertificates(settings)  # an unusable CA or revocation file stops the start before any worker
         self.workers = [WorkerHandle(index) for index in range(check_workers(settings.workers))]
         self.port = 0
         self._listener: socket.socket | None = None

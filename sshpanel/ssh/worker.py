@@ -51,17 +51,21 @@ SETTINGS_ENV = "SSHPANEL_WORKER_SETTINGS"
 
 
 class SessionSlots:
-    """Per-user session places shared by all panel processes: place `k` of a
-    user is the lock file `session-USER-k`, held while the session is open.
+    """Per-user places shared by all panel processes: place `k` of a user is
+    the lock file `KIND-USER-k`, held while the session (or the forwarded
+    connection) is open.
 
     Args:
         data_dir: The data folder (lock files under `locks/`).
-        per_user: Places per user (`LimitSettings.sessions_per_user`).
+        per_user: Places per user (`LimitSettings.sessions_per_user`, or
+            `forwards_per_user`).
+        kind: What is counted, the lock files' prefix: `session` or `forward`.
     """
 
-    def __init__(self, data_dir: Path, per_user: int) -> None:
+    def __init__(self, data_dir: Path, per_user: int, kind: str = "session") -> None:
         self.data_dir = data_dir
         self.per_user = per_user
+        self.kind = kind
         self._held: dict[str, list[HeldLock]] = {}
 
     def open_session(self, user: str) -> bool:
@@ -69,9 +73,9 @@ class SessionSlots:
         lock files cannot be opened: refused rather than uncounted)."""
         for place in range(self.per_user):
             try:
-                held = try_lock(lock_path(self.data_dir, f"session-{user}-{place}"))
+                held = try_lock(lock_path(self.data_dir, f"{self.kind}-{user}-{place}"))
             except OSError as exc:
-                log.warning("session place of user=%s unavailable: %s", user, exc)
+                log.warning("%s place of user=%s unavailable: %s", self.kind, user, exc)
                 return False
             if held is not None:
                 self._held.setdefault(user, []).append(held)
@@ -93,14 +97,16 @@ class WorkerLimits:
     Args:
         settings: The numbers.
         slots: The per-user session places.
+        forwards: The per-user places of forwarded connections.
         send: Sends a message to the supervisor.
         clock: Monotonic clock in seconds.
     """
 
-    def __init__(self, settings: LimitSettings, slots: SessionSlots, send: Callable[[dict], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: LimitSettings, slots: SessionSlots, forwards: SessionSlots,
+                 send: Callable[[dict], None], clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.slots = slots
+        self.forwards = forwards
         self._send = send
         self.clock = clock
         self._locked: dict[str, float] = {}
@@ -136,6 +142,15 @@ class WorkerLimits:
     def close_session(self, user: str) -> None:
         """Releases a session counted by `open_session`."""
         self.slots.close_session(user)
+
+    def open_forward(self, user: str) -> bool:
+        """Counts a new forwarded connection of `user` over all processes;
+        False when over the per-user limit."""
+        return self.forwards.open_session(user)
+
+    def close_forward(self, user: str) -> None:
+        """Releases a forwarded connection counted by `open_forward`."""
+        self.forwards.close_session(user)
 
 
 @dataclass(frozen=True)
@@ -245,8 +260,9 @@ class WorkerServer(PanelServer):
         self.index = index
         self.handoff = Handoff(self._lost)
         self.link = Link(sock, self._on_message, self._on_link_closed)
-        self.limits = WorkerLimits(session_limits(settings), SessionSlots(settings.data_dir, settings.max_sessions_per_user),
-                                   self.link.send)
+        limits = session_limits(settings)
+        self.limits = WorkerLimits(limits, SessionSlots(settings.data_dir, limits.sessions_per_user),
+                                   SessionSlots(settings.data_dir, limits.forwards_per_user, "forward"), self.link.send)
         self.gone = asyncio.Event()
         """Set when the supervisor has gone (the worker then stops)."""
 

@@ -23,7 +23,9 @@ raises `InterfaceError: connection already closed` (checked with peewee
 
 from __future__ import annotations
 
+import contextlib
 import re
+from typing import Iterator
 
 import peewee as pw
 from playhouse import db_url
@@ -65,11 +67,8 @@ class PanelPostgresqlDatabase(ReconnectMixin, PooledPostgresqlDatabase):
 
     def execute_sql(self, sql, params=None):
         try:
-            return super().execute_sql(sql, params)
-        except pw.DatabaseError as exc:
-            if not is_outage(exc):
-                raise
-            raise _translated(exc) from None
+            with _outages_translated():
+                return super().execute_sql(sql, params)
         finally:
             # psycopg2's cursors hold their rows client-side: the cursor
             # stays readable once its connection is back in the pool.
@@ -77,30 +76,22 @@ class PanelPostgresqlDatabase(ReconnectMixin, PooledPostgresqlDatabase):
 
     def begin(self, *args, **kwargs) -> None:
         try:
-            super().begin(*args, **kwargs)
-        except pw.DatabaseError as exc:
+            with _outages_translated():
+                super().begin(*args, **kwargs)
+        except BaseException:
             self._release_if_idle()
-            if not is_outage(exc):
-                raise
-            raise _translated(exc) from None
+            raise
 
     def commit(self) -> None:
         # On failure Peewee rolls back next, which needs the connection.
-        try:
+        with _outages_translated():
             super().commit()
-        except pw.DatabaseError as exc:
-            if not is_outage(exc):
-                raise
-            raise _translated(exc) from None
         self._release_if_idle()
 
     def rollback(self) -> None:
         try:
-            super().rollback()
-        except pw.DatabaseError as exc:
-            if not is_outage(exc):
-                raise
-            raise _translated(exc) from None
+            with _outages_translated():
+                super().rollback()
         finally:
             self._release_if_idle()
 
@@ -109,6 +100,18 @@ class PanelPostgresqlDatabase(ReconnectMixin, PooledPostgresqlDatabase):
         transaction runs on it or a `connection_context()` holds it."""
         if not self.in_transaction() and not self._state.ctx and not self.is_closed():
             self.close()
+
+
+@contextlib.contextmanager
+def _outages_translated() -> Iterator[None]:
+    """Turns a lost or refused connection into `DatabaseUnavailable`; every
+    other database error passes as it is."""
+    try:
+        yield
+    except pw.DatabaseError as exc:
+        if not is_outage(exc):
+            raise
+        raise _translated(exc) from None
 
 
 def connect_database(url: str, max_connections: int) -> pw.Database:

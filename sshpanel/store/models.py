@@ -176,4 +176,13 @@ class DiskHold(BaseModel):
     updated = pw.DateTimeField(default=utcnow, index=True)
 
 
-MODELS: list[type[BaseModel]] = [User, PublicKey, Container, Event, AuditEntry, Script, ImageRule, Secret, DiskHold]
+class SchemaVersion(BaseModel):
+    """The schema version the database was last upgraded to (one row; see
+    `sshpanel.store.migrations.SCHEMA_VERSION`)."""
+
+    version = pw.IntegerField()
+    upgraded = pw.DateTimeField(default=utcnow)
+
+
+MODELS: list[type[BaseModel]] = [User, PublicKey, Container, Event, AuditEntry, Script, ImageRule, Secret,
+                                 SchemaVersion, DiskHold]

@@ -23,6 +23,7 @@ import peewee as pw
 
 from sshpanel.config import Settings
 from sshpanel.errors import Conflict, ConfigError, DatabaseUnavailable
+from sshpanel.store.backup import backup, secure_file
 from sshpanel.store.database import connect_database, reason
 from sshpanel.store.migrations import upgrade
 from sshpanel.store.models import (
@@ -43,14 +44,6 @@ SQLITE_PRAGMAS = {
     "synchronous": 2,
     "busy_timeout": 10_000,
 }
-
-
-def _secure_file(path: Path) -> None:
-    """Creates `path` with mode 0600 if missing and tightens it if present."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
 
 
 def open_store(settings: Settings) -> "Store":
@@ -75,7 +68,7 @@ def open_store(settings: Settings) -> "Store":
             database.init(database.database, pragmas=SQLITE_PRAGMAS)
     else:
         path = settings.database_path
-        _secure_file(path)
+        secure_file(path)
         database = pw.SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS)
     try:
         database.bind(MODELS)
@@ -140,26 +133,14 @@ class Store:
         if not self.database.is_closed():
             self.database.close()
 
-    def backup(self, path: Path) -> None:
-        """Writes an online, consistent copy of the SQLite database to `path`
-        (SQLite's backup API; writers may keep going meanwhile).
+    def backup(self, path: Path) -> str:
+        """Writes an online, consistent copy of the database to `path`
+        (see `sshpanel.store.backup.backup`); returns the line to print.
 
         Raises:
-            ConfigError: Not a SQLite database, or the target is unusable.
+            ConfigError: The target is unusable or the copy failed.
         """
-        import sqlite3
-
-        if not isinstance(self.database, pw.SqliteDatabase):
-            raise ConfigError("backup works on the embedded SQLite database; use pg_dump for PostgreSQL")
-        _secure_file(path)
-        try:
-            target = sqlite3.connect(str(path))
-            try:
-                self.database.connection().backup(target)
-            finally:
-                target.close()
-        except sqlite3.Error as exc:
-            raise ConfigError(f"backup to {path} failed: {exc}") from None
+        return backup(self.database, path)
 
     def integrity_ok(self) -> bool:
         """Runs SQLite's `PRAGMA integrity_check`; True on other databases."""
@@ -262,6 +243,12 @@ class Store:
         with self.write():
             PublicKey.update(last_used=now).where(PublicKey.id == key.id).execute()
             User.update(last_login=now).where(User.id == key.user_id).execute()
+
+    def record_user_login(self, user_id: int) -> None:
+        """Stamps a user's `last_login` for a login by no registered key (an
+        SSH certificate, issue 24)."""
+        with self.write():
+            User.update(last_login=utcnow()).where(User.id == user_id).execute()
 
     # Containers ----------------------------------------------------------
 

@@ -158,5 +158,7 @@ def _whoami(ctx: Context, args: argparse.Namespace) -> int:
     p = ctx.workspace.principal
     ctx.out(f"{p.name} ({p.role})")
     ctx.out(f"key    {p.fingerprint}")
+    if p.certificate:
+        ctx.out(f"cert   {p.certificate}")
     ctx.out(f"from   {p.source}")
     return 0

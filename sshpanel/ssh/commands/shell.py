@@ -15,7 +15,7 @@ from typing import Callable, TypeVar
 import asyncssh
 
 from sshpanel.access.units import format_age
-from sshpanel.backend.exec_stream import STDERR, STDOUT
+from sshpanel.backend.engine import STDERR, STDOUT
 from sshpanel.backend.provision import Provisioner
 from sshpanel.backend.scripts import MAX_SCRIPT_BYTES
 from sshpanel.backend.shell import ExecOptions

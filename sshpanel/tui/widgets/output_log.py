@@ -11,7 +11,7 @@ import threading
 from rich.text import Text
 from textual.widgets import RichLog
 
-from sshpanel.backend.exec_stream import STDERR, STDOUT
+from sshpanel.backend.engine import STDERR, STDOUT
 from sshpanel.tui.widgets.log_view import printable
 
 STREAM_STYLES = {STDOUT: "", STDERR: "red"}

@@ -7,27 +7,34 @@ import logging
 import os
 import select
 import socket
-import struct
 import time
+from typing import Any, Protocol
 
-from sshpanel.backend.engine import translate_errors
+from sshpanel.backend.engine.errors import translate_errors
+from sshpanel.backend.engine.frames import STDERR, STDOUT, FrameDecoder
 from sshpanel.errors import EngineError, PanelError
 
 log = logging.getLogger(__name__)
 
-STDOUT = 1
-"""Stream number of standard output in Docker's multiplexed stream."""
+__all__ = ["ExecControl", "ExecStream", "STDERR", "STDOUT"]
 
-STDERR = 2
-"""Stream number of standard error in Docker's multiplexed stream."""
+
+class ExecControl(Protocol):
+    """What an `ExecStream` asks of its engine (`Engine` has all four)."""
+
+    def exec_resize(self, exec_id: str, width: int, height: int) -> None: ...
+
+    def exec_inspect(self, exec_id: str) -> dict[str, Any]: ...
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]: ...
+
+    def exec_run(self, container_id: str, argv: list[str], user: str = "0") -> bytes: ...
 
 READ_SIZE = 64 * 1024
 """Bytes read from the engine's socket at a time."""
 
 EXIT_WAIT = 10.0
 """Seconds to wait for the engine to report an exit code after the output ended."""
-
-_FRAME = struct.Struct(">BxxxL")
 
 
 class ExecStream:
@@ -36,23 +43,25 @@ class ExecStream:
     Every method blocks; call them from threads. One thread may read while
     another writes; `interrupt()` unblocks both.
 
+    Made by `Engine.exec_attach`.
+
     Args:
-        api: The Docker SDK's low-level API client.
+        engine: The engine the exec runs on.
         exec_id: The exec instance ID.
-        raw: What `exec_start(socket=True)` returned.
+        raw: What the SDK's `exec_start(socket=True)` returned.
         tty: Whether the exec has a terminal (the stream is then not
             multiplexed).
     """
 
-    def __init__(self, api, exec_id: str, raw, tty: bool) -> None:
-        self.api = api
+    def __init__(self, engine: ExecControl, exec_id: str, raw: Any, tty: bool) -> None:
+        self.engine = engine
         self.exec_id = exec_id
         self.tty = tty
         self._raw = raw
         self._sock = _duplex_socket(raw)
         self._poll = select.poll()
         self._poll.register(self._sock, select.POLLIN | select.POLLPRI)
-        self._pending = bytearray()
+        self._frames = FrameDecoder(tty)
         self._eof = False
         self._closed = False
 
@@ -72,19 +81,9 @@ class ExecStream:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if self.tty and self._pending:
-                data = bytes(self._pending)
-                self._pending.clear()
-                return STDOUT, data
-            if not self.tty and len(self._pending) >= _FRAME.size:
-                stream, length = _FRAME.unpack_from(self._pending)
-                end = _FRAME.size + length
-                if len(self._pending) >= end:
-                    data = bytes(self._pending[_FRAME.size:end])
-                    del self._pending[:end]
-                    if length:
-                        return (STDERR if stream == STDERR else STDOUT), data
-                    continue
+            frame = self._frames.next()
+            if frame is not None:
+                return frame
             if self._eof:
                 return None
             self._receive(deadline)
@@ -117,7 +116,7 @@ class ExecStream:
             NotFound, EngineError: The exec is gone or has not started yet.
         """
         with translate_errors("the command has ended"):
-            self.api.exec_resize(self.exec_id, height=height, width=width)
+            self.engine.exec_resize(self.exec_id, width, height)
 
     def resize_when_started(self, width: int, height: int, attempts: int = 10) -> bool:
         """Sets the initial terminal size, retrying while the process starts.
@@ -158,7 +157,7 @@ class ExecStream:
         delay = 0.005
         while True:
             with translate_errors("the command has ended"):
-                info = self.api.exec_inspect(self.exec_id)
+                info = self.engine.exec_inspect(self.exec_id)
             if not info.get("Running") and info.get("ExitCode") is not None:
                 return int(info["ExitCode"])
             if time.monotonic() >= deadline:
@@ -192,17 +191,16 @@ class ExecStream:
         """
         try:
             with translate_errors("the command has ended"):
-                info = self.api.exec_inspect(self.exec_id)
+                info = self.engine.exec_inspect(self.exec_id)
                 if not info.get("Running") or not info.get("Pid"):
                     return False
-                state = self.api.inspect_container(info["ContainerID"]).get("State") or {}
+                state = self.engine.inspect_container(info["ContainerID"]).get("State") or {}
             inner = _inner_pid(int(info["Pid"]), int(state.get("Pid") or 0))
             if inner is None:
                 return False
             argv = ["/bin/sh", "-c", 'kill -s HUP -- "-$1"', "sshpanel-hangup", str(inner)]
             with translate_errors("the command has ended"):
-                created = self.api.exec_create(info["ContainerID"], argv, user="0", privileged=False)
-                self.api.exec_start(created["Id"])
+                self.engine.exec_run(info["ContainerID"], argv)
             return True
         except PanelError as exc:
             log.info("could not hang up exec %s: %s", self.exec_id[:12], exc.message)
@@ -231,7 +229,7 @@ class ExecStream:
         except (ConnectionError, OSError):
             data = b""
         if data:
-            self._pending += data
+            self._frames.feed(data)
         else:
             self._eof = True
 
@@ -262,7 +260,7 @@ def _inner_pid(host_pid: int, init_pid: int) -> int | None:
     return None
 
 
-def _duplex_socket(raw) -> socket.socket:
+def _duplex_socket(raw: Any) -> socket.socket:
     """Returns a blocking socket for both directions of a hijacked connection.
 
     On a unix or plain TCP engine the SDK returns a `socket.SocketIO`, which

@@ -8,7 +8,7 @@ import collections
 import socket
 import threading
 import time
-from typing import IO, Callable
+from typing import IO, Any, Callable
 
 import docker
 import docker.errors
@@ -16,7 +16,7 @@ import requests
 import requests.exceptions
 from docker.utils.json_stream import json_stream
 
-from sshpanel.backend.engine import API_VERSION, translate_errors
+from sshpanel.backend.engine.errors import translate_errors
 from sshpanel.config import Settings
 from sshpanel.errors import EngineError, EngineUnavailable, TimedOut
 
@@ -72,7 +72,7 @@ class BuildOutput:
                 self.on_line(line)
 
 
-def stream_build(settings: Settings, address: str, context: IO[bytes], output: BuildOutput,
+def stream_build(settings: Settings, options: dict[str, Any], context: IO[bytes], output: BuildOutput,
                  cgroup_parent: str) -> str:
     """Runs the engine's classic build of `context` and returns the image ID.
 
@@ -87,7 +87,8 @@ def stream_build(settings: Settings, address: str, context: IO[bytes], output: B
 
     Args:
         settings: `build_network`, `build_memory`, `build_timeout`.
-        address: The engine address (`unix:///var/run/docker.sock`).
+        options: The SDK client's connection arguments
+            (`Engine.client_options`).
         context: A tar file with the Dockerfile at its top.
         output: Where the log goes.
         cgroup_parent: The cgroup every `RUN` container is placed under
@@ -110,7 +111,7 @@ def stream_build(settings: Settings, address: str, context: IO[bytes], output: B
     api = None
     try:
         with translate_errors():
-            api = docker.APIClient(base_url=address, version=API_VERSION, timeout=settings.build_timeout)
+            api = docker.APIClient(timeout=settings.build_timeout, **options)
             image_id, error = _read(_post(api, settings, context, deadline, watchdog, cgroup_parent), output, watchdog)
     except (EngineUnavailable, requests.exceptions.RequestException, OSError, ValueError):
         # ValueError: a JSON line cut by the watchdog. A socket timeout may win
@@ -171,7 +172,7 @@ def _post(api: docker.APIClient, settings: Settings, context: IO[bytes], deadlin
         "cpuperiod": CPU_PERIOD, "cpuquota": int(CPU_PERIOD * BUILD_CPUS), "cgroupparent": cgroup_parent,
     }
     left = max(deadline - time.monotonic(), 0.1)
-    response = api.post(f"{api.base_url}/v{api.api_version}/build", params=params, data=context,
+    response = api.post(api._url("/build"), params=params, data=context,
                         headers={"Content-Type": "application/tar"}, stream=True, timeout=left)
     watchdog.watch(response)
     try:
