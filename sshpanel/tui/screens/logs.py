@@ -92,7 +92,8 @@ class LogScreen(BackendCalls, Screen[None]):
         self._unsubscribe: Callable[[], None] | None = None
         self._view = LogView(MAX_LINES, MAX_BYTES, id="log-view")
         self._taken_at = 0.0
-        """When lines were last taken (monotonic seconds)."""
+        """When lines were last taken (monotonic seconds; the first lines
+        are never held back)."""
 
     def compose(self) -> ComposeResult:
         """Header, status line, the log, the search line, the footer."""
@@ -171,9 +172,9 @@ class LogScreen(BackendCalls, Screen[None]):
         follower = self.follower
         if follower is None:
             return
-        self._taken_at = time.monotonic()
         lines = follower.take(BATCH)
         if lines:
+            self._taken_at = time.monotonic()
             self.view.add(lines, follow=self.follow)
             if not self.follow:
                 self.unseen += len(lines)
