@@ -59,6 +59,7 @@ def assert_hardened(
     publish_address: str = "127.0.0.1",
     port_range: tuple[int, int] | None = None,
     image_volumes: tuple[str, ...] = (),
+    network: str = "",
 ) -> None:
     """Asserts every policy guarantee on one container's inspect data.
 
@@ -71,6 +72,8 @@ def assert_hardened(
         port_range: The owner's host port range (None: nothing published).
         image_volumes: Paths the image declares with `VOLUME`: the engine
             mounts an anonymous local volume there (no driver options).
+        network: The one network it must be on; "" for the owner's
+            (`<namespace>.<owner>`; a Compose project's is its own).
     """
     host = attrs["HostConfig"]
     assert host["Privileged"] is False
@@ -89,8 +92,9 @@ def assert_hardened(
         assert anonymous or mount["Name"].startswith(f"{namespace}.{owner}."), mount
     assert not host.get("VolumesFrom")
     assert not host.get("VolumeDriver")
-    assert host["NetworkMode"] == f"{namespace}.{owner}"
-    assert set(attrs["NetworkSettings"]["Networks"]) == {f"{namespace}.{owner}"}
+    network = network or f"{namespace}.{owner}"
+    assert host["NetworkMode"] == network
+    assert set(attrs["NetworkSettings"]["Networks"]) == {network}
     for mode in NAMESPACE_MODES:
         assert host.get(mode) == defaults.get(mode), mode
         assert not str(host.get(mode) or "").startswith("container:"), mode

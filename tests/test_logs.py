@@ -126,6 +126,22 @@ def test_logs_follow_disconnect_frees_the_stream_regression(panel, chatty):
     )
 
 
+def test_leaving_the_log_of_a_quiet_container_frees_the_server_regression(panel):
+    """Closing a follower whose reading thread waits for a container that
+    writes nothing more must not wait with it: a plain `Response.close()`
+    did, on the event loop, and froze every session until the next line."""
+    alice = panel.users["alice"]
+    assert panel.run(alice, "run", "-d", "--name", "quiet", TEST_IMAGE, "sh", "-c",
+                     "echo out 1; exec sleep 600").returncode == 0
+    try:
+        wait_for(lambda: "out 1" in panel.run(alice, "logs", "quiet").stdout, what="the one line")
+        follow_once(panel, alice, "quiet")
+        follow_once(panel, alice, "quiet")
+        assert panel.run(alice, "ps", timeout=30).returncode == 0
+    finally:
+        panel.run(alice, "rm", "-f", "quiet")
+
+
 def test_logs_follow_without_stdin_keeps_following(panel, chatty):
     alice = panel.users["alice"]
     process = subprocess.Popen(

@@ -23,7 +23,7 @@ from sshpanel.tui.screens.logs import BATCH, MAX_LINES, LogScreen
 from sshpanel.tui.widgets.container_graphs import ContainerGraphs
 from sshpanel.tui.widgets.graphs import bar_rows, scale_top, spark
 from sshpanel.tui.widgets.history_views import DailyChart, HistoryTable
-from sshpanel.tui.widgets.log_view import MATCH_STYLE, LogView, printable
+from sshpanel.tui.widgets.log_view import MATCH_STYLE, LogView, drawn
 from sshpanel.tui.widgets.stats_panel import ContainerMonitor, rate
 from tests.test_tui_render import FakeWorkspace, async_test, notifications, screen_text, settle, table, view
 from tests.tui_fakes import FakeHistory, FakeLogs, FakeShell, FakeStats, log_line, sample, services
@@ -264,8 +264,8 @@ async def test_stderr_is_red_and_control_codes_never_reach_the_terminal(workspac
         view_ = screen.view
         assert str(view_.format_line(log_line("oops", "stderr")).spans[0].style) == "red"
         assert view_.format_line(log_line("plain")).spans == []
-        assert "\x1b" not in screen_text(app) and "�[2J�]0;pwned�x y" in screen_text(app)
-    assert printable("a\rb\x9bc") == "a�b�c"
+        assert "\x1b" not in screen_text(app) and drawn("\x1b[2J\x1b]0;pwned\x07x\ty") in screen_text(app)
+    assert drawn("a\rb\x9bc\nd") == "a\\x0db\\x9bc\\x0ad"
 
 
 @async_test

@@ -64,6 +64,22 @@ def network_name(namespace: str, user: str) -> str:
     return f"{namespace}.{user}"
 
 
+def project_network_name(namespace: str, user: str, project: str) -> str:
+    """Returns the name of a user's Compose project's own bridge network
+    (Compose's `PROJECT_default`; project names have no `.`)."""
+    return f"{namespace}.{user}.{project}_default"
+
+
+def compose_container_name(project: str, service: str) -> str:
+    """Returns the user's short name of a project's service container,
+    `PROJECT-SERVICE-1` as Compose names it.
+
+    Raises:
+        InvalidValue: The name is not a valid container name (too long).
+    """
+    return check_container_name(f"{project}-{service}-1")
+
+
 def generate_name(image: str, taken: set[str], token: str) -> str:
     """Returns a container name for `run` without `--name`: the image's base
     name and a short token (`busybox-3f9a`), unique among `taken`.

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sshpanel.access.names import docker_container_name, docker_volume_name, network_name
-from sshpanel.access.spec import ContainerSpec
+from sshpanel.access.names import docker_container_name, docker_volume_name, network_name, project_network_name
+from sshpanel.access.spec import ContainerSpec, Healthcheck, ServiceOptions
 
 DROPPED_CAPABILITIES = ("NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SETPCAP")
 LOG_CONFIG = {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}}
+COMPOSE_LABEL = "com.docker.compose."
+"""Compose's own label prefix: set by the server on a project's containers,
+refused in users' labels (`sshpanel.access.compose_service`)."""
 
 
 def owner_labels(label_prefix: str, owner: str, name: str) -> dict[str, str]:
@@ -32,6 +35,41 @@ def owner_labels(label_prefix: str, owner: str, name: str) -> dict[str, str]:
     (docs/PITFALLS.md "Docker": image labels can fake ownership otherwise).
     """
     return {f"{label_prefix}owner": owner, f"{label_prefix}name": name}
+
+
+def container_network(spec: ContainerSpec, owner: str, namespace: str) -> str:
+    """Returns the one network a container of `spec` is on: its Compose
+    project's (`project_network_name`), else the owner's bridge network."""
+    if spec.options.project:
+        return project_network_name(namespace, owner, spec.options.project)
+    return network_name(namespace, owner)
+
+
+def compose_labels(options: ServiceOptions) -> dict[str, str]:
+    """Returns Compose's labels of a project's container (the keys `docker
+    compose` reads: project, service, config hash, container number), or {}
+    for a lone container."""
+    if not options.project:
+        return {}
+    return {
+        f"{COMPOSE_LABEL}project": options.project,
+        f"{COMPOSE_LABEL}service": options.service,
+        f"{COMPOSE_LABEL}config-hash": options.config_hash,
+        f"{COMPOSE_LABEL}container-number": "1",
+        f"{COMPOSE_LABEL}oneoff": "False",
+    }
+
+
+def health_config(check: Healthcheck) -> dict[str, Any]:
+    """Returns the SDK's `healthcheck` argument (durations in nanoseconds,
+    as the Engine API's `HealthConfig`)."""
+    config: dict[str, Any] = {"test": list(check.test)}
+    for key in ("interval", "timeout", "start_period"):
+        if getattr(check, key):
+            config[key] = int(getattr(check, key) * 1e9)
+    if check.retries:
+        config["retries"] = check.retries
+    return config
 
 
 def create_arguments(
@@ -58,8 +96,12 @@ def create_arguments(
         cap_add, binds, volumes_from, host namespace modes, sysctls,
         cgroup_parent or runtime, and `ports` only when the spec publishes
         some (their range was checked by the caller); `mounts` only of type
-        `volume`, each the owner's named volume (never a bind).
+        `volume`, each the owner's named volume (never a bind). The
+        owner labels are set last, over the user's and Compose's labels.
+        A project's container joins the project's network
+        (`project_network_name`) instead of the user's.
     """
+    options = spec.options
     restart: dict[str, Any] = {"Name": "" if spec.restart == "no" else spec.restart}
     if spec.restart == "on-failure":
         restart["MaximumRetryCount"] = spec.restart_retries
@@ -67,20 +109,22 @@ def create_arguments(
         "image": image_id,
         "command": list(spec.command) or None,
         "name": docker_container_name(namespace, owner, spec.name),
-        "hostname": spec.name[:63],
+        "hostname": options.hostname or spec.name[:63],
         "environment": dict(spec.env),
-        "labels": owner_labels(f"io.{namespace}.", owner, spec.name),
+        "labels": {**dict(options.labels), **compose_labels(options),
+                   **owner_labels(f"io.{namespace}.", owner, spec.name)},
         "mem_limit": spec.memory,
         "memswap_limit": spec.memory,
         "nano_cpus": int(spec.cpus * 1e9),
-        "pids_limit": pids_limit,
+        "pids_limit": min(pids_limit, options.pids) if options.pids else pids_limit,
         "restart_policy": restart,
         "security_opt": ["no-new-privileges:true"],
         "cap_drop": list(DROPPED_CAPABILITIES),
-        "network": network_name(namespace, owner),
+        "network": container_network(spec, owner, namespace),
         "log_config": LOG_CONFIG,
         "detach": True,
     }
+    arguments.update(_service_arguments(options))
     if spec.ports:
         ports: dict[str, list[tuple[str, int]]] = {}
         for mapping in spec.ports:
@@ -92,4 +136,23 @@ def create_arguments(
              "Target": mount.target, "ReadOnly": mount.read_only}
             for mount in spec.volumes
         ]
+    return arguments
+
+
+def _service_arguments(options: ServiceOptions) -> dict[str, Any]:
+    """The create arguments of Compose's further settings, only those set
+    (a container made by `run` gets none of them)."""
+    arguments: dict[str, Any] = {}
+    if options.entrypoint:
+        arguments["entrypoint"] = list(options.entrypoint)
+    for key in ("working_dir", "user", "stop_signal"):
+        if getattr(options, key):
+            arguments[key] = getattr(options, key)
+    for key in ("init", "tty", "stdin_open"):
+        if getattr(options, key):
+            arguments[key] = True
+    if options.stop_timeout is not None:
+        arguments["stop_timeout"] = options.stop_timeout
+    if options.healthcheck is not None:
+        arguments["healthcheck"] = health_config(options.healthcheck)
     return arguments

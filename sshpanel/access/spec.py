@@ -60,6 +60,82 @@ class VolumeMount:
 
 
 @dataclass(frozen=True)
+class Healthcheck:
+    """A container's health check, as Compose's `healthcheck` and the Engine
+    API's `HealthConfig` have it.
+
+    Attributes:
+        test: `("CMD", arg, ...)`, `("CMD-SHELL", line)` or `("NONE",)`.
+        interval: Seconds between two checks (0: Docker's default, 30 s).
+        timeout: Seconds a check may take (0: Docker's default, 30 s).
+        retries: Failures in a row that make it unhealthy (0: default, 3).
+        start_period: Seconds after the start in which failures do not count.
+    """
+
+    test: tuple[str, ...]
+    interval: float = 0.0
+    timeout: float = 0.0
+    retries: int = 0
+    start_period: float = 0.0
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """What a Compose service may set beyond `run`'s flags (issue 22), each
+    field validated by `sshpanel.access.compose_service`; the defaults are
+    what a container made by `run` has.
+
+    Attributes:
+        entrypoint: Replaces the image's entrypoint; () keeps it.
+        working_dir: Absolute path; "" for the image's.
+        user: `USER[:GROUP]` (names or numbers); "" for the image's.
+        hostname: "" for the container's short name.
+        labels: The user's labels (reserved prefixes were refused).
+        stop_signal: `SIGTERM`-like name or number; "" for the image's.
+        stop_timeout: Seconds between the stop signal and SIGKILL; None: 10.
+        init: Run Docker's init as PID 1.
+        tty: Allocate a terminal.
+        stdin_open: Keep stdin open.
+        pids: The service's own pids limit (capped at the user's); 0: the user's.
+        healthcheck: None for the image's.
+        project: The Compose project it belongs to; "" for a lone container.
+        service: The service's name in that project.
+        config_hash: Hash of the service's configuration (Compose's
+            `com.docker.compose.config-hash`), to recreate only what changed.
+        config_file: The compose file it came from, as the user named it.
+    """
+
+    entrypoint: tuple[str, ...] = ()
+    working_dir: str = ""
+    user: str = ""
+    hostname: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    stop_signal: str = ""
+    stop_timeout: int | None = None
+    init: bool = False
+    tty: bool = False
+    stdin_open: bool = False
+    pids: int = 0
+    healthcheck: Healthcheck | None = None
+    project: str = ""
+    service: str = ""
+    config_hash: str = ""
+    config_file: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "ServiceOptions":
+        """Rebuilds options stored by `ContainerSpec.to_json` (unknown keys
+        ignored, missing ones defaulted)."""
+        known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
+        known["entrypoint"] = tuple(known.get("entrypoint") or ())
+        known["labels"] = tuple(tuple(pair) for pair in known.get("labels") or ())
+        check = known.get("healthcheck")
+        if check:
+            known["healthcheck"] = Healthcheck(**dict(check, test=tuple(check.get("test") or ())))
+        return cls(**known)
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     """What a user may configure on a container, validated.
 
@@ -76,6 +152,7 @@ class ContainerSpec:
         ports: Published ports; the host side is checked against the owner's
             port range at create (`sshpanel.access.quota.check_ports`).
         volumes: The user's named volumes to mount.
+        options: Compose's further settings (`ServiceOptions`).
     """
 
     name: str
@@ -88,6 +165,7 @@ class ContainerSpec:
     restart_retries: int = 0
     ports: tuple[PortMapping, ...] = ()
     volumes: tuple[VolumeMount, ...] = ()
+    options: ServiceOptions = ServiceOptions()
 
     def to_json(self) -> str:
         """Serialises the spec for the database (`Container.spec`)."""
@@ -107,6 +185,7 @@ class ContainerSpec:
         known["env"] = tuple(tuple(pair) for pair in known.get("env") or ())
         known["ports"] = tuple(PortMapping(**port) for port in known.get("ports") or ())
         known["volumes"] = tuple(VolumeMount(**mount) for mount in known.get("volumes") or ())
+        known["options"] = ServiceOptions.from_dict(known.get("options"))
         return cls(**known)
 
 

@@ -4,6 +4,7 @@ public keys and their password), and the key functions `Admin` shares."""
 from __future__ import annotations
 
 from sshpanel.access.keys import parse_public_key
+from sshpanel.access.text import quoted
 from sshpanel.backend.accounts import keys_in
 from sshpanel.backend.passwords import Passwords
 from sshpanel.backend.records import KeyView
@@ -130,13 +131,8 @@ def remove_key(store: Store, user_id: int, fingerprint: str, keep_last: bool) ->
     with store.write():
         key = queries.key_by_fingerprint(user_id, fingerprint)
         if key is None:
-            raise NotFound(f"no such key: {_shown(fingerprint)}")
+            raise NotFound(f"no such key: {quoted(fingerprint)}")
         if keep_last and queries.count_keys(user_id) <= 1:
             raise Conflict("cannot remove your last key: add another key first")
         queries.delete_key(key.id)
     return key_view(key)
-
-
-def _shown(text: str) -> str:
-    """Returns user text safe to echo in one line."""
-    return text if len(text) <= 80 and text.isprintable() else repr(text[:80])

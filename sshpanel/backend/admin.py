@@ -17,6 +17,7 @@ from typing import Callable
 from sshpanel.access.names import network_name
 from sshpanel.access.principal import ROLES, Principal, require_admin
 from sshpanel.access.quota import quota_columns
+from sshpanel.access.text import quoted
 from sshpanel.backend.account import add_key, key_target, keys_of, remove_key
 from sshpanel.backend.accounts import create_user, keys_in
 
@@ -360,7 +361,7 @@ class Admin:
     def _user(self, name: str):
         user = self.store.user_by_name(name)
         if user is None:
-            raise NotFound(f"no such user: {_shown(name)}")
+            raise NotFound(f"no such user: {quoted(name)}")
         return user
 
     def _not_self(self, name: str, verb: str):
@@ -407,8 +408,3 @@ class Admin:
     def _close_sessions(self, name: str, reason: str) -> None:
         if self._disconnect is not None:
             self._disconnect(name, reason)
-
-
-def _shown(text: str) -> str:
-    """Returns user text safe to echo in one line."""
-    return text if len(text) <= 80 and text.isprintable() else repr(text[:80])

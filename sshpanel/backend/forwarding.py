@@ -1,6 +1,7 @@
 """Provides `Forwards`, where one user's forwarded connections (`ssh -L`,
 `ssh -D`, `ssh -W`) may go: a port of one of their own running containers,
-at its address on their own bridge network, and nowhere else (issue 25;
+at its address on their own bridge network (a Compose project's
+container: the project's network), and nowhere else (issue 25;
 SECURITY.md "Forwarding reaches only your own containers").
 
 The destination a client names is resolved exactly as every command
@@ -16,7 +17,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from sshpanel.access.names import network_name
+from sshpanel.access.policy import container_network
+from sshpanel.access.spec import ContainerSpec
 from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.workspace import Workspace
 from sshpanel.errors import NotFound, PanelError
@@ -31,7 +33,8 @@ class ForwardTarget:
 
     Attributes:
         name: The container's short name (as the user sees it).
-        address: Its IP address on the user's own bridge network (text).
+        address: Its IP address on the user's own bridge network, or its
+            Compose project's (text).
         port: The TCP port, 1-65535.
     """
 
@@ -67,7 +70,8 @@ class Forwards:
             port: The requested port (any number the client sent).
 
         Returns:
-            The container's name, its address on the user's network, the port.
+            The container's name, its address on its network (the user's,
+            or its Compose project's), the port.
 
         Raises:
             NotFound: The port is not 1-65535, or `host` is not one of the
@@ -94,7 +98,8 @@ class Forwards:
             raise NotFound(f"container {row.name} is not running")
         settings = self.workspace.settings
         networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
-        entry = networks.get(network_name(settings.namespace, self.workspace.principal.name)) or {}
+        spec = ContainerSpec.from_json(row.spec)  # a Compose project's container is on the project's network
+        entry = networks.get(container_network(spec, self.workspace.principal.name, settings.namespace)) or {}
         try:
             address = ipaddress.ip_address(entry.get("IPAddress") or "")
         except ValueError:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from sshpanel.access.text import quoted
 from sshpanel.backend.scope import UserScope
 from sshpanel.errors import InvalidValue, NotFound
 from sshpanel.store import history as queries
@@ -158,8 +159,7 @@ class WorkspaceHistory:
             return None
         rows = queries.records_matching(self.scope.principal.user_id, ref)
         if not rows:
-            shown = ref if len(ref) <= 80 and ref.isprintable() else repr(ref[:80])
-            raise NotFound(f"no such container: {shown}")
+            raise NotFound(f"no such container: {quoted(ref)}")
         return [row.id for row in rows]
 
 

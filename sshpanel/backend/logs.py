@@ -233,7 +233,7 @@ class LogFollower:
         decoder = FrameDecoder(tty)
         tokens, tick = float(self._max_rate or 0), time.monotonic()
         try:
-            for chunk in response.iter_content(chunk_size=None):
+            for chunk in response:
                 if self._max_rate:
                     tokens, tick = self._pace(tokens, tick, len(chunk) + CHUNK_COST)
                 for kind, data in decoder.frames(chunk):

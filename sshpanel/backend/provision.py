@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from sshpanel.access.text import quoted
 from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.engine import ExecStream
 from sshpanel.backend.scripts import (
@@ -28,7 +29,6 @@ from sshpanel.backend.scripts import (
     check_script_name,
     interpreter_of,
     run_argv,
-    shown,
     stop_argv,
 )
 from sshpanel.backend.shell import require_running, start_exec
@@ -133,7 +133,7 @@ class Provisioner:
         """
         row = script_named(self.workspace.principal.user_id, name)
         if row is None:
-            raise NotFound(f"no such script: {shown(name)}")
+            raise NotFound(f"no such script: {quoted(name, 40)}")
         return _script_view(row)
 
     def save(self, name: str, body: str) -> tuple[ScriptView, bool]:
@@ -163,7 +163,7 @@ class Provisioner:
         """
         with self.workspace.audited("script rm", name):
             if not delete_script(self.workspace.store, self.workspace.principal.user_id, name):
-                raise NotFound(f"no such script: {shown(name)}")
+                raise NotFound(f"no such script: {quoted(name, 40)}")
 
     # Running ---------------------------------------------------------------
 

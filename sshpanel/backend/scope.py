@@ -16,6 +16,7 @@ import contextlib
 from typing import Iterator
 
 from sshpanel.access.principal import Principal
+from sshpanel.access.text import quoted
 from sshpanel.backend.engine import Engine
 from sshpanel.backend.events import EngineEvents
 from sshpanel.backend.secrets import Secrets
@@ -94,12 +95,5 @@ class UserScope:
                 counts, writes its own).
         """
         p = self.principal
-        actor, shown = (p.actor, f"{p.name}/{shown_target(target)}") if p.actor else (p.name, shown_target(target))
+        actor, shown = (p.actor, f"{p.name}/{quoted(target)}") if p.actor else (p.name, quoted(target))
         self.store.add_audit(actor, p.fingerprint, p.source, action, shown, outcome)
-
-
-def shown_target(text: str) -> str:
-    """Returns user text safe to echo in one line: as it is when printable
-    and at most 80 characters, else the `repr` of its first 80."""
-    text = str(text)
-    return text if len(text) <= 80 and text.isprintable() else repr(text[:80])

@@ -9,6 +9,7 @@ import re
 import tarfile
 import time
 
+from sshpanel.access.text import quoted
 from sshpanel.errors import InvalidValue
 
 MAX_SCRIPT_BYTES = 256 * 1024
@@ -63,7 +64,7 @@ def check_script_name(name: str) -> str:
     """
     if not isinstance(name, str) or not _SCRIPT_NAME.fullmatch(name):
         raise InvalidValue(
-            f"invalid script name {shown(name)!r}: use 1-63 letters, digits, '_', '.' or '-', "
+            f"invalid script name {quoted(name, 40)!r}: use 1-63 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"
         )
     return name
@@ -157,9 +158,3 @@ def stop_argv(folder: str, marker: str) -> list[str]:
     """Returns the exec argv that kills a run's process group and every
     process whose environment holds `marker` (`MARKER=<token>`)."""
     return ["/bin/sh", f"{folder}/stop", marker]
-
-
-def shown(text: str) -> str:
-    """Returns user text safe to echo in one line (printable, bounded)."""
-    text = str(text)
-    return text if len(text) <= 40 and text.isprintable() else repr(text[:40])

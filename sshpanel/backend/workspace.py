@@ -17,13 +17,14 @@ from sshpanel.access.names import generate_name, network_name
 from sshpanel.access.policy import create_arguments
 from sshpanel.access.quota import Usage, check_quota
 from sshpanel.access.spec import ContainerSpec, CreateRequest, spec_from_request
+from sshpanel.access.text import quoted
 from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.engine.states import ContainerState, list_owner
 from sshpanel.backend.events import DISCONNECTED
 from sshpanel.backend.images import ImagePolicy
 from sshpanel.backend.quotas import check_publish, check_start, check_update, limits_of, pids_of, quota_view, update_limits
 from sshpanel.backend.records import QuotaView
-from sshpanel.backend.scope import UserScope, shown_target
+from sshpanel.backend.scope import UserScope
 from sshpanel.backend.views import ContainerView, ImageView
 from sshpanel.backend.volumes import Volumes
 from sshpanel.errors import Conflict, EngineError, NotFound, PanelError
@@ -125,7 +126,7 @@ class Workspace(UserScope):
                 return hits[0]
             if len(hits) > 1:
                 raise NotFound(f"{ref!r} matches several of your containers: give more of the ID or the name")
-        raise NotFound(f"no such container: {shown_target(ref)}")
+        raise NotFound(f"no such container: {quoted(ref)}")
 
     # Acting --------------------------------------------------------------
 

@@ -15,8 +15,9 @@ import asyncssh
 
 from sshpanel.backend.admin import Admin
 from sshpanel.backend.workspace import Workspace
-from sshpanel.ssh.commands import run_command
+from sshpanel.ssh.commands import deep_link, run_command
 from sshpanel.ssh.services import SessionServices
+from sshpanel.tui.start import StartAt
 
 log = logging.getLogger("sshpanel.session")
 
@@ -47,10 +48,14 @@ def tui_admin(services: SessionServices, workspace: Workspace) -> Admin | None:
     return Admin(workspace, disconnect)
 
 
-async def run_dashboard(services: SessionServices, process: asyncssh.SSHServerProcess, workspace: Workspace) -> int:
+async def run_dashboard(services: SessionServices, process: asyncssh.SSHServerProcess, workspace: Workspace,
+                        start: StartAt | None = None) -> int:
     """Runs the Textual dashboard on a PTY session, with the services it
     offers: the shared stats collector, and shells in the user's containers
     on this session's terminal (the dashboard is suspended meanwhile).
+
+    Args:
+        start: A deep link to follow (`ssh -t panel.host dashboard NAME`).
 
     Returns:
         The session's exit status: 0 when the user quit, 1 when the app failed.
@@ -67,7 +72,7 @@ async def run_dashboard(services: SessionServices, process: asyncssh.SSHServerPr
         return await hand_over(lambda: bridge_shell(process, workspace, ref))
 
     offered = PanelServices.of(workspace, WorkspaceStats(workspace, services.stats), open_shell)
-    app = PanelApp(workspace, tui_admin(services, workspace), services=offered)
+    app = PanelApp(workspace, tui_admin(services, workspace), services=offered, start=start)
     await run_tui(process, app, hand_over, services.settings.idle_timeout)
     return 0 if app.return_code in (0, None) else 1
 
@@ -88,7 +93,8 @@ async def handle_process(services: SessionServices, process: asyncssh.SSHServerP
     # to close (`session_channel.SlotProcess`).
     workspace = services.workspace(principal)
     started = time.monotonic()
-    kind = "tui" if process.command is None else "exec"
+    link = deep_link(process.command) if process.command and process.get_terminal_type() else None
+    kind = "tui" if process.command is None or link is not None else "exec"
     log.info("session start user=%s source=%s kind=%s", principal.name, principal.source, kind)
     status = 1
     try:
@@ -99,6 +105,8 @@ async def handle_process(services: SessionServices, process: asyncssh.SSHServerP
                 process.stderr.write(NO_TERMINAL)
             else:
                 status = await run_dashboard(services, process, workspace)
+        elif link is not None:
+            status = await run_dashboard(services, process, workspace, link if link.container else None)
         else:
             status = await run_command(services, process, workspace, process.command)
     except (asyncssh.BreakReceived, asyncssh.SignalReceived, asyncssh.TerminalSizeChanged):

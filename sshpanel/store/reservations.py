@@ -99,6 +99,29 @@ class UserTransaction:
         """
         return Container.create(user=self.user.id, name=name, image=image, spec=spec, memory=memory, cpus=cpus)
 
+    def reserve_project(
+        self, items: list[tuple[str, str, str, int, float]], replacing: list[int]
+    ) -> list[Container]:
+        """Reserves a Compose project's new containers at once (issue 22):
+        sets the user's records `replacing` aside (marked removed, without a
+        history event: they come back if the `up` fails), then inserts one
+        record per item, like `reserve_container`.
+
+        Args:
+            items: (name, image, spec JSON, memory bytes, CPUs) per container.
+            replacing: Ids of the user's records the new ones replace.
+
+        Returns:
+            The new records, in the order of `items`.
+
+        Raises:
+            Conflict: (at the end of the transaction) a name is taken.
+        """
+        if replacing:
+            Container.update(removed=utcnow()).where(
+                Container.id.in_(replacing) & (Container.user == self.user.id)).execute()
+        return [self.reserve_container(*item) for item in items]
+
     def update_limits(self, container_id: int, memory: int, cpus: float, spec: str) -> None:
         """Stores new limits (bytes, CPUs) and spec of one of the user's records."""
         Container.update(memory=memory, cpus=cpus, spec=spec).where(

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any, Iterable
 
 from textual.app import App, SystemCommand
 from textual.driver import Driver
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
-from sshpanel.errors import PanelError
+from sshpanel.access.text import visible
 from sshpanel.tui.screens.dashboard import DashboardScreen
+from sshpanel.tui.start import StartAt
 
 if TYPE_CHECKING:
     from sshpanel.backend.admin import Admin
     from sshpanel.backend.workspace import Workspace
     from sshpanel.tui.services import PanelServices
-
-log = logging.getLogger(__name__)
 
 HIDDEN_SYSTEM_COMMANDS = frozenset({"Screenshot"})
 """Command palette entries removed: a screenshot is saved on the *server's* disk."""
@@ -33,6 +32,8 @@ class PanelApp(App[None]):
         services: Scripts, provisioning, logs, history, stats and the shell;
             without them (rendering tests of the base dashboard) those
             screens are not offered.
+        start: Where the session opens (a deep link: the dashboard on one
+            container, or its log view); None: the dashboard as it is.
         driver_class: The Textual driver (the SSH driver in production).
         **kwargs: Passed on to `textual.app.App`.
     """
@@ -46,10 +47,13 @@ class PanelApp(App[None]):
         admin: Admin | None = None,
         *,
         services: PanelServices | None = None,
+        start: StartAt | None = None,
         driver_class: type[Driver] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(driver_class=driver_class, **kwargs)
+        self.start = start
+        """Where the session opens (`ssh -t panel.host dashboard NAME`), None: the dashboard as it is."""
         self.workspace = workspace
         """The user's workspace, handed to the screens."""
         self.admin = admin
@@ -59,27 +63,21 @@ class PanelApp(App[None]):
 
     def get_default_screen(self) -> Screen[Any]:
         """The dashboard is the first screen."""
-        return DashboardScreen(self.workspace, self.admin, self.services)
+        return DashboardScreen(self.workspace, self.admin, self.services, start=self.start)
 
-    def show_error(self, error: BaseException) -> None:
-        """Shows an error as a notification: the one place errors reach the user.
-
-        A `PanelError` shows its title and message; anything else is logged
-        with its traceback and shown without details (they may hold secrets).
-
-        Args:
-            error: The exception a backend call raised.
-        """
-        if isinstance(error, PanelError):
-            self.notify(error.message, title=error.title, severity="error", markup=False)
-            return
-        log.error("unexpected error in the TUI", exc_info=error)
-        self.notify(
-            f"Something went wrong ({type(error).__name__}); the error was logged.",
-            title="Unexpected error",
-            severity="error",
-            markup=False,
-        )
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """`App.notify`, with the message and title made `visible`: every
+        notification of every screen passes here, and many name what a user
+        typed (a file, a key comment, an error about either)."""
+        super().notify(visible(message), title=visible(title), severity=severity, timeout=timeout, markup=markup)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """Textual's palette commands, minus those that act on the server."""

@@ -15,8 +15,10 @@ from typing import IO, Any, Iterator
 
 import docker
 import docker.errors
+import docker.models.containers
 import docker.utils
 import requests.exceptions
+from docker.types import CancellableStream
 
 from sshpanel.backend.engine.build import BuildOutput, stream_build
 from sshpanel.backend.engine.errors import translate_errors
@@ -164,6 +166,9 @@ class Engine:
             arguments: The keyword arguments of the SDK's
                 `containers.create` (`sshpanel.access.policy.create_arguments`
                 makes them), `network` among them.
+                A `stop_timeout` among them (seconds, Compose's
+                `stop_grace_period`) is sent as the API's `StopTimeout`,
+                which the SDK's `containers.create` does not take.
             network: The network to attach it to at creation.
             aliases: Its DNS names on that network.
         """
@@ -171,7 +176,14 @@ class Engine:
             client = self._sdk()
             arguments = dict(arguments, networking_config={
                 network: client.api.create_endpoint_config(aliases=aliases)})
-            return str(client.containers.create(**arguments).id)
+            stop_timeout = arguments.pop("stop_timeout", None)
+            if stop_timeout is None:
+                return str(client.containers.create(**arguments).id)
+            # The SDK's own translation of `containers.create` arguments, then
+            # the low-level create, which takes `stop_timeout`.
+            create = docker.models.containers._create_container_args(
+                dict(arguments, version=client.api._version))
+            return str(client.api.create_container(**create, stop_timeout=stop_timeout)["Id"])
 
     def start(self, container_id: str) -> None:
         """`POST /containers/{id}/start`."""
@@ -231,8 +243,12 @@ class Engine:
 
         Returns:
             (whether the container has a TTY — its stream is then raw bytes,
-            else frames for `FrameDecoder` — and the open response; the
-            caller closes it).
+            else frames for `FrameDecoder` — and the stream of byte chunks,
+            the SDK's `CancellableStream`: its `close()` shuts the socket
+            down, which ends a read blocked in another thread at once; the
+            caller closes it). A plain `Response.close()` would instead wait
+            for that read, i.e. for the container's next line (hours, for a
+            quiet one), on whatever thread called it.
         """
         with translate_errors():
             api = self._client()
@@ -244,7 +260,7 @@ class Engine:
             except requests.exceptions.HTTPError as exc:
                 response.close()
                 raise docker.errors.create_api_error_from_http_exception(exc) from None
-        return tty, response
+        return tty, CancellableStream(response.iter_content(chunk_size=None), response)
 
     def stats(self, container_id: str) -> Json:
         """One `GET /containers/{id}/stats?stream=0&one-shot=1` sample."""

@@ -17,12 +17,15 @@ import asyncssh
 
 from sshpanel.backend.workspace import Workspace
 from sshpanel.errors import PanelError, UsageError
-from sshpanel.ssh.commands import account, admin, build, containers, deploy, images, monitor, secrets, shell, volumes
+from sshpanel.ssh.commands import (
+    account, admin, build, compose, containers, deploy, images, monitor, secrets, shell, volumes,
+)
 from sshpanel.ssh.commands.base import Context, Handler, HelpShown, Parser
 from sshpanel.ssh.services import SessionServices
+from sshpanel.tui.start import StartAt
 
 MAX_COMMAND_LINE = 64 * 1024
-COMMAND_MODULES = (containers, account, admin, shell, monitor, build, images, deploy, secrets, volumes)
+COMMAND_MODULES = (containers, account, admin, shell, monitor, build, images, deploy, secrets, volumes, compose)
 """Every module with a `register(subparsers) -> {verb: handler}`."""
 
 
@@ -42,6 +45,30 @@ def build_parser() -> tuple[Parser, dict[str, Handler]]:
         handlers.update(module.register(sub))
     sub.add_parser("help", help="show this help")
     return root, handlers
+
+
+def deep_link(command: str) -> StartAt | None:
+    """Reads a command line that opens the dashboard instead of printing:
+    `dashboard [CONTAINER]` and `logs --tui [-f] CONTAINER` (run with a
+    terminal, `ssh -t panel.host ...`).
+
+    Returns:
+        Where the dashboard opens (`StartAt` with an empty container: the
+        dashboard as it is), or None for every other command line and for
+        one that does not parse (`run_command` then says why).
+    """
+    if len(command) > MAX_COMMAND_LINE:
+        return None
+    parser, _ = build_parser()
+    try:
+        args = parser.parse_args(shlex.split(command))
+    except (ValueError, HelpShown, UsageError):
+        return None
+    if args.verb == "dashboard":
+        return StartAt(args.container or "")
+    if args.verb == "logs" and args.tui:
+        return StartAt(args.container, logs=True)
+    return None
 
 
 async def run_command(

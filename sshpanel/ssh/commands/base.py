@@ -10,6 +10,7 @@ from typing import Awaitable, Callable, Union
 
 import asyncssh
 
+from sshpanel.access.text import visible
 from sshpanel.backend.passwords import Passwords
 from sshpanel.backend.stats import StatsCollector
 from sshpanel.backend.workspace import Workspace
@@ -38,15 +39,19 @@ class Context:
     close_user_sessions: Callable[[str, str], int]
 
     def out(self, text: str = "") -> None:
-        """Writes one line to stdout (safe from any thread)."""
-        self.write(text + "\n")
+        """Writes one line to stdout (safe from any thread), every control
+        character but tab and newline made `visible`: the text may hold what
+        a user or a container controls."""
+        self.write(visible(text) + "\n")
 
     def err(self, text: str) -> None:
-        """Writes one line to stderr (safe from any thread)."""
-        self.write(text + "\n", stderr=True)
+        """Writes one line to stderr like `out`."""
+        self.write(visible(text) + "\n", stderr=True)
 
     def write(self, text: str, stderr: bool = False) -> None:
-        """Writes text as is to stdout or stderr (safe from any thread)."""
+        """Writes text as is to stdout or stderr (safe from any thread): only
+        for data (`script show`, `template show`) and for the panel's own
+        control codes; user text goes through `out`, `err` or `visible`."""
         stream = self.process.stderr if stderr else self.process.stdout
         try:
             running = asyncio.get_running_loop()
@@ -95,7 +100,9 @@ class HelpShown(Exception):
 
 
 def table(headers: tuple[str, ...], rows: list[tuple]) -> str:
-    """Formats rows as the docker CLI does: left-aligned, three-space gaps."""
+    """Formats rows as the docker CLI does: left-aligned, three-space gaps,
+    every cell made `visible` (so the columns line up around escapes)."""
+    rows = [tuple(visible(str(cell)) for cell in row) for row in rows]
     widths = [max([len(h)] + [len(str(row[i])) for row in rows]) for i, h in enumerate(headers)]
     lines = [
         "   ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(line)).rstrip()

@@ -14,6 +14,7 @@ import json
 
 import asyncssh
 
+from sshpanel.access.text import visible
 from sshpanel.access.units import format_bytes, parse_since
 from sshpanel.backend.history import MAX_DAYS, DailyCount, HistoryEntry, WorkspaceHistory
 from sshpanel.backend.logs import LogLine, WorkspaceLogs
@@ -40,13 +41,17 @@ def register(sub) -> dict[str, Handler]:
     logs.add_argument("--tail", default="all", metavar="N", help="only the last N lines (default all)")
     logs.add_argument("--since", metavar="DURATION", help="only lines since a duration ago (10m) or a time")
     logs.add_argument("-t", "--timestamps", action="store_true", help="show timestamps")
+    logs.add_argument("--tui", action="store_true",
+                      help="open the dashboard's log view of the container (needs a terminal: ssh -t)")
     logs.add_argument("container", metavar="CONTAINER")
+    dashboard = sub.add_parser("dashboard", help="open the dashboard, on one container if named (needs ssh -t)")
+    dashboard.add_argument("container", nargs="?", metavar="CONTAINER")
     history = sub.add_parser("history", help="show the history of deployments and failures")
     history.add_argument("container", nargs="?", metavar="CONTAINER", help="one container (removed ones too)")
     history.add_argument("--days", type=int, default=30, help=f"how many days back (1-{MAX_DAYS}, default 30)")
     history.add_argument("--daily", action="store_true", help="deployments and failures per day")
     history.add_argument("--format", choices=("table", "json"), default="table", help="output format")
-    return {"stats": _stats, "logs": _logs, "history": _history}
+    return {"stats": _stats, "logs": _logs, "history": _history, "dashboard": _needs_terminal}
 
 
 # stats -------------------------------------------------------------------
@@ -145,7 +150,17 @@ def decimal_size(value: float) -> str:
 # logs --------------------------------------------------------------------
 
 
+def _needs_terminal(ctx: Context, args: argparse.Namespace) -> int:
+    """`dashboard` and `logs --tui` reach a handler only without a terminal
+    (with one, the session opens the dashboard: `sshpanel.ssh.session`)."""
+    named = f" {args.container}" if args.container else ""
+    verb = "logs --tui" if args.verb == "logs" else "dashboard"
+    raise UsageError(f"{verb} needs a terminal: ssh -t panel.host {verb}{named}")
+
+
 async def _logs(ctx: Context, args: argparse.Namespace) -> int:
+    if args.tui:
+        return _needs_terminal(ctx, args)
     tail = _parse_tail(args.tail)
     since = parse_since(args.since) if args.since else None
     follower = await asyncio.to_thread(
@@ -193,13 +208,19 @@ def _parse_tail(text: str) -> int | None:
 
 
 async def _print_lines(ctx: Context, lines: list[LogLine], timestamps: bool, newline: str) -> None:
-    """Writes lines to stdout or stderr as the container wrote them, then
-    waits until the client took them (so a slow client slows Docker down)."""
+    """Writes lines to stdout or stderr, then waits until the client took
+    them (so a slow client slows Docker down).
+
+    Without a terminal and without `-t` the lines are data and keep their
+    bytes, as `docker logs` passes them through; on a terminal or with
+    timestamps they are made `visible` first (docs/ARCHITECTURE.md
+    "Invariants")."""
     process = ctx.process
+    raw = not timestamps and newline == "\n"
     for line in lines:
         stream = process.stderr if line.stream == "stderr" else process.stdout
         prefix = f"{line.timestamp} " if timestamps and line.timestamp else ""
-        stream.write(prefix + line.text + newline)
+        stream.write(prefix + (line.text if raw else visible(line.text)) + newline)
     await process.stdout.drain()
     await process.stderr.drain()
 

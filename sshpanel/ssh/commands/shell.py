@@ -14,6 +14,7 @@ from typing import Callable, TypeVar
 
 import asyncssh
 
+from sshpanel.access.text import visible
 from sshpanel.access.units import format_age
 from sshpanel.backend.engine import STDERR, STDOUT
 from sshpanel.backend.provision import Provisioner
@@ -170,7 +171,8 @@ def _output_writer(
 
     The callback writes to the channel on the event loop and waits until the
     client took the data, so a slow client slows the reading instead of
-    filling memory. Once the client is gone, output is dropped (the run's
+    filling memory. The output is the container's, so it is made `visible`
+    (the run's record keeps it as it came). Once the client is gone, output is dropped (the run's
     record keeps its last lines). `flush()`, called on the loop at the end,
     writes the bytes of an unfinished UTF-8 sequence.
     """
@@ -181,7 +183,7 @@ def _output_writer(
         return process.stderr if which == STDERR else process.stdout
 
     async def write(which: int, data: bytes) -> None:
-        writer(which).write(decoders[which].decode(data))
+        writer(which).write(visible(decoders[which].decode(data)))
         await writer(which).drain()
 
     def on_output(which: int, data: bytes) -> None:
@@ -196,7 +198,7 @@ def _output_writer(
         for which, decoder in decoders.items():
             tail = decoder.decode(b"", True)
             if tail and not gone.is_set() and not process.channel.is_closing():
-                writer(which).write(tail)
+                writer(which).write(visible(tail))
 
     return on_output, flush
 

@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Input, Select, Static
 from sshpanel.backend.records import AuditView
 from sshpanel.tui.screens.admin_base import AdminSectionScreen
 from sshpanel.tui.widgets.admin_tables import AuditTable, outcome_style
+from sshpanel.tui.widgets.log_view import drawn
 
 if TYPE_CHECKING:
     from sshpanel.backend.admin import Admin
@@ -37,10 +38,11 @@ def entry_details(entry: AuditView) -> Text:
         entry: The entry.
     """
     return Text.assemble(
-        (entry.time.strftime("%Y-%m-%d %H:%M:%S UTC"), "bold"), "  ", (entry.actor, "bold"),
-        f"  from {entry.source or '-'}\n",
-        f"key {entry.fingerprint or '-'}\n",
-        (entry.action, "bold"), f" {entry.target or '-'}: ", (entry.outcome, outcome_style(entry.outcome)),
+        (entry.time.strftime("%Y-%m-%d %H:%M:%S UTC"), "bold"), "  ", (drawn(entry.actor), "bold"),
+        f"  from {drawn(entry.source or '-')}\n",
+        f"key {drawn(entry.fingerprint or '-')}\n",
+        (drawn(entry.action), "bold"), f" {drawn(entry.target or '-')}: ",
+        (drawn(entry.outcome), outcome_style(entry.outcome)),
     )
 
 

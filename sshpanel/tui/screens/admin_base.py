@@ -8,11 +8,10 @@ from typing import TYPE_CHECKING, ClassVar, Sequence
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Header
 
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
@@ -44,7 +43,7 @@ class SectionBar(Widget):
         return line
 
 
-class AdminSectionScreen(BackendCalls, Screen[None]):
+class AdminSectionScreen(PanelScreen[None]):
     """A section of the admin area; keys 1-4 switch sections, Esc goes back
     to the dashboard.
 

@@ -12,14 +12,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Header, ProgressBar, RichLog, Static
 
 from sshpanel.backend.builds import BuildResult, Builder
 from sshpanel.backend.deploy import Deployer, DeployResult
 from sshpanel.errors import PanelError
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.widgets.key_footer import KeyFooter
+from sshpanel.tui.widgets.log_view import drawn
 
 if TYPE_CHECKING:
     from sshpanel.backend.workspace import Workspace
@@ -36,7 +36,7 @@ def image_name(folder: str) -> str:
     return name.lstrip("._-")[:64] or "app"
 
 
-class BuildScreen(BackendCalls, Screen[None]):
+class BuildScreen(PanelScreen[None]):
     """Builds `folder` as the image `<namespace>/<user>/<name>:<n>`.
 
     The build runs in a thread worker (minutes, at most the build time
@@ -85,7 +85,7 @@ class BuildScreen(BackendCalls, Screen[None]):
     def on_mount(self) -> None:
         """Starts the build."""
         self.title = "sshpanel"
-        self.sub_title = f"Build {self.folder}"
+        self.sub_title = f"Build {drawn(self.folder)}"
         self.running = True
         self._status(f"Building ~/{self.folder} as {self.name_}…", "bold")
         self.call_backend(self._build, self._built, failed=self._failed, group="build")
@@ -111,12 +111,12 @@ class BuildScreen(BackendCalls, Screen[None]):
         """Appends the line; a step line advances the bar."""
         if not message.text.strip():
             return
-        self.query_one(RichLog).write(Text(message.text))
+        self.query_one(RichLog).write(Text(drawn(message.text)))
         step = STEP.match(message.text)
         if step:
             number, total = int(step.group(1)), int(step.group(2))
             self.query_one(ProgressBar).update(total=total, progress=number - 1)
-            self.query_one("#build-step", Static).update(f"Step {number} of {total}: {step.group(3)[:200]}")
+            self.query_one("#build-step", Static).update(f"Step {number} of {total}: {drawn(step.group(3)[:200])}")
 
     def _built(self, result: BuildResult) -> None:
         self.running = False
@@ -164,7 +164,7 @@ class BuildScreen(BackendCalls, Screen[None]):
         self.app.pop_screen()
 
     def _status(self, text: str, style: str) -> None:
-        self.query_one("#build-status", Static).update(Text(text, style=style))
+        self.query_one("#build-status", Static).update(Text(drawn(text), style=style))
 
     @property
     def status_text(self) -> str:

@@ -9,6 +9,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
+from sshpanel.access.text import visible
+
 
 class ConfirmModal(ModalScreen[bool]):
     """Asks a question; dismisses with True (confirm) or False (cancel).
@@ -35,7 +37,7 @@ class ConfirmModal(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         """Builds the dialog."""
         with Vertical(id="confirm-dialog", classes="dialog"):
-            yield Label(self.question, id="confirm-question", markup=False)
+            yield Label(visible(self.question), id="confirm-question", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.confirm_label, id="confirm-yes", variant="error", compact=True)
                 yield Button("Cancel", id="confirm-no", compact=True)

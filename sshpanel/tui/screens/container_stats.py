@@ -7,12 +7,11 @@ from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Header
 
 from sshpanel.backend.samples import ContainerStats
 from sshpanel.backend.views import ContainerView
-from sshpanel.tui.screens.container_actions import SERVICE_ACTIONS, ContainerActions
+from sshpanel.tui.screens.container_screen import ContainerScreen
 from sshpanel.tui.widgets.container_graphs import ContainerGraphs, history_span
 from sshpanel.tui.widgets.key_footer import KeyFooter
 
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
     from sshpanel.tui.services import PanelServices
 
 
-class ContainerStatsScreen(ContainerActions, Screen[None]):
+class ContainerStatsScreen(ContainerScreen):
     """Graphs of one container, live from the shared collector (this screen
     subscribes while it is shown, which costs the engine nothing more), first
     filled with the samples the collector kept of the last minutes.
@@ -39,8 +38,8 @@ class ContainerStatsScreen(ContainerActions, Screen[None]):
     ]
 
     def __init__(self, services: PanelServices, view: ContainerView) -> None:
-        super().__init__()
-        self.services = services
+        super().__init__(services)
+        self.services: PanelServices = services
         """The session's services."""
         self.view = view
         """The container shown."""
@@ -71,12 +70,6 @@ class ContainerStatsScreen(ContainerActions, Screen[None]):
     def history_scope(self) -> str | None:
         """`h` shows this container's history."""
         return self.view.name
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Offers the shell only when the session can lend its terminal."""
-        if action in SERVICE_ACTIONS:
-            return self.service_action_available(action)
-        return True
 
     def action_close(self) -> None:
         """Back to the dashboard."""

@@ -17,6 +17,7 @@ from textual.widgets import Button, Input, Label, Select, Static, TextArea
 from sshpanel.access.spec import RESTART_POLICIES, UNNAMED, CreateRequest, spec_from_request
 from sshpanel.access.units import format_bytes
 from sshpanel.errors import InvalidValue
+from sshpanel.tui.widgets.log_view import drawn
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class CreateContainerModal(ModalScreen[NewContainer | None]):
 
     def compose(self) -> ComposeResult:
         """Builds the form: one row per field, label on the left."""
-        options = [(Text(reference), reference) for reference in self.images]
+        options = [(Text(drawn(reference)), reference) for reference in self.images]
         with Vertical(id="create-dialog", classes="dialog") as dialog:
             dialog.border_title = "New container"
             dialog.border_subtitle = "Ctrl+S create · Esc cancel"
@@ -106,7 +107,7 @@ class CreateContainerModal(ModalScreen[NewContainer | None]):
             fields: list[Widget] = [Label("Restart", classes="form-label"), restart]
             if self.scripts:  # on the same row, so that the form still fits 24 lines
                 script = Select(
-                    [(Text(name), name) for name in self.scripts], prompt="no script", id="create-script", compact=True
+                    [(Text(drawn(name)), name) for name in self.scripts], prompt="no script", id="create-script", compact=True
                 )
                 fields += [Label("Provision", id="create-script-label"), script]
             yield Horizontal(*fields, classes="form-row")

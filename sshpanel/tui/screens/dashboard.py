@@ -6,30 +6,30 @@ import datetime as dt
 import functools
 from typing import TYPE_CHECKING, Any, Callable
 
-from textual import work
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Header, Static
-from textual.worker import Worker, WorkerState
 
-from sshpanel.access.spec import CreateRequest
-from sshpanel.backend.deploy import Deployer
+from sshpanel.access.text import quoted
+from sshpanel.backend.deploy import Deployer, DeployResult
+from sshpanel.backend.history import HistoryEntry
 from sshpanel.backend.records import QuotaView
 from sshpanel.backend.views import ContainerView, ImageView
 from sshpanel.errors import EngineUnavailable, PermissionDenied
 from sshpanel.tui.screens.admin import admin_area
-from sshpanel.tui.screens.calls import in_worker_thread
 from sshpanel.tui.screens.confirm import ConfirmModal
-from sshpanel.tui.screens.container_actions import SERVICE_ACTIONS, ContainerActions
+from sshpanel.tui.screens.container_screen import ContainerScreen
 from sshpanel.tui.screens.container_stats import ContainerStatsScreen
 from sshpanel.tui.screens.create import CreateContainerModal, NewContainer
 from sshpanel.tui.screens.edit import EditContainerModal
 from sshpanel.tui.screens.files import FilesScreen
+from sshpanel.tui.start import StartAt
 from sshpanel.tui.widgets.container_table import ContainerTable
+from sshpanel.tui.widgets.history_views import last_record_text
 from sshpanel.tui.widgets.key_footer import KeyFooter
 from sshpanel.tui.widgets.quota_bar import QuotaBar
 from sshpanel.tui.widgets.stats_panel import ContainerMonitor
@@ -56,12 +56,12 @@ EVENT_DEBOUNCE = 0.2
 """Seconds to wait after a Docker event so that a burst causes one refresh."""
 
 
-class DashboardScreen(ContainerActions, Screen[None]):
+class DashboardScreen(ContainerScreen):
     """The user's containers in a table that follows Docker, with actions.
 
     Every `Workspace` call runs in a thread worker (the calls block on Docker
-    and the database); results and errors come back as worker state
-    messages, and every error is shown by `show_error`.
+    and the database) through `call_backend`; results and errors come back
+    as messages, and every error is shown by `show_error`.
 
     Args:
         workspace: The user's workspace.
@@ -69,6 +69,8 @@ class DashboardScreen(ContainerActions, Screen[None]):
             area cannot be opened (and the `a` key is not even shown).
         services: The session's other services (shell, scripts, logs,
             stats, history); without them those keys are not offered.
+        start: A deep link: the container to select, and whether to open
+            its log view (see `StartAt`).
     """
 
     BINDINGS = [
@@ -96,19 +98,22 @@ class DashboardScreen(ContainerActions, Screen[None]):
     class EngineChanged(Message):
         """Docker reported a change to one of the user's containers."""
 
-    def __init__(self, workspace: Workspace, admin: Admin | None = None, services: PanelServices | None = None) -> None:
-        super().__init__()
+    def __init__(self, workspace: Workspace, admin: Admin | None = None, services: PanelServices | None = None,
+                 start: StartAt | None = None) -> None:
+        super().__init__(services)
+        self.start = start
+        """A deep link still to follow, once the first table is shown."""
         self.workspace = workspace
         """The user's workspace; only ever called from thread workers."""
         self.admin = admin
         """The admin service (None unless the user is an admin)."""
-        self.services = services
-        """The session's other services (None in rendering tests of the base dashboard)."""
         self._unwatch: Callable[[], None] | None = None
         self._debounce: Timer | None = None
-        self._refresh_worker: Worker[tuple[list[ContainerView], QuotaView]] | None = None
+        self._refreshing = False
+        """Whether a reload of the table is under way."""
         self._refresh_again = False
         self._last_refresh_error: str | None = None
+        self._last_record_error: str | None = None
         self._next_refresh: Timer | None = None
         self._counting_seconds = False
         """Whether a relative time shown counts seconds ("Up 12 seconds")."""
@@ -165,14 +170,12 @@ class DashboardScreen(ContainerActions, Screen[None]):
 
         Coalescing keeps a slow engine from stacking up threads.
         """
-        if self._refresh_worker is not None and not self._refresh_worker.is_finished:
+        if self._refreshing:
             self._refresh_again = True
             return
-        self._refresh_worker = self._load_containers()
-
-    @work(thread=True, group="refresh", exit_on_error=False)
-    def _load_containers(self) -> tuple[list[ContainerView], QuotaView]:
-        return in_worker_thread(lambda: (self.workspace.containers(), self.workspace.quota()))
+        self._refreshing = True
+        self.call_backend(lambda: (self.workspace.containers(), self.workspace.quota()),
+                          self._show_containers, failed=self._refresh_failed, group="refresh")
 
     def _show_containers(self, loaded: tuple[list[ContainerView], QuotaView]) -> None:
         views, quota = loaded
@@ -189,6 +192,82 @@ class DashboardScreen(ContainerActions, Screen[None]):
             widget.set_class(not views, "-empty")
         self.selection_changed()
         self.refresh_last_record()
+        self._follow_start(views)
+        # After the result is shown: the next refresh depends on what it showed.
+        self._refresh_finished(failed=False)
+
+    def _follow_start(self, views: list[ContainerView]) -> None:
+        """Follows the deep link once, after the first table: selects the
+        container (by name or ID prefix among the user's own, as `resolve`
+        does) and opens its log view; an unknown one is said, as a command
+        would say it."""
+        start, self.start = self.start, None
+        if start is None:
+            return
+        ref = start.container
+        matches = [v for v in views if v.name == ref] or [v for v in views if ref and v.id.startswith(ref.lower())]
+        if len(matches) != 1 or not self.table.select_container(matches[0].name):
+            self.notify(f"no such container: {quoted(ref)}", severity="error", markup=False)
+            return
+        if start.logs:
+            self.action_open_logs()
+
+    def _refresh_failed(self, error: Exception) -> None:
+        """Shows the engine banner or the error (once while it lasts), then
+        plans the next try."""
+        if isinstance(error, EngineUnavailable):
+            self.set_class(True, "-engine-down")
+            self.query_one("#engine-banner", Static).update(
+                f"Docker engine unavailable: {error.message} — retrying every {REFRESH_INTERVAL:g} s; "
+                "your session stays open."
+            )
+        # The periodic refresh would repeat the same error every few seconds.
+        message = str(error)
+        if message != self._last_refresh_error:
+            self._last_refresh_error = message
+            self.show_backend_error(error)
+        self._refresh_finished(failed=True)
+
+    def _refresh_finished(self, *, failed: bool) -> None:
+        """Plans the next refresh: `REFRESH_INTERVAL` after a failure or
+        while a shown time counts seconds, else `QUIET_REFRESH` (one timer,
+        reset by every refresh, so an idle session has one wake-up a minute);
+        then runs the one asked for meanwhile."""
+        self._refreshing = False
+        if self._next_refresh is not None:
+            self._next_refresh.stop()
+        soon = failed or self._counting_seconds
+        self._next_refresh = self.set_timer(REFRESH_INTERVAL if soon else QUIET_REFRESH, self.refresh_containers)
+        if self._refresh_again:
+            self._refresh_again = False
+            self.refresh_containers()
+
+    def selection_changed(self) -> None:
+        """Shows the table's selected container in the monitor."""
+        for monitor in self.query(ContainerMonitor):
+            monitor.select(self.table.selected_container)
+
+    def refresh_last_record(self) -> None:
+        """Loads the user's newest history record into the last-record line."""
+        if self.services is not None:
+            self.call_backend(self.services.history.last_record, self._show_last_record,
+                              failed=self._last_record_failed, group="last-record", exclusive=True)
+
+    def _show_last_record(self, entry: HistoryEntry | None) -> None:
+        self._last_record_error = None
+        line = self.query_one("#last-record", Static)
+        text = last_record_text(entry)
+        shown = line.content
+        # An update re-lays out the screen: only when the line changed (issue 8, idle CPU).
+        if not isinstance(shown, Text) or (shown.plain, shown.style, shown.spans) != (
+                text.plain, text.style, text.spans):
+            line.update(text)
+
+    def _last_record_failed(self, error: Exception) -> None:
+        """Shows a failure once, not at every refresh while it lasts."""
+        if str(error) != self._last_record_error:
+            self._last_record_error = str(error)
+            self.show_backend_error(error)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter opens the selected container's graphs."""
@@ -199,11 +278,8 @@ class DashboardScreen(ContainerActions, Screen[None]):
 
     def action_create_container(self) -> None:
         """Loads the images, then opens the create form."""
-        self._load_images()
-
-    @work(thread=True, group="images", exclusive=True, exit_on_error=False)
-    def _load_images(self) -> tuple[list[ImageView], list[str]]:
-        return in_worker_thread(lambda: (self.workspace.images(), self.script_names()))
+        self.call_backend(lambda: (self.workspace.images(), self.script_names()), self._open_create_form,
+                          group="images", exclusive=True)
 
     def _open_create_form(self, loaded: tuple[list[ImageView], list[str]]) -> None:
         images, scripts = loaded
@@ -218,15 +294,15 @@ class DashboardScreen(ContainerActions, Screen[None]):
             return
         request = new.request
         self.notify(f"Creating {request.name or 'a container'}…", markup=False)
-        if new.script is not None:
-            self.create_and_provision(request, new.script)
-        else:
-            self._create(request)
+        script = new.script
+        self.call_backend(lambda: self.workspace.create_from(request, start=True),
+                          functools.partial(self._created, script), group="create")
 
-    @work(thread=True, group="action", exit_on_error=False)
-    def _create(self, request: CreateRequest) -> str:
-        view = in_worker_thread(lambda: self.workspace.create_from(request, start=True))
-        return f"Created and started {view.name}"
+    def _created(self, script: str | None, view: ContainerView) -> None:
+        """Tells the user, then runs the script chosen in the form, if any."""
+        self._action_done(f"Created and started {view.name}")
+        if script is not None:
+            self.open_provision(view.name, script)
 
     def action_copy_container(self) -> None:
         """Copies the selected container's name and full ID to the user's
@@ -285,9 +361,7 @@ class DashboardScreen(ContainerActions, Screen[None]):
             return self.admin is not None
         if action == "refuse_admin":
             return self.admin is None
-        if action in SERVICE_ACTIONS:
-            return self.service_action_available(action)
-        return True
+        return super().check_action(action, parameters)
 
     def action_open_files(self) -> None:
         """Opens the file browser of the home directory (builds start there)."""
@@ -320,13 +394,12 @@ class DashboardScreen(ContainerActions, Screen[None]):
     def _deploy_confirmed(self, name: str, back: bool, confirmed: bool | None) -> None:
         if confirmed:
             self.notify(f"Deploying {name}…", markup=False)
-            self._deploy(name, back)
+            deployer = Deployer(self.workspace)
+            self.call_backend(lambda: deployer.rollback(name) if back else deployer.deploy(name),
+                              self._deployed, group="deploy")
 
-    @work(thread=True, group="action", exit_on_error=False)
-    def _deploy(self, name: str, back: bool) -> str:
-        deployer = Deployer(self.workspace)
-        result = in_worker_thread(lambda: deployer.rollback(name) if back else deployer.deploy(name))
-        return result.message if result.ok else f"Deployment failed: {result.message}"
+    def _deployed(self, result: DeployResult) -> None:
+        self._action_done(result.message if result.ok else f"Deployment failed: {result.message}")
 
     def action_open_admin(self) -> None:
         """Opens the admin area; the gate is holding an `Admin` (admins only)."""
@@ -341,15 +414,17 @@ class DashboardScreen(ContainerActions, Screen[None]):
         with self.workspace.audited("admin", "dashboard"):
             raise PermissionDenied("permission denied: the admin area is for admins")
 
-    @work(thread=True, group="action", exit_on_error=False)
-    def _act(self, call: Callable[[], Any], done: str) -> str:
-        """Runs one blocking workspace call; returns the message to show."""
-        in_worker_thread(call)
-        return done
+    def _act(self, call: Callable[[], Any], done: str) -> None:
+        """Runs one blocking workspace call, then shows `done` and reloads."""
+        self.call_backend(call, lambda _result: self._action_done(done), group="action")
 
     def _action_done(self, done: str) -> None:
         self.notify(done, markup=False)
         self.refresh_containers()
+
+    def current_container(self) -> ContainerView | None:
+        """The table's selected container, or None after telling the user."""
+        return self._selected()
 
     def _selected(self) -> ContainerView | None:
         try:
@@ -359,63 +434,3 @@ class DashboardScreen(ContainerActions, Screen[None]):
         if view is None:
             self.notify("No container selected.", severity="warning")
         return view
-
-    # Results and errors ---------------------------------------------------
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """Routes every worker's result to its handler and every error to `show_error`."""
-        worker = event.worker
-        if event.state is WorkerState.SUCCESS:
-            handlers: dict[str, Callable[[Any], None]] = {
-                "refresh": self._show_containers,
-                "images": self._open_create_form,
-                "action": self._action_done,
-            }
-            handler = handlers.get(worker.group)  # other groups: `BackendCalls` and the shell
-            if handler is not None:
-                handler(worker.result)
-        # After the result is shown: the next refresh depends on what it showed.
-        # event.state, not worker.state: a quick worker is already finished when
-        # its RUNNING message arrives.
-        finished = event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
-        if worker.group == "refresh" and finished:
-            self._refresh_finished(worker, event.state, worker.error)
-        elif event.state is WorkerState.ERROR and worker.error is not None:
-            self.show_error(worker.error)
-
-    def _refresh_finished(self, worker: Worker[Any], state: WorkerState, error: BaseException | None) -> None:
-        """Notes the outcome and plans the next refresh: `REFRESH_INTERVAL`
-        after a failure or while a shown time counts seconds, else
-        `QUIET_REFRESH` (one timer, reset by every refresh, so an idle session
-        has one wake-up a minute)."""
-        if worker is self._refresh_worker:
-            self._refresh_worker = None
-        if self._next_refresh is not None:
-            self._next_refresh.stop()
-        if state is WorkerState.CANCELLED:  # the screen is going away
-            return
-        soon = state is WorkerState.ERROR or self._counting_seconds
-        self._next_refresh = self.set_timer(REFRESH_INTERVAL if soon else QUIET_REFRESH, self.refresh_containers)
-        if isinstance(error, EngineUnavailable):
-            self.set_class(True, "-engine-down")
-            self.query_one("#engine-banner", Static).update(
-                f"Docker engine unavailable: {error.message} — retrying every {REFRESH_INTERVAL:g} s; "
-                "your session stays open."
-            )
-        if state is WorkerState.ERROR and error is not None:
-            # The periodic refresh would repeat the same error every few seconds.
-            message = str(error)
-            if message != self._last_refresh_error:
-                self._last_refresh_error = message
-                self.show_error(error)
-        if self._refresh_again:
-            self._refresh_again = False
-            self.refresh_containers()
-
-    def show_error(self, error: BaseException) -> None:
-        """Shows an error through the app's one error handler (`PanelApp.show_error`).
-
-        Args:
-            error: The exception a worker raised.
-        """
-        self.app.show_error(error)  # type: ignore[attr-defined]

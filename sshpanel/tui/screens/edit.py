@@ -9,7 +9,6 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Select, Static
 
@@ -17,7 +16,7 @@ from sshpanel.access.spec import RESTART_POLICIES
 from sshpanel.access.units import format_bytes, parse_cpus, parse_size
 from sshpanel.backend.views import ContainerView
 from sshpanel.errors import InvalidValue, PanelError
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelModal
 
 if TYPE_CHECKING:
     from sshpanel.backend.workspace import Workspace
@@ -38,7 +37,7 @@ def restart_policy(inspect: dict) -> str:
     return f"{name}:{retries}" if name == "on-failure" and retries else name
 
 
-class EditContainerModal(BackendCalls, ModalScreen[ContainerView | None]):
+class EditContainerModal(PanelModal[ContainerView | None]):
     """Changes a container's limits live, within the owner's quota.
 
     The form calls `Workspace.update` itself and stays open when it fails,

@@ -12,7 +12,6 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
 from sshpanel.access.units import format_bytes
@@ -20,9 +19,10 @@ from sshpanel.backend.disk import DiskUsage, usage_of
 from sshpanel.backend.home import FileEntry, Home
 from sshpanel.backend.ledger import give_back
 from sshpanel.tui.screens.build import BuildScreen
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.widgets.key_footer import KeyFooter
+from sshpanel.tui.widgets.log_view import drawn
 
 if TYPE_CHECKING:
     from sshpanel.backend.workspace import Workspace
@@ -31,7 +31,7 @@ UP = ".."
 """Row key of the entry that goes to the parent folder."""
 
 
-class FilesScreen(BackendCalls, Screen[None]):
+class FilesScreen(PanelScreen[None]):
     """One folder of the home directory at a time.
 
     Enter opens a folder, Backspace goes up, `d` deletes the highlighted
@@ -89,7 +89,7 @@ class FilesScreen(BackendCalls, Screen[None]):
     def _show(self, folder: str, entries: list[FileEntry], usage: DiskUsage) -> None:
         self.folder = folder
         self.entries = {entry.path: entry for entry in entries}
-        where = "~/" + folder if folder else "~ (your home directory)"
+        where = "~/" + drawn(folder) if folder else "~ (your home directory)"
         engine_side = usage.volumes + usage.images + usage.containers  # measured once a minute
         self.query_one("#files-status", Static).update(
             Text(f"{where} · {format_bytes(usage.total)} of {format_bytes(usage.quota)} used (files "
@@ -100,9 +100,9 @@ class FilesScreen(BackendCalls, Screen[None]):
         if folder:
             table.add_row(Text("../", style="bold"), "", "", key=UP)
         for entry in entries:
-            name = Text(entry.name + ("/" if entry.is_dir else ""), style="bold" if entry.is_dir else "")
+            name = Text(drawn(entry.name) + ("/" if entry.is_dir else ""), style="bold" if entry.is_dir else "")
             if entry.is_link:
-                name = Text(entry.name + " (symlink)", style="dim")
+                name = Text(drawn(entry.name) + " (symlink)", style="dim")
             table.add_row(name, format_bytes(entry.size), entry.modified.strftime("%Y-%m-%d %H:%M"), key=entry.path)
         if not entries and not folder:
             self.notify("Your home directory is empty: upload with scp -r ./app HOST:", markup=False)

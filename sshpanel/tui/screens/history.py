@@ -9,14 +9,13 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
 from sshpanel.backend.history import DailyCount, HistoryEntry
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.widgets.history_views import DailyChart, HistoryTable, outcome_text
 from sshpanel.tui.widgets.key_footer import KeyFooter
-from sshpanel.tui.widgets.log_view import printable
+from sshpanel.tui.widgets.log_view import drawn
 
 if TYPE_CHECKING:
     from sshpanel.backend.history import WorkspaceHistory
@@ -27,7 +26,7 @@ EVENTS = 500
 """Events the timeline shows at most."""
 
 
-class HistoryScreen(BackendCalls, Screen[None]):
+class HistoryScreen(PanelScreen[None]):
     """Deployments vs failures per day and the events behind them, newest
     first; the selected event's full detail (a provisioning run's last
     lines of output, for instance) below the table.
@@ -88,10 +87,10 @@ class HistoryScreen(BackendCalls, Screen[None]):
         if entry is None:
             detail.update(Text(f"No events in the last {DAYS} days.", style="dim"))
             return
-        text = Text.assemble((f"{entry.kind} ", "bold"), printable(entry.container or "-"), " ")
+        text = Text.assemble((f"{entry.kind} ", "bold"), drawn(entry.container or "-"), " ")
         text.append_text(outcome_text(entry))
         if entry.detail:
-            text.append("\n" + "\n".join(printable(line) for line in entry.detail.split("\n")))
+            text.append("\n" + "\n".join(drawn(line) for line in entry.detail.split("\n")))
         detail.update(text)
 
     def action_close(self) -> None:

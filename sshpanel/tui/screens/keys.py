@@ -9,17 +9,16 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from sshpanel.backend.records import KeyView
 from sshpanel.errors import PanelError
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelModal
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.widgets.admin_tables import KeyTable
 
 
-class UserKeysModal(BackendCalls, ModalScreen[None]):
+class UserKeysModal(PanelModal[None]):
     """Lists, adds and removes one user's keys.
 
     The three calls block (database) and run in thread workers; they are the

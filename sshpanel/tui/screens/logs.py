@@ -12,11 +12,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Header, Input, Static
 
 from sshpanel.backend.logs import LogFollower, trim_freed_memory
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.widgets.key_footer import KeyFooter
 from sshpanel.tui.widgets.log_view import LogView
 
@@ -47,7 +46,7 @@ four viewers of floods redrawing as often as lines came kept the event
 loop busy for every user (issue 26)."""
 
 
-class LogScreen(BackendCalls, Screen[None]):
+class LogScreen(PanelScreen[None]):
     """The log of one of the user's containers, following new lines.
 
     The Docker log stream is read by a `LogFollower` thread into a bounded

@@ -12,16 +12,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Header, OptionList, Static
 from textual.widgets.option_list import Option
 
 from sshpanel.access.units import format_bytes
 from sshpanel.backend.provision import ProvisionResult
 from sshpanel.errors import PanelError, TimedOut
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.widgets.key_footer import KeyFooter
+from sshpanel.tui.widgets.log_view import drawn
 from sshpanel.tui.widgets.output_log import OutputInbox, OutputLog
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class ScriptPickerModal(ModalScreen[str | None]):
         with Vertical(id="picker-dialog", classes="dialog") as dialog:
             dialog.border_title = f"Provision {self.container} with"
             dialog.border_subtitle = "Enter run · Esc cancel"
-            yield OptionList(*(Option(Text(name), id=name) for name in self.scripts), id="picker-list")
+            yield OptionList(*(Option(Text(drawn(name)), id=name) for name in self.scripts), id="picker-list")
 
     @on(OptionList.OptionSelected)
     def _chosen(self, event: OptionList.OptionSelected) -> None:
@@ -64,7 +65,7 @@ class ScriptPickerModal(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class ProvisionScreen(BackendCalls, Screen[None]):
+class ProvisionScreen(PanelScreen[None]):
     """Runs one script in one container and shows its output as it comes.
 
     The run happens in a thread worker (`Provisioner.run` blocks until the
@@ -170,7 +171,7 @@ class ProvisionScreen(BackendCalls, Screen[None]):
         self.query_one(OutputLog).flush()
 
     def _set_status(self, text: str, style: str) -> None:
-        self.query_one("#provision-status", Static).update(Text(text, style=style))
+        self.query_one("#provision-status", Static).update(Text(drawn(text), style=style))
 
     @property
     def status_text(self) -> str:

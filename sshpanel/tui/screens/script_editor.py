@@ -9,12 +9,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Header, Input, Label, Static, TextArea
 
+from sshpanel.access.text import visible
 from sshpanel.backend.provision import ScriptView
 from sshpanel.errors import PanelError
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.widgets.key_footer import KeyFooter
 
@@ -43,7 +43,7 @@ def code_view(text: str, *, id: str, read_only: bool = False) -> TextArea:
     return area
 
 
-class ScriptEditorScreen(BackendCalls, Screen[str | None]):
+class ScriptEditorScreen(PanelScreen[str | None]):
     """Edits one script (or writes a new one) and saves it.
 
     Saving under another name creates a script of that name (the original
@@ -67,7 +67,10 @@ class ScriptEditorScreen(BackendCalls, Screen[str | None]):
         self.original_name = script.name if script else ""
         """The name the script had when opened ('' for a new one)."""
         self.original_body = script.body if script else NEW_SCRIPT
-        """The text the script had when opened."""
+        """The text the script had when opened, as stored."""
+        self.shown_body = visible(self.original_body)
+        """The text in the editor: the stored one, control characters made
+        `visible` (an editor is a terminal view too)."""
 
     def compose(self) -> ComposeResult:
         """Header, the name field, the editor, an error line, the footer."""
@@ -75,7 +78,7 @@ class ScriptEditorScreen(BackendCalls, Screen[str | None]):
         with Horizontal(id="script-name-row"):
             yield Label("Name", classes="form-label")
             yield Input(self.original_name, placeholder="e.g. install-nginx", id="script-name", compact=True)
-        yield code_view(self.original_body, id="script-body")
+        yield code_view(self.shown_body, id="script-body")
         yield Static("", id="script-error", classes="form-error", markup=False)
         yield KeyFooter()
 
@@ -85,6 +88,9 @@ class ScriptEditorScreen(BackendCalls, Screen[str | None]):
         self.sub_title = f"Script {self.original_name}" if self.original_name else "New script"
         editor = self.query_one("#script-body", TextArea)
         editor.move_cursor(editor.document.end)
+        if self.shown_body != self.original_body:
+            self.notify("This script holds control characters, shown as \\xNN escapes: saving it unchanged "
+                        "keeps them; an edit saves the text as shown.", severity="warning", markup=False)
         if self.original_name:
             editor.focus()
         else:
@@ -97,8 +103,9 @@ class ScriptEditorScreen(BackendCalls, Screen[str | None]):
 
     @property
     def body_text(self) -> str:
-        """The script text."""
-        return self.query_one("#script-body", TextArea).text
+        """The script text to save: the stored one while the editor shows it unchanged."""
+        text = self.query_one("#script-body", TextArea).text
+        return self.original_body if text == self.shown_body else text
 
     @property
     def modified(self) -> bool:

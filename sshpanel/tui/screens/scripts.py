@@ -11,21 +11,22 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static, TextArea
 
+from sshpanel.access.text import visible
 from sshpanel.access.units import format_age, format_bytes
 from sshpanel.backend.provision import ScriptView
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.screens.script_editor import ScriptEditorScreen, code_view
 from sshpanel.tui.widgets.key_footer import KeyFooter
+from sshpanel.tui.widgets.log_view import drawn
 
 if TYPE_CHECKING:
     from sshpanel.backend.provision import Provisioner
 
 
-class ScriptsScreen(BackendCalls, Screen[None]):
+class ScriptsScreen(PanelScreen[None]):
     """Lists the user's scripts with a preview of the selected one.
 
     Every `Provisioner` call blocks (database) and runs in a thread worker.
@@ -93,7 +94,7 @@ class ScriptsScreen(BackendCalls, Screen[None]):
         for script in scripts:
             created = script.created.replace(tzinfo=dt.timezone.utc)
             table.add_row(
-                Text(script.name, style="bold"),
+                Text(drawn(script.name), style="bold"),
                 Text(format_bytes(script.size)),
                 Text(script.sha256[:12]),
                 Text(format_age((now - created).total_seconds())),
@@ -108,7 +109,7 @@ class ScriptsScreen(BackendCalls, Screen[None]):
     def _preview(self) -> None:
         """Shows the selected script's text."""
         script = self.selected
-        self.query_one("#script-preview", TextArea).load_text(script.body if script else "")
+        self.query_one("#script-preview", TextArea).load_text(visible(script.body) if script else "")
 
     @on(DataTable.RowSelected, "#script-table")
     def action_edit_script(self) -> None:

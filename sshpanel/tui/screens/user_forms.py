@@ -10,14 +10,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from sshpanel.access.units import format_bytes, parse_cpus, parse_size
 from sshpanel.backend.records import QuotaView, UserView
 from sshpanel.errors import InvalidValue, PanelError
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelModal
 
 
 def parse_count(text: str, what: str) -> int:
@@ -79,7 +78,7 @@ def _memory(text: str, before: int) -> int:
     return 0 if text == "0" else parse_size(text)
 
 
-class _Form(BackendCalls, ModalScreen[Any]):
+class _Form(PanelModal[Any]):
     """What the two forms share: rows, an error line, submit and cancel."""
 
     BINDINGS = [

@@ -12,6 +12,7 @@ from sshpanel.backend.records import AuditView, KeyView, UserView
 from sshpanel.backend.views import ContainerView
 from sshpanel.tui.widgets.container_table import STATE_STYLES
 from sshpanel.tui.widgets.record_table import Column, RecordTable
+from sshpanel.tui.widgets.log_view import drawn
 
 
 def as_utc(when: dt.datetime) -> dt.datetime:
@@ -49,7 +50,7 @@ class UserTable(RecordTable[UserView]):
         quota = record.quota
         now = dt.datetime.now(dt.timezone.utc)
         return (
-            Text(record.name, style="bold"),
+            Text(drawn(record.name), style="bold"),
             Text(record.role, style="magenta" if record.role == "admin" else ""),
             Text("disabled", style="bold red") if record.disabled else Text("enabled", style="green"),
             Text(str(record.keys)),
@@ -82,11 +83,11 @@ class AllContainersTable(RecordTable[ContainerView]):
     def cells(self, record: ContainerView) -> tuple[Text, ...]:
         """One container's row."""
         return (
-            Text(record.owner, style="magenta"),
-            Text(record.name, style="bold"),
-            Text(record.image),
+            Text(drawn(record.owner), style="magenta"),
+            Text(drawn(record.name), style="bold"),
+            Text(drawn(record.image)),
             Text(record.state, style=STATE_STYLES.get(record.state, "")),
-            Text(record.status),
+            Text(drawn(record.status)),
             Text(format_bytes(record.memory)),
             Text(f"{record.cpus:g}"),
         )
@@ -108,7 +109,7 @@ class KeyTable(RecordTable[KeyView]):
 
     def cells(self, record: KeyView) -> tuple[Text, ...]:
         """One key's row."""
-        return (Text(record.algorithm), Text(record.fingerprint, style="bold"), Text(record.comment))
+        return (Text(record.algorithm), Text(record.fingerprint, style="bold"), Text(drawn(record.comment)))
 
 
 class AuditTable(RecordTable[AuditView]):
@@ -132,8 +133,8 @@ class AuditTable(RecordTable[AuditView]):
         """One entry's row."""
         return (
             Text(record.time.strftime("%m-%d %H:%M:%S"), style="dim"),
-            Text(record.actor, style="bold"),
-            Text(record.action),
-            Text(record.target or "-"),
-            Text(record.outcome, style=outcome_style(record.outcome)),
+            Text(drawn(record.actor), style="bold"),
+            Text(drawn(record.action)),
+            Text(drawn(record.target or "-")),
+            Text(drawn(record.outcome), style=outcome_style(record.outcome)),
         )

@@ -12,6 +12,7 @@ from textual.widgets import DataTable
 
 from sshpanel.access.units import format_age
 from sshpanel.backend.views import ContainerView
+from sshpanel.tui.widgets.log_view import drawn
 
 COLUMNS = (
     ("NAME", "name"),
@@ -88,6 +89,15 @@ class ContainerTable(DataTable):
         key = self.coordinate_to_cell_key((row, 0)).row_key.value
         return self._views.get(key or "")
 
+    def select_container(self, name: str) -> bool:
+        """Moves the cursor to the container named `name` (its short name);
+        returns False when no such container is shown."""
+        for row, view in enumerate(self._views.values()):
+            if view.name == name:
+                self.move_cursor(row=row)
+                return True
+        return False
+
     @property
     def containers(self) -> list[ContainerView]:
         """The containers shown, in display order."""
@@ -149,7 +159,7 @@ class ContainerTable(DataTable):
 
     @staticmethod
     def _texts(view: ContainerView, now: dt.datetime) -> tuple[str, ...]:
-        return (view.name, view.image, view.state, view.status, view.ports,
+        return (drawn(view.name), drawn(view.image), view.state, drawn(view.status), drawn(view.ports),
                 format_age((now - view.created).total_seconds(), compact=True))
 
     def _cells(self, view: ContainerView, now: dt.datetime, limits: dict[str, int]) -> tuple[Text, ...]:

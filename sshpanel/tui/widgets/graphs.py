@@ -19,7 +19,8 @@ def _fit(values: Sequence[float], width: int) -> list[float | None]:
         return []
     values = list(values)
     if len(values) <= width:
-        return [None] * (width - len(values)) + values  # type: ignore[operator]
+        padding: list[float | None] = [None] * (width - len(values))
+        return padding + list(values)
     step = len(values) / width
     return [max(values[int(i * step) : max(int((i + 1) * step), int(i * step) + 1)]) for i in range(width)]
 

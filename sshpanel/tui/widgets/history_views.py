@@ -12,7 +12,7 @@ from textual.widgets import DataTable
 
 from sshpanel.backend.history import DailyCount, HistoryEntry
 from sshpanel.tui.widgets.graphs import bar_rows
-from sshpanel.tui.widgets.log_view import printable
+from sshpanel.tui.widgets.log_view import drawn
 
 DEPLOYMENT_STYLE = "green"
 FAILURE_STYLE = "red"
@@ -33,10 +33,10 @@ def last_record_text(entry: HistoryEntry | None) -> Text:
     if entry is None:
         return Text("Last record: none yet", style="dim")
     text = Text.assemble(("Last record ", "bold"), f"{entry.time:%Y-%m-%d %H:%M} UTC  ")
-    text.append(printable(entry.container or "-"), style="bold")
+    text.append(drawn(entry.container or "-"), style="bold")
     text.append(f" {entry.kind} ")
     text.append_text(outcome_text(entry))
-    detail = printable(entry.detail.split("\n", 1)[0])
+    detail = drawn(entry.detail.split("\n", 1)[0])
     if detail:
         text.append(f"  {detail}", style="dim")
     text.no_wrap = True
@@ -124,8 +124,8 @@ class HistoryTable(DataTable):
         for entry in self.entries:
             self.add_row(
                 Text(f"{entry.time:{TIME_FORMAT}}"),
-                Text(printable(entry.container or "-"), style="bold"),
+                Text(drawn(entry.container or "-"), style="bold"),
                 Text(entry.kind),
                 outcome_text(entry),
-                Text(printable(entry.detail.split("\n", 1)[0][:80])),
+                Text(drawn(entry.detail.split("\n", 1)[0][:80])),
             )

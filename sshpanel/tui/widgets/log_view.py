@@ -2,13 +2,12 @@
 in lines and in bytes that renders only the lines on screen: stderr in red,
 lines the follower cut marked as such, optional timestamps,
 search matches highlighted, and a filter that keeps only matching lines;
-and `printable`, which keeps terminal control codes in container output
-from reaching the user's terminal."""
+and `drawn`, one line of user or container text as one row, made
+`visible`."""
 
 from __future__ import annotations
 
 import collections
-import re
 from typing import Iterable
 
 from rich.cells import cell_len
@@ -17,10 +16,10 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from sshpanel.access.text import visible
 from sshpanel.access.units import format_bytes
 from sshpanel.backend.logs import LogLine, find_matches
 
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 STAMP_WIDTH = 31
 """Cells of a timestamp column (`2024-05-01T12:00:00.123456789Z `)."""
 MATCH_STYLE = "black on yellow"
@@ -29,11 +28,11 @@ CUT_STYLE = "reverse"
 """Style of the marker after a line that was cut."""
 
 
-def printable(text: str) -> str:
-    """Returns text safe to draw: tabs expanded, every other control
-    character (ESC included, so no escape sequence a container writes ever
-    reaches the user's terminal) shown as `�`."""
-    return _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text.expandtabs(8))
+def drawn(text: str) -> str:
+    """Returns one log line as drawn: control characters made `visible`
+    (no escape sequence a container writes reaches the user's terminal; a
+    newline inside a line too, so one line stays one row), tabs expanded."""
+    return visible(text).replace("\n", "\\x0a").expandtabs(8)
 
 
 def _cells(text: str) -> int:
@@ -209,7 +208,7 @@ class LogView(ScrollView, can_focus=True):
 
     def _line_width(self, line: LogLine) -> int:
         marker = cell_len(cut_marker(line.cut)) if line.cut else 0
-        return _cells(printable(line.text)) + marker + (STAMP_WIDTH if self.timestamps else 0)
+        return _cells(drawn(line.text)) + marker + (STAMP_WIDTH if self.timestamps else 0)
 
     def format_line(self, line: LogLine, cells: int | None = None) -> Text:
         """The line as drawn: timestamp (dim), text (stderr red), matches
@@ -226,7 +225,7 @@ class LogView(ScrollView, can_focus=True):
         if self.timestamps:
             text.append(f"{line.timestamp or '-':<{STAMP_WIDTH - 1}} ", style="dim")
         offset = len(text)
-        body = printable(line.text)
+        body = drawn(line.text)
         cropped = cells is not None and len(body) > cells
         if cropped:
             body = body[:cells]

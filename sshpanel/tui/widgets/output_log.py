@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from sshpanel.backend.engine import STDERR, STDOUT
-from sshpanel.tui.widgets.log_view import printable
+from sshpanel.tui.widgets.log_view import drawn
 
 STREAM_STYLES = {STDOUT: "", STDERR: "red"}
 """Rich style of each stream's lines."""
@@ -77,7 +77,7 @@ class OutputLog(RichLog):
         self.lines_written += 1
         line = line.rstrip("\r")
         line = line[line.rfind("\r") + 1 :]  # a progress bar: what a terminal would show last
-        self.write(Text(printable(line), style=STREAM_STYLES.get(stream, "") if style is None else style))
+        self.write(Text(drawn(line), style=STREAM_STYLES.get(stream, "") if style is None else style))
 
 
 class OutputInbox:

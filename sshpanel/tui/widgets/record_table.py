@@ -12,6 +12,8 @@ from textual import events
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
+from sshpanel.tui.widgets.log_view import drawn
+
 R = TypeVar("R")
 
 
@@ -100,7 +102,7 @@ class RecordTable(DataTable, Generic[R]):
             records: The records, in display order.
         """
         keyed = self._keyed(records)
-        rows = {key: self.cells(record) for key, record in keyed.items()}
+        rows = {key: tuple(_drawn(cell) for cell in self.cells(record)) for key, record in keyed.items()}
         widths = self._fit(rows.values())
         if list(rows) == list(self._records) and widths == self._widths:
             for key, cells in rows.items():
@@ -152,6 +154,16 @@ class RecordTable(DataTable, Generic[R]):
         order = [by_key[key] for key in self.SHRINK_ORDER]
         order += [column for column in self.COLUMNS if column.key not in self.SHRINK_ORDER]
         return fit_widths(widest, order, excess)
+
+
+def _drawn(cell: Text) -> Text:
+    """Returns the cell with its text made one row of `drawn` text (the
+    records hold what users control: names, key comments, audit outcomes);
+    a cell that changes loses its spans, keeps its style. The net under
+    every table: `Text` has already dropped BEL, BS, VT, FF and CR, so a
+    subclass draws its user fields itself to show those as escapes too."""
+    shown = drawn(cell.plain)
+    return cell if shown == cell.plain else Text(shown, style=cell.style)
 
 
 def _cut(cell: Text, width: int) -> Text:

@@ -1,29 +1,23 @@
-"""Provides `ContainerActions`, the actions of the dashboard and of the
-graphs screen that need the session's `PanelServices`: a shell in the
-container, provisioning with a script, the scripts screen, logs, the
-history, and the dashboard's monitor and last-record line."""
+"""Provides `ContainerScreen`, the base screen of the dashboard and of the
+graphs screen: the actions that need the session's `PanelServices` (a shell
+in the container, provisioning with a script, the scripts screen, logs, the
+history)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from rich.text import Text
-from textual.widgets import Static
+from textual.worker import Worker
 
-from sshpanel.access.spec import CreateRequest
-from sshpanel.backend.history import HistoryEntry
 from sshpanel.backend.provision import ScriptView
 from sshpanel.backend.views import ContainerView
-from sshpanel.tui.screens.calls import BackendCalls
+from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.screens.history import HistoryScreen
 from sshpanel.tui.screens.logs import LogScreen
 from sshpanel.tui.screens.provision import ProvisionScreen, ScriptPickerModal
 from sshpanel.tui.screens.scripts import ScriptsScreen
-from sshpanel.tui.widgets.history_views import last_record_text
-from sshpanel.tui.widgets.stats_panel import ContainerMonitor
 
 if TYPE_CHECKING:
-    from sshpanel.backend.workspace import Workspace
     from sshpanel.tui.services import PanelServices
 
 SERVICE_ACTIONS = frozenset(
@@ -32,27 +26,38 @@ SERVICE_ACTIONS = frozenset(
 """Actions offered only when the session has `PanelServices`."""
 
 
-class ContainerActions(BackendCalls):
-    """Mixin for the screens that act on one container (the dashboard, the
-    graphs screen); put it before the Textual base class.
+class ContainerScreen(PanelScreen[None]):
+    """The base of the screens that act on one container (the dashboard,
+    the graphs screen); each says which container by `current_container`.
 
-    The screen provides `services` and `current_container()`; the dashboard
-    also `workspace` and `_action_done(message)` for `create_and_provision`.
+    Args:
+        services: The session's services; without them (rendering tests of
+            the base dashboard) the keys of `SERVICE_ACTIONS` are not offered.
     """
 
-    workspace: Workspace
-    services: PanelServices | None
-    _action_done: Callable[[str], None]
-    _last_record_error: str | None = None
+    def __init__(self, services: PanelServices | None) -> None:
+        super().__init__()
+        self.services = services
+        """The session's other services (shell, scripts, logs, stats, history)."""
 
     def current_container(self) -> ContainerView | None:
         """The container the keys act on, or None after telling the user
-        there is none; the dashboard's is the table's selection."""
-        return self._selected()  # type: ignore[attr-defined]
+        there is none.
+
+        Raises:
+            NotImplementedError: A subclass must say.
+        """
+        raise NotImplementedError
 
     def history_scope(self) -> str | None:
         """Whose history `h` shows: None for all of the user's containers."""
         return None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Offers the keys of `SERVICE_ACTIONS` only when the session can do them."""
+        if action in SERVICE_ACTIONS:
+            return self.service_action_available(action)
+        return True
 
     def service_action_available(self, action: str) -> bool:
         """Whether one of `SERVICE_ACTIONS` can be offered in this session.
@@ -89,8 +94,7 @@ class ContainerActions(BackendCalls):
             return
         if any(worker.group == "shell" and not worker.is_finished for worker in self._my_workers()):
             return  # a second key press that arrived before the shell took over
-        run_worker = self.run_worker  # type: ignore[attr-defined]
-        run_worker(self._shell(view.name), name="shell", group="shell", exit_on_error=False)
+        self.run_worker(self._shell(view.name), name="shell", group="shell", exit_on_error=False)
 
     async def _shell(self, name: str) -> None:
         """Runs the shell (an async worker, so the screen keeps processing
@@ -104,37 +108,8 @@ class ContainerActions(BackendCalls):
         if status:
             self.notify(f"The shell in {name} exited with status {status}.", markup=False)
 
-    def _my_workers(self) -> list[Any]:
-        return [worker for worker in self.app.workers if worker.node is self]  # type: ignore[attr-defined]
-
-    # The dashboard's monitor and last record -------------------------------
-
-    def selection_changed(self) -> None:
-        """Shows the table's selected container in the monitor (dashboard only)."""
-        for monitor in self.query(ContainerMonitor):  # type: ignore[attr-defined]
-            monitor.select(self.table.selected_container)  # type: ignore[attr-defined]
-
-    def refresh_last_record(self) -> None:
-        """Loads the user's newest history record into the dashboard's line."""
-        if self.services is not None:
-            self.call_backend(self.services.history.last_record, self._show_last_record,
-                              failed=self._last_record_failed, group="last-record", exclusive=True)
-
-    def _show_last_record(self, entry: HistoryEntry | None) -> None:
-        self._last_record_error = None
-        line = self.query_one("#last-record", Static)  # type: ignore[attr-defined]
-        text = last_record_text(entry)
-        shown = line.content
-        # An update re-lays out the screen: only when the line changed (issue 8, idle CPU).
-        if not isinstance(shown, Text) or (shown.plain, shown.style, shown.spans) != (
-                text.plain, text.style, text.spans):
-            line.update(text)
-
-    def _last_record_failed(self, error: Exception) -> None:
-        """Shows a failure once, not at every refresh while it lasts."""
-        if str(error) != self._last_record_error:
-            self._last_record_error = str(error)
-            self.show_backend_error(error)
+    def _my_workers(self) -> list[Worker[Any]]:
+        return [worker for worker in self.app.workers if worker.node is self]
 
     # Logs and history ------------------------------------------------
 
@@ -142,20 +117,20 @@ class ContainerActions(BackendCalls):
         """Opens the selected container's log, following it."""
         view = self.current_container()
         if view is not None and self.services is not None:
-            self.app.push_screen(LogScreen(self.services.logs, view.name))  # type: ignore[attr-defined]
+            self.app.push_screen(LogScreen(self.services.logs, view.name))
 
     def action_open_history(self) -> None:
         """Opens the history: the user's, or the container's on its own screen."""
         if self.services is not None:
             screen = HistoryScreen(self.services.history, self.history_scope())
-            self.app.push_screen(screen)  # type: ignore[attr-defined]
+            self.app.push_screen(screen)
 
     # Scripts and provisioning --------------------------------------------
 
     def action_open_scripts(self) -> None:
         """Opens the user's provisioning scripts."""
         if self.services is not None:
-            self.app.push_screen(ScriptsScreen(self.services.provisioner))  # type: ignore[attr-defined]
+            self.app.push_screen(ScriptsScreen(self.services.provisioner))
 
     def action_provision_container(self) -> None:
         """Asks which script to run on the selected running container, then runs it."""
@@ -179,7 +154,7 @@ class ContainerActions(BackendCalls):
                 self.open_provision(view.name, script)
 
         picker = ScriptPickerModal(view.name, [script.name for script in scripts])
-        self.app.push_screen(picker, callback=chosen)  # type: ignore[attr-defined]
+        self.app.push_screen(picker, callback=chosen)
 
     def open_provision(self, container: str, script: str) -> None:
         """Runs a script in a container on the provisioning screen.
@@ -190,18 +165,4 @@ class ContainerActions(BackendCalls):
         """
         if self.services is not None:
             screen = ProvisionScreen(self.services.provisioner, container, script)
-            self.app.push_screen(screen)  # type: ignore[attr-defined]
-
-    def create_and_provision(self, request: CreateRequest, script: str) -> None:
-        """Creates and starts a container, then runs a script in it.
-
-        Args:
-            request: The container, as typed in the form.
-            script: The script's name.
-        """
-
-        def created(view: ContainerView) -> None:
-            self._action_done(f"Created and started {view.name}")
-            self.open_provision(view.name, script)
-
-        self.call_backend(lambda: self.workspace.create_from(request, start=True), created, group="create")
+            self.app.push_screen(screen)
