@@ -1,4 +1,4 @@
-"""Runs the benchmarks of issue 8 and prints their figures as one table.
+"""Runs the benchmarks of issues 8 and 26 and prints their figures as one table.
 
     .venv/bin/python benchmarks/run.py [--quick] [--only NAME[,NAME...]]
 
@@ -24,6 +24,12 @@ Figures (names for `--only`):
    hardening and network: wall-time ratio.
 7. `idle-cpu` — panel CPU with 100 sessions open and nothing changing;
    baseline: no sessions.
+8. `neighbour-home` (issue 26) — another user's `ps -a` p99 while 8 SFTP
+   sessions open files in a home of 30,000 folders; baseline: the same
+   `ps` alone.
+9. `neighbour-logs` (issue 26) — another user's `ps -a` p99 while 4 log
+   viewers follow containers flooding 60 KB lines; baseline: alone. The
+   server's RSS before, at the peak and after the viewers closed.
 
 Everything runs on loopback with its own data folder, namespace and
 kernel-chosen ports, and is removed at the end. Each figure is bounded
@@ -57,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fig_cli import ps_vs_docker, run_vs_docker  # noqa: E402
 from fig_live import live  # noqa: E402
 from fig_logins import burst, first_frame, memory  # noqa: E402
+from fig_neighbours import home_neighbour, logs_neighbour  # noqa: E402
 from experiments import PATCHES  # noqa: E402
 from harness import ROOT, Bench, Result, Row  # noqa: E402
 
@@ -85,6 +92,8 @@ FIGURES: dict[str, Figure] = {
     "keystroke": _live_keys,
     "idle-cpu": _live_idle,
     "memory": memory,
+    "neighbour-home": home_neighbour,
+    "neighbour-logs": logs_neighbour,
 }
 """Every figure by name, in the order they run."""
 

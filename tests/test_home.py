@@ -54,6 +54,22 @@ def test_listing_never_follows_a_symlink(home):
         home.list("../")
 
 
+def test_delete_gives_the_bytes_it_removed_to_the_ledger(tmp_path):
+    """What `delete` removed goes to `on_removed` (the disk ledger, issue
+    26): a folder's regular files, a file's size, nothing for a link."""
+    given: list[int] = []
+    home = Home(Settings(data_dir=tmp_path / "data"), "alice", on_removed=given.append)
+    (home.root / "app" / "deep").mkdir(parents=True)
+    (home.root / "app" / "a").write_bytes(b"a" * 100)
+    (home.root / "app" / "deep" / "b").write_bytes(b"b" * 20)
+    (home.root / "single").write_bytes(b"c" * 7)
+    os.symlink("/etc/passwd", home.root / "link")
+    home.delete("app")
+    home.delete("single")
+    home.delete("link")
+    assert given == [120, 7]
+
+
 def test_delete_removes_links_files_and_folders(home, tmp_path):
     home.delete("link")
     assert (tmp_path / "outside" / "precious").exists() and not os.path.lexists(home.root / "link")

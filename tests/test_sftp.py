@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -133,7 +134,8 @@ def test_audit_log_records_sftp_sessions(panel, tmp_path):
 def small_quota_panel(tmp_path_factory, docker_client):
     """A panel with a 100 KiB home-directory quota."""
     tmp = tmp_path_factory.mktemp("quota")
-    server = start_panel(tmp, f"sptq{os.getpid()}", extra_env={"SSHPANEL_QUOTA_DISK": str(100 * 1024)})
+    server = start_panel(tmp, f"sptq{os.getpid()}", extra_env={"SSHPANEL_QUOTA_DISK": str(100 * 1024),
+                                                               "SSHPANEL_DISK_INTERVAL": "1"})
     server.add_user("carol")
     yield server
     stop_panel(server)
@@ -161,7 +163,8 @@ def test_disk_quota_fails_the_write_cleanly(small_quota_panel, tmp_path):
 
 def test_disk_quota_boundary_counts_the_volumes_too(small_quota_panel, tmp_path):
     """Filling the quota exactly is allowed, one byte more is not; bytes in
-    the user's volumes count against the same quota as SFTP uploads."""
+    the user's volumes, as last measured, count against the same quota as
+    SFTP uploads."""
     panel = small_quota_panel
     dave = panel.add_user("dave")
     quota = 100 * 1024
@@ -178,6 +181,10 @@ def test_disk_quota_boundary_counts_the_volumes_too(small_quota_panel, tmp_path)
     deadline = time.monotonic() + 20
     while "Exited" not in panel.run(dave, "ps", "-a").stdout:
         assert time.monotonic() < deadline, "the filling container did not finish"
+        time.sleep(0.2)
+    deadline = time.monotonic() + 20
+    while json.loads(panel.run(dave, "quota", "--format", "json").stdout)["DiskVolumes"] < 61440:
+        assert time.monotonic() < deadline, "the volume was not measured"  # once a second here
         time.sleep(0.2)
     (tmp_path / "fifty").write_bytes(b"f" * 50 * 1024)
     (tmp_path / "thirty").write_bytes(b"t" * 30 * 1024)

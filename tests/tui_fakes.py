@@ -250,7 +250,8 @@ class FakeLogs:
         self.opened: list[tuple] = []
         self.threads: set[str] = set()
 
-    def open(self, ref, follow=True, tail=None, since=None, max_lines=10_000, drop_oldest=True) -> FakeFollower:
+    def open(self, ref, follow=True, tail=None, since=None, max_lines=10_000, drop_oldest=True,
+             max_bytes=None, cut_at=None, max_rate=None) -> FakeFollower:
         self.threads.add(threading.current_thread().name)
         self.opened.append((ref, follow, tail))
         follower = FakeFollower(list(self.initial))

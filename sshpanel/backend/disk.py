@@ -4,6 +4,11 @@ writable layers of their containers; `DiskWatch`, which measures it at most
 once a minute and stops the containers of a user past the quota; and
 `check_room`, which `build` and `deploy` call first.
 
+The home directory is not walked on demand (issue 26): its figure is the
+per-user ledger in the database (`User.disk_home`), which SFTP writes
+reserve against and removals lower (`sshpanel.backend.ledger`), and which
+`DiskWatch` re-measures in its own thread with a bounded walk.
+
 What counts as a user's image bytes: the layers of their builds above the
 base image. Every build stage starts with the owner's `ARG` step
 (`sshpanel.access.dockerfile`), so the layers of an image's history, from
@@ -21,7 +26,8 @@ from dataclasses import dataclass
 
 from sshpanel.access.dockerfile import OWNER_ARG
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.files import disk_usage, home_dir
+from sshpanel.backend.files import bounded_disk_usage, home_dir
+from sshpanel.backend.ledger import expiry
 from sshpanel.backend.scope import UserScope
 from sshpanel.config import Settings
 from sshpanel.errors import NotFound, PanelError, QuotaExceeded
@@ -35,6 +41,9 @@ engine walk every container's files (`docker system df`), so at most once a
 minute."""
 STOP_TIMEOUT = 10
 """Seconds a container past the quota gets to stop before it is killed."""
+HOME_WALK_LIMIT = 500_000
+"""Most entries one measurement of one home directory visits; past it the
+ledger is only raised, never lowered (`UserTransaction.measured_home`)."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,7 @@ class DiskUsage:
     """What a user holds against the disk quota, bytes.
 
     Attributes:
-        home: Files of the home directory (SFTP uploads).
+        home: Files of the home directory (SFTP uploads), from the ledger.
         volumes: Data of the named volumes.
         images: Layers of the user's own builds.
         containers: Writable layers of the user's containers.
@@ -96,14 +105,15 @@ def image_bytes(engine: Engine, repository_prefix: str) -> int:
     return sum(layers.values())
 
 
-def measure(engine: Engine, settings: Settings, user: str, df: dict) -> DiskUsage:
-    """Measures everything one user holds, now.
+def measure(engine: Engine, settings: Settings, user: str, df: dict, home: int) -> DiskUsage:
+    """Measures everything one user holds on the engine, now.
 
     Args:
         engine: The Docker engine.
-        settings: Namespace, label keys, data dir, `quota_disk`.
+        settings: Namespace, label keys, `quota_disk`.
         user: The user's name.
         df: The engine's disk usage (`Engine.df`, `docker system df -v`).
+        home: The home directory's bytes (the ledger, just re-measured).
 
     Returns:
         The usage, `measured` now.
@@ -115,14 +125,14 @@ def measure(engine: Engine, settings: Settings, user: str, df: dict) -> DiskUsag
     volumes = sum(max(int((v.get("UsageData") or {}).get("Size", 0)), 0)
                   for v in df.get("Volumes") or [] if _owned(v, owned))
     containers = sum(int(c.get("SizeRw") or 0) for c in df.get("Containers") or [] if _owned(c, owned))
-    return DiskUsage(_home(settings, user), volumes, image_bytes(engine, f"{settings.namespace}/{user}/"),
+    return DiskUsage(home, volumes, image_bytes(engine, f"{settings.namespace}/{user}/"),
                      containers, settings.quota_disk, dt.datetime.now(dt.timezone.utc))
 
 
 def stored_usage(settings: Settings, user, images: int | None = None) -> DiskUsage:
     """Returns a user's usage from the last measurement (`User.disk_*`) and
-    their home directory now; no engine call unless `images` is measured by
-    the caller.
+    the home directory's ledger; no engine call unless `images` is measured
+    by the caller, no walk of the home.
 
     Args:
         settings: Data dir and `quota_disk`.
@@ -130,15 +140,15 @@ def stored_usage(settings: Settings, user, images: int | None = None) -> DiskUsa
         images: The user's image bytes measured now, or None for the stored.
     """
     measured = user.disk_measured.replace(tzinfo=dt.timezone.utc) if user.disk_measured else None
-    return DiskUsage(_home(settings, user.name), int(user.disk_volumes or 0),
+    return DiskUsage(int(user.disk_home or 0), int(user.disk_volumes or 0),
                      int(user.disk_images or 0) if images is None else images,
                      int(user.disk_containers or 0), settings.quota_disk, measured)
 
 
 def check_room(engine: Engine, settings: Settings, user, action: str) -> DiskUsage:
     """Refuses `action` (`build`, `deploy`) when the user holds their disk
-    quota or more: home and image layers measured now, volumes and writable
-    layers as last measured (at most a minute ago).
+    quota or more: image layers measured now, the home's ledger, volumes
+    and writable layers as last measured (at most a minute ago).
 
     Args:
         engine: The Docker engine.
@@ -166,12 +176,14 @@ def check_room(engine: Engine, settings: Settings, user, action: str) -> DiskUsa
 
 def usage_of(scope: UserScope) -> DiskUsage:
     """Returns the signed-in user's disk usage as last measured (`quota`);
-    blocks (database, home directory walk)."""
+    blocks (database)."""
     return stored_usage(scope.settings, scope.store.user_by_id(scope.principal.user_id))
 
 
 class DiskWatch:
-    """Measures every user's disk usage once a minute, in its own thread;
+    """Measures every user's disk usage once a minute, in its own thread
+    (home directories with a bounded walk, `HOME_WALK_LIMIT`, that replaces
+    the ledger's figure; expired SFTP holds are deleted first);
     stops the running containers that write into their writable layer of a
     user past the quota, each with a `stop` event in its history (a disk
     that fills up would otherwise fill the engine's data root for everyone).
@@ -214,13 +226,38 @@ class DiskWatch:
             EngineUnavailable, EngineError: The engine could not be asked.
         """
         stopped: list[str] = []
+        self.store.expire_disk_holds(expiry())
         df = self.engine.df()
         for user in self.store.users():
-            usage = measure(self.engine, self.settings, user.name, df)
+            try:
+                home = self.measure_home(user)
+            except NotFound:  # deleted meanwhile
+                continue
+            usage = measure(self.engine, self.settings, user.name, df, home)
             self.store.record_disk(user.id, usage.volumes, usage.images, usage.containers)
             if usage.total > usage.quota:
                 stopped += self._stop_writers(user, usage, df)
         return stopped
+
+    def measure_home(self, user) -> int:
+        """Walks one user's home directory (bounded) and stores the figure in
+        the ledger (`UserTransaction.measured_home`).
+
+        No walk while a session of the user holds bytes ahead of its
+        writes: the ledger counts those writes already, and the figure would
+        be left as it is anyway.
+
+        Args:
+            user: The user record, read before the walk.
+
+        Returns:
+            The ledger's figure, bytes.
+        """
+        if self.store.disk_held(user.id):
+            return int(user.disk_home or 0)
+        measured, complete = bounded_disk_usage(home_dir(self.settings, user.name), HOME_WALK_LIMIT)
+        with self.store.user_transaction(user.id) as tx:
+            return tx.measured_home(measured, int(user.disk_home_grown or 0), complete)
 
     def _stop_writers(self, user, usage: DiskUsage, df: dict) -> list[str]:
         """Stops the user's running containers with a non-empty writable layer."""
@@ -253,11 +290,6 @@ class DiskWatch:
                 log.warning("disk usage not measured: %s", exc.message)
             except Exception:  # one failed round must never end the watch
                 log.exception("disk usage not measured")
-
-
-def _home(settings: Settings, user: str) -> int:
-    root = home_dir(settings, user)
-    return disk_usage(root) if root.is_dir() else 0
 
 
 def _owned(item: dict, owned: dict[str, str]) -> bool:

@@ -11,6 +11,7 @@ import errno
 import os
 import posixpath
 import stat
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -49,16 +50,48 @@ def disk_usage(root: Path | str, dir_fd: int | None = None) -> int:
     The walk goes by descriptors (`os.fwalk`), so a folder swapped for a
     symlink while it runs is not followed either.
     """
-    total = 0
-    for _folder, _dirs, files, folder_fd in os.fwalk(root, dir_fd=dir_fd, follow_symlinks=False):
+    return bounded_disk_usage(root, None, dir_fd=dir_fd)[0]
+
+
+def bounded_disk_usage(root: Path | str, limit: int | None, pause_every: int = 1000,
+                       dir_fd: int | None = None) -> tuple[int, bool]:
+    """`disk_usage` that visits at most `limit` entries and lets other
+    threads run every `pause_every` entries (a short sleep releases the
+    interpreter lock), so one huge home cannot hold a core or the lock for
+    long (issue 26).
+
+    Args:
+        root: The folder; relative to `dir_fd` when given.
+        limit: Most entries (files and folders) visited; None: all.
+        pause_every: Entries between two pauses.
+        dir_fd: A folder descriptor `root` is relative to, or None.
+
+    Returns:
+        (bytes of the regular files seen, True when every entry was seen).
+    """
+    total = seen = 0
+    pause_at = pause_every
+    for _folder, dirs, files, folder_fd in os.fwalk(root, dir_fd=dir_fd, follow_symlinks=False):
+        seen += len(dirs)
         for name in files:
+            seen += 1
+            if limit is not None and seen > limit:
+                return total, False
+            if seen >= pause_at:
+                time.sleep(0.001)
+                pause_at = seen + pause_every
             try:
                 info = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
             except OSError:
                 continue
             if stat.S_ISREG(info.st_mode):
                 total += info.st_size
-    return total
+        if limit is not None and seen > limit:
+            return total, False
+        if seen >= pause_at:
+            time.sleep(0.001)
+            pause_at = seen + pause_every
+    return total, True
 
 
 def inside(root: Path, local: str) -> bool:

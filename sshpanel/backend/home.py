@@ -11,6 +11,7 @@ import posixpath
 import shutil
 import stat
 from dataclasses import dataclass
+from typing import Callable
 
 from sshpanel.backend.files import disk_usage, home_dir, open_folder, parent_beneath, relative_parts
 from sshpanel.config import Settings
@@ -44,11 +45,15 @@ class Home:
     Args:
         settings: `data_dir` and `quota_disk` (bytes).
         user: A validated user name.
+        on_removed: Called with the bytes of the regular files `delete`
+            removed, to give them back to the user's disk ledger
+            (`sshpanel.backend.ledger.give_back`); None: not counted.
     """
 
-    def __init__(self, settings: Settings, user: str) -> None:
+    def __init__(self, settings: Settings, user: str, on_removed: Callable[[int], None] | None = None) -> None:
         self.settings = settings
         self.root = home_dir(settings, user)
+        self.on_removed = on_removed
 
     def list(self, folder: str = "") -> list[FileEntry]:
         """Lists a folder ("" for the home directory itself): folders first,
@@ -88,7 +93,8 @@ class Home:
         everything in it. The path is walked from the home directory's
         descriptor without following links and the entry removed relative
         to its folder's descriptor (`sshpanel.backend.files.parent_beneath`),
-        so a link swapped in at any moment is never followed.
+        so a link swapped in at any moment is never followed. The bytes
+        removed go to `on_removed`.
 
         Raises:
             InvalidValue: An absolute path, `..`, the home directory itself,
@@ -100,9 +106,12 @@ class Home:
             raise InvalidValue("the home directory itself cannot be deleted")
         try:
             with parent_beneath(str(self.root), parts) as (dir_fd, name):
-                if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode):
+                    removed = disk_usage(name, dir_fd=dir_fd)
                     shutil.rmtree(name, dir_fd=dir_fd)
                 else:
+                    removed = info.st_size if stat.S_ISREG(info.st_mode) else 0
                     os.unlink(name, dir_fd=dir_fd)
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"no such file in your home directory: {path}") from None
@@ -110,3 +119,5 @@ class Home:
             if exc.errno == errno.ELOOP:
                 raise InvalidValue(f"{path!r} goes through a symbolic link") from None
             raise
+        if self.on_removed is not None and removed:
+            self.on_removed(removed)

@@ -1,6 +1,8 @@
 """Provides `LogFollower`, a container's log stream read in its own thread
-into a bounded buffer with stdout and stderr told apart, and `WorkspaceLogs`,
-which opens one for a user's own container.
+into a buffer bounded in lines and in bytes with stdout and stderr told
+apart, `WorkspaceLogs`, which opens one for a user's own container, and
+`trim_freed_memory`, which hands memory a closed viewer freed back to the
+system (issue 26).
 
 The Docker SDK's `logs(stream=True)` drops the stream type of each frame, so
 the frames of `GET /containers/ID/logs` go through the engine seam's one
@@ -12,9 +14,12 @@ once: a viewer that goes away leaves no thread and no Docker stream behind.
 from __future__ import annotations
 
 import collections
+import ctypes
+import ctypes.util
 import datetime as dt
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -25,6 +30,12 @@ from sshpanel.errors import EngineUnavailable, PanelError
 MAX_LINE = 64 * 1024
 """Bytes after which a line without a newline is cut (a flood without
 newlines must not grow memory)."""
+CHUNK_COST = 1024
+"""Bytes a chunk read from the engine counts in `max_rate` on top of its
+length (each read costs the interpreter lock a round, whatever its size)."""
+LINE_COST = 100
+"""Bytes counted per line on top of its text in a byte budget (the objects
+holding it)."""
 _STAMP = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)) ")
 
 
@@ -37,11 +48,19 @@ class LogLine:
         text: The line without its newline (invalid UTF-8 replaced).
         timestamp: Docker's RFC 3339 time of the line with nanoseconds
             (`2024-05-01T12:00:00.123456789Z`), as `docker logs -t` prints it.
+        cut: Bytes of the line that were not kept (`LogFollower`'s
+            `cut_at`); 0 for a whole line.
     """
 
     stream: str
     text: str
     timestamp: str
+    cut: int = 0
+
+    @property
+    def cost(self) -> int:
+        """What the line counts in a byte budget: its text plus `LINE_COST`."""
+        return len(self.text) + LINE_COST
 
     @property
     def time(self) -> dt.datetime | None:
@@ -63,6 +82,17 @@ class LogFollower:
         tail: Start with only the last N lines; None for the whole log.
         since: Only lines from this time on (timezone-aware).
         max_lines: Lines the buffer holds.
+        max_bytes: Bytes the buffer holds (`LogLine.cost`); None: no bound
+            but `max_lines`.
+        cut_at: Bytes of a line kept; the rest of it is dropped as it
+            arrives and counted in `LogLine.cut` (a viewer never holds a
+            60 KB line). None: lines longer than `MAX_LINE` are split.
+        max_rate: Bytes a second read at most (a token bucket holding one
+            second's worth; each chunk counts `CHUNK_COST` more). A faster
+            log waits in the engine and is shown late: four viewers of
+            floods reading as fast as the engine sends kept the interpreter
+            lock so busy that other users' commands took 20 to 50 times as
+            long (issue 26, `benchmarks/fig_neighbours.py`). None: no bound.
         drop_oldest: When the buffer is full, drop its oldest line (a screen
             that shows the newest lines) instead of waiting for `take` (a
             command that must print every line; Docker then waits too).
@@ -84,6 +114,9 @@ class LogFollower:
         since: dt.datetime | None = None,
         max_lines: int = 10_000,
         drop_oldest: bool = True,
+        max_bytes: int | None = None,
+        cut_at: int | None = None,
+        max_rate: int | None = None,
     ) -> None:
         self.engine = engine
         self.docker_id = docker_id
@@ -95,6 +128,12 @@ class LogFollower:
         self.error: PanelError | None = None
         self._lines: collections.deque[LogLine] = collections.deque()
         self._max = max(1, max_lines)
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._cut_at = cut_at
+        self._max_rate = max_rate
+        self._skipped = {"stdout": 0, "stderr": 0}
+        """Bytes dropped so far of the line being read, per stream (`cut_at`)."""
         self._cond = threading.Condition()
         self._subscribers: dict[int, Callable[[], None]] = {}
         self._next = 0
@@ -155,6 +194,7 @@ class LogFollower:
         with self._cond:
             count = min(max_lines, len(self._lines))
             lines = [self._lines.popleft() for _ in range(count)]
+            self._bytes -= sum(line.cost for line in lines)
             if lines:
                 self._cond.notify_all()
             return lines
@@ -175,6 +215,8 @@ class LogFollower:
             if self._closed:
                 return
             self._closed = True
+            self._lines.clear()
+            self._bytes = 0
             self._cond.notify_all()
         if self._response is not None:
             self._response.close()
@@ -189,15 +231,18 @@ class LogFollower:
     def _read(self, response, tty: bool) -> None:
         pending = {"stdout": b"", "stderr": b""}
         decoder = FrameDecoder(tty)
+        tokens, tick = float(self._max_rate or 0), time.monotonic()
         try:
             for chunk in response:
+                if self._max_rate:
+                    tokens, tick = self._pace(tokens, tick, len(chunk) + CHUNK_COST)
                 for kind, data in decoder.frames(chunk):
                     self._split("stderr" if kind == STDERR else "stdout", pending, data)
                 if self._closed:
                     break
             for stream, rest in pending.items():
                 if rest:
-                    self._push(_line(stream, rest))
+                    self._push(self._whole(stream, rest))
         except Exception as exc:  # any failure ends this stream, never the server
             if not self._closed:
                 self.error = EngineUnavailable(f"the log stream broke: {type(exc).__name__}")
@@ -208,11 +253,24 @@ class LogFollower:
                 self._cond.notify_all()
             self._notify()
 
+    def _pace(self, tokens: float, tick: float, cost: int) -> tuple[float, float]:
+        """Takes `cost` from the token bucket of `max_rate`, waiting (or
+        until closed) when it is empty. Returns the bucket and its time."""
+        now = time.monotonic()
+        tokens = min(float(self._max_rate), tokens + (now - tick) * self._max_rate) - cost
+        if tokens < 0:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closed, -tokens / self._max_rate)
+        return tokens, now
+
     def _split(self, stream: str, pending: dict[str, bytes], data: bytes) -> None:
         text = pending[stream] + data
         *lines, rest = text.split(b"\n")
         for raw in lines:
-            self._push(_line(stream, raw))
+            self._push(self._whole(stream, raw))
+        if self._cut_at is not None and len(rest) > self._cut_at:
+            self._skipped[stream] += len(rest) - self._cut_at
+            rest = rest[: self._cut_at]
         while len(rest) > MAX_LINE:
             self._push(_line(stream, rest[:MAX_LINE]))
             rest = rest[MAX_LINE:]
@@ -220,22 +278,42 @@ class LogFollower:
         if lines:
             self._notify()
 
+    def _whole(self, stream: str, raw: bytes) -> LogLine:
+        """A complete line read, cut at `cut_at` (with what was dropped of it
+        before counted in)."""
+        if self._cut_at is None:
+            return _line(stream, raw)
+        cut = self._skipped[stream] + max(0, len(raw) - self._cut_at)
+        self._skipped[stream] = 0
+        line = _line(stream, raw[: self._cut_at])
+        return LogLine(line.stream, line.text, line.timestamp, cut) if cut else line
+
+    def _full(self, line: LogLine) -> bool:
+        """True when `line` does not fit next to the buffered lines (a line
+        always fits into an empty buffer)."""
+        if not self._lines:
+            return False
+        over_bytes = self._max_bytes is not None and self._bytes + line.cost > self._max_bytes
+        return len(self._lines) >= self._max or over_bytes
+
     def _push(self, line: LogLine) -> None:
-        """Appends a line; when the buffer is full, drops the oldest line or
-        (without `drop_oldest`) tells the subscribers and waits for `take`."""
+        """Appends a line; when the buffer is full (lines or bytes), drops the
+        oldest lines or (without `drop_oldest`) tells the subscribers and
+        waits for `take`."""
         while True:
             with self._cond:
                 if self._closed:
                     return
-                if len(self._lines) >= self._max and self.drop_oldest:
-                    self._lines.popleft()
+                while self.drop_oldest and self._full(line):
+                    self._bytes -= self._lines.popleft().cost
                     self.dropped += 1
-                if len(self._lines) < self._max:
+                if not self._full(line):
                     self._lines.append(line)
+                    self._bytes += line.cost
                     return
             self._notify()
             with self._cond:
-                if len(self._lines) >= self._max and not self._closed:
+                if self._full(line) and not self._closed:
                     self._cond.wait(1.0)
 
     def _notify(self) -> None:
@@ -264,6 +342,9 @@ class WorkspaceLogs:
         since: dt.datetime | None = None,
         max_lines: int = 10_000,
         drop_oldest: bool = True,
+        max_bytes: int | None = None,
+        cut_at: int | None = None,
+        max_rate: int | None = None,
     ) -> LogFollower:
         """Starts reading the log of one of the user's containers.
 
@@ -276,9 +357,26 @@ class WorkspaceLogs:
         """
         row = self.workspace.resolve(ref)
         follower = LogFollower(
-            self.workspace.engine, row.docker_id, follow, tail, since, max_lines, drop_oldest
+            self.workspace.engine, row.docker_id, follow, tail, since, max_lines, drop_oldest, max_bytes, cut_at,
+            max_rate,
         )
         return follower.start()
+
+
+def trim_freed_memory() -> None:
+    """Asks glibc to hand the heap memory that is free back to the system
+    (`malloc_trim(0)`): the many mid-sized strings of a log viewer are
+    freed when it closes, but glibc keeps freed memory below its highest
+    allocation in the process, so the server's RSS would stay at its peak
+    (measured: issue 26). Does nothing where glibc is not the allocator.
+    Blocks for a few milliseconds: call it in a thread."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    libc = ctypes.CDLL(name)
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _line(stream: str, raw: bytes) -> LogLine:

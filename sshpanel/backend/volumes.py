@@ -19,8 +19,6 @@ import re
 from dataclasses import dataclass
 
 from sshpanel.access.names import docker_volume_name
-
-from sshpanel.backend.files import disk_usage, home_dir
 from sshpanel.errors import Conflict, InvalidValue, NotFound, QuotaExceeded
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
@@ -127,8 +125,10 @@ class Volumes:
         return sum(max(view.size, 0) for view in self.ls())
 
     def used(self) -> int:
-        """Returns the bytes the user holds: home directory plus volumes."""
-        return disk_usage(home_dir(self.settings, self.scope.principal.name)) + self.size()
+        """Returns the bytes the user holds: the home directory's ledger
+        (`User.disk_home`, no walk) plus the volumes now."""
+        user = self.scope.store.user_by_id(self.scope.principal.user_id)
+        return (int(user.disk_home or 0) if user else 0) + self.size()
 
     def check_quota(self) -> None:
         """Raises QuotaExceeded unless the user has room left under the disk

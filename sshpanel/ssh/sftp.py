@@ -13,33 +13,35 @@ and changes attributes through a descriptor of the target opened with
 `O_NOFOLLOW`. A symlink planted at any moment, even between two requests
 or during one, is refused, never followed. Symlink, hard link and readlink
 requests are refused.
+
+The disk quota is one ledger per user (issue 26, `sshpanel.backend.ledger`):
+a write that grows a file reserves the growth against it first, and
+removals, truncations and replaced files give their bytes back. No request
+walks the home directory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import os
 import stat
-import time
-from pathlib import Path
 from typing import Callable, Iterator
 
 import asyncssh
 from asyncssh.sftp import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TRUNC, FXF_WRITE
 
-from sshpanel.backend.files import disk_usage, home_dir, open_folder, parent_beneath
-from sshpanel.backend.volumes import Volumes
+from sshpanel.backend.files import home_dir, open_folder, parent_beneath
+from sshpanel.backend.ledger import HomeLedger
 from sshpanel.backend.workspace import Workspace
-from sshpanel.errors import PanelError
+from sshpanel.errors import QuotaExceeded
 from sshpanel.ssh.limits import SessionLimits
 from sshpanel.ssh.services import SessionServices
 
 REFUSED_LINKS = "symbolic and hard links are not allowed in your home directory"
 REFUSED_SESSION = "sshpanel: too many open sessions; close one and try again"
-VOLUMES_TTL = 60.0
-"""Seconds an SFTP session reuses the engine's figure of the user's volumes."""
 
 
 async def open_home_sftp(
@@ -64,7 +66,7 @@ async def open_home_sftp(
         # here would end the whole connection (asyncssh's SFTP handler does
         # not expect it before the init packet): every request fails instead.
         chan.write_stderr(REFUSED_SESSION.encode() + b"\r\n")
-        return HomeSFTPServer(chan, workspace, "/nonexistent", 0, release=None)
+        return HomeSFTPServer(chan, workspace, "/nonexistent", None, release=None)
     owner.sessions += 1
 
     def release() -> None:
@@ -73,9 +75,8 @@ async def open_home_sftp(
 
     try:
         root = await asyncio.to_thread(home_dir, services.settings, name)
-        server = HomeSFTPServer(chan, workspace, str(root), services.settings.quota_disk, release=release,
-                                volumes_size=Volumes(workspace).size)
-        await server.refresh_usage()
+        ledger = HomeLedger(services.store, services.settings, owner.principal.user_id)
+        server = HomeSFTPServer(chan, workspace, str(root), ledger, release=release)
     except BaseException:
         release()
         raise
@@ -89,38 +90,33 @@ class HomeSFTPServer(asyncssh.SFTPServer):
         chan: The session's channel.
         workspace: The user's Workspace (audit log).
         root: The home directory, absolute and symlink-free.
-        quota: Most bytes the home directory and the user's volumes may
-            hold together (`Settings.quota_disk`).
+        ledger: This session's side of the user's disk ledger; None for a
+            session refused by the session limits.
         release: Called once when the session ends (it was counted against
             the per-connection and per-user session limits); None for a
             session refused by those limits.
-        volumes_size: Returns the bytes the user's volumes hold (blocks:
-            the engine's disk usage); None to count the home only.
 
-    Writes and truncates that would take the home directory plus the
-    volumes over `quota` fail with an SFTP failure ("disk quota exceeded")
-    before anything is written; reaching exactly `quota` is allowed. Two
-    sessions of one user writing at the same time each count from the usage
-    they saw at their last open for writing.
+    Writes and truncates that would take the user over the disk quota
+    (files, every session's holds, volumes, image and writable layers)
+    fail with an SFTP failure ("disk quota exceeded") before anything is
+    written; reaching exactly the quota is allowed. All sessions of a user,
+    in every process, reserve against the same ledger.
     """
 
     def __init__(
-        self, chan: asyncssh.SSHServerChannel, workspace: Workspace, root: str, quota: int,
-        release: Callable[[], None] | None = None, volumes_size: Callable[[], int] | None = None,
+        self, chan: asyncssh.SSHServerChannel, workspace: Workspace, root: str, ledger: HomeLedger | None,
+        release: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(chan, chroot=root.encode())
         self.release = release
         """Gives the session back to the limits at exit; None for a refused one."""
         self.workspace = workspace
         self.root = root
-        self.home = Path(root)
-        self.quota = quota
-        self.used = 0
-        """Bytes held (home plus volumes) as of the last open for writing."""
-        self.volumes_size = volumes_size
-        self.volumes_bytes = 0
-        self.volumes_at: float | None = None
-        """When `volumes_bytes` was read (monotonic seconds); None: never."""
+        self.ledger = ledger
+        self.writing: set[int] = set()
+        """`id()` of the files open for writing; the ledger settles when the
+        last one closes."""
+        self._ledger_thread: concurrent.futures.ThreadPoolExecutor | None = None
         self.uploaded = 0
         self.removed = 0
         self.refused = 0
@@ -183,55 +179,78 @@ class HomeSFTPServer(asyncssh.SFTPServer):
         flags = os.O_RDONLY
         if pflags & FXF_WRITE:
             flags = os.O_RDWR if pflags & FXF_READ else os.O_WRONLY
-        for bit, os_bit in ((FXF_APPEND, os.O_APPEND), (FXF_CREAT, os.O_CREAT),
-                            (FXF_TRUNC, os.O_TRUNC), (FXF_EXCL, os.O_EXCL)):
+        for bit, os_bit in ((FXF_APPEND, os.O_APPEND), (FXF_CREAT, os.O_CREAT), (FXF_EXCL, os.O_EXCL)):
             if pflags & bit:
                 flags |= os_bit
         mode = 0o600 if attrs.permissions is None else attrs.permissions & 0o777
         with self._at(path) as (dir_fd, name):
             fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise asyncssh.SFTPFailure("not a regular file")
+            if pflags & FXF_TRUNC and pflags & FXF_WRITE:
+                # Truncated here rather than by O_TRUNC, so the bytes it
+                # frees are known and given back to the ledger.
+                os.ftruncate(fd, 0)
+                await self._give_back(info.st_size)
+        except BaseException:  # a refusal, the database, or the client left: no descriptor stays open
             os.close(fd)
-            raise asyncssh.SFTPFailure("not a regular file")
+            raise
+        file_obj = os.fdopen(fd, "r+b" if flags & os.O_RDWR else ("wb" if pflags & FXF_WRITE else "rb"),
+                             buffering=0)
         if pflags & FXF_WRITE:
-            try:
-                await self.refresh_usage()
-            except BaseException:  # an engine error, or the client left: no descriptor stays open
-                os.close(fd)
-                raise
-        return os.fdopen(fd, "r+b" if flags & os.O_RDWR else ("wb" if pflags & FXF_WRITE else "rb"), buffering=0)
+            self.writing.add(id(file_obj))
+        return file_obj
 
     def open56(self, path: bytes, desired_access: int, flags: int, attrs: asyncssh.SFTPAttrs):
         raise asyncssh.SFTPOpUnsupported("SFTP version 3 only")
 
-    async def refresh_usage(self) -> None:
-        """Sets `used`: the home directory's bytes now, plus the volumes' as
-        the engine last said (asked at most every `VOLUMES_TTL` seconds: its
-        disk-usage scan walks every volume of the host; when the engine does
-        not answer, the last figure, 0 at first, is used)."""
-        home = await asyncio.to_thread(disk_usage, self.home)
-        if self.volumes_size is not None and (self.volumes_at is None
-                                              or time.monotonic() - self.volumes_at >= VOLUMES_TTL):
-            with contextlib.suppress(PanelError):
-                self.volumes_bytes = await asyncio.to_thread(self.volumes_size)
-                self.volumes_at = time.monotonic()
-        self.used = home + self.volumes_bytes
+    async def close(self, file_obj) -> None:
+        """Closes a file; when it was the session's last file open for
+        writing, what the session wrote is settled into the ledger and the
+        rest of its hold given back."""
+        file_obj.close()
+        if id(file_obj) in self.writing:
+            self.writing.discard(id(file_obj))
+            if not self.writing and self.ledger is not None:
+                await self._in_ledger_thread(self.ledger.settle)
 
-    def _check_room(self, growth: int) -> None:
-        """Raises SFTPFailure when `growth` more bytes take the user over the
-        disk quota (holding exactly the quota is allowed)."""
-        if growth > 0 and self.used + growth > self.quota:
+    async def _in_ledger_thread(self, call: Callable[..., None], *args: int) -> None:
+        """Runs a ledger call (database) in this session's own thread, made
+        on first use: one user's many sessions wait on their own threads,
+        never in the process's shared pool that every user's commands use
+        (issue 26)."""
+        if self._ledger_thread is None:
+            self._ledger_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sshpanel-sftp")
+        await asyncio.get_running_loop().run_in_executor(self._ledger_thread, call, *args)
+
+    async def _reserve(self, growth: int) -> None:
+        """Reserves `growth` bytes against the user's disk quota before they
+        are written (from the session's hold when it suffices, else in the
+        database, in a thread).
+
+        Raises:
+            SFTPFailure: They would take the user over the quota.
+        """
+        if self.ledger is None or self.ledger.take(growth):
+            return
+        try:
+            await self._in_ledger_thread(self.ledger.reserve, growth)
+        except QuotaExceeded as exc:
             self.refused += 1
-            raise asyncssh.SFTPFailure(
-                f"disk quota exceeded ({self.quota} bytes for your home directory and volumes together)")
+            raise asyncssh.SFTPFailure(exc.message) from None
 
-    def write(self, file_obj, offset: int, data: bytes) -> int:
+    async def _give_back(self, removed: int) -> None:
+        """Gives `removed` bytes back to the user's ledger (in a thread)."""
+        if self.ledger is not None and removed > 0:
+            await self._in_ledger_thread(self.ledger.give_back, removed)
+
+    async def write(self, file_obj, offset: int, data: bytes) -> int:
         size = os.fstat(file_obj.fileno()).st_size
-        growth = max(0, offset + len(data) - size)
-        self._check_room(growth)
+        await self._reserve(max(0, offset + len(data) - size))
         file_obj.seek(offset)
         written = file_obj.write(data)
-        self.used += growth
         self.uploaded += len(data)
         return written
 
@@ -243,22 +262,22 @@ class HomeSFTPServer(asyncssh.SFTPServer):
         with self._at(path) as (dir_fd, name):
             return self._no_link(dir_fd, name)
 
-    def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+    async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         with self._at(path) as (dir_fd, name):
             fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
         try:
             if stat.S_ISLNK(os.fstat(fd).st_mode):
                 raise self._refuse("path is a link")
-            self._setstat(fd, attrs)
+            await self._setstat(fd, attrs)
         finally:
             os.close(fd)
 
     lsetstat = setstat
 
-    def fsetstat(self, file_obj, attrs: asyncssh.SFTPAttrs) -> None:
-        self._setstat(file_obj.fileno(), attrs)
+    async def fsetstat(self, file_obj, attrs: asyncssh.SFTPAttrs) -> None:
+        await self._setstat(file_obj.fileno(), attrs)
 
-    def _setstat(self, fd: int, attrs: asyncssh.SFTPAttrs) -> None:
+    async def _setstat(self, fd: int, attrs: asyncssh.SFTPAttrs) -> None:
         """Applies permission bits (no setuid/setgid/sticky), times and a
         size within the quota to the file behind `fd` (never a symlink);
         owner changes are refused.
@@ -273,9 +292,11 @@ class HomeSFTPServer(asyncssh.SFTPServer):
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise asyncssh.SFTPFailure("not a regular file")
-            self._check_room(attrs.size - info.st_size)
+            await self._reserve(attrs.size - info.st_size)
             os.truncate(held, attrs.size)
-            self.used = max(0, self.used + attrs.size - info.st_size)
+            await self._give_back(info.st_size - attrs.size)
+            if not self.writing and self.ledger is not None:  # nothing else will settle it soon
+                await self._in_ledger_thread(self.ledger.settle)
         if attrs.permissions is not None:
             os.chmod(held, attrs.permissions & 0o777)
         if attrs.atime is not None and attrs.mtime is not None:
@@ -283,13 +304,13 @@ class HomeSFTPServer(asyncssh.SFTPServer):
 
     # Directory entries ---------------------------------------------------
 
-    def remove(self, path: bytes) -> None:
+    async def remove(self, path: bytes) -> None:
         with self._at(path) as (dir_fd, name):
             info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             os.unlink(name, dir_fd=dir_fd)
-        if stat.S_ISREG(info.st_mode):
-            self.used = max(0, self.used - info.st_size)
         self.removed += 1
+        if stat.S_ISREG(info.st_mode):
+            await self._give_back(info.st_size)
 
     def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         mode = 0o700 if attrs.permissions is None else attrs.permissions & 0o777
@@ -303,23 +324,32 @@ class HomeSFTPServer(asyncssh.SFTPServer):
             os.rmdir(name, dir_fd=dir_fd)
         self.removed += 1
 
-    def rename(self, oldpath: bytes, newpath: bytes) -> None:
-        self._rename(oldpath, newpath, replace=False)
+    async def rename(self, oldpath: bytes, newpath: bytes) -> None:
+        await self._give_back(self._rename(oldpath, newpath, replace=False))
 
-    def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
-        self._rename(oldpath, newpath, replace=True)
+    async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
+        await self._give_back(self._rename(oldpath, newpath, replace=True))
 
-    def _rename(self, oldpath: bytes, newpath: bytes, replace: bool) -> None:
+    def _rename(self, oldpath: bytes, newpath: bytes, replace: bool) -> int:
         """Renames within the home directory, both folders held by
-        descriptor; without `replace`, an existing target is refused."""
+        descriptor; without `replace`, an existing target is refused.
+
+        Returns:
+            The bytes of the regular file the rename replaced (0: none).
+        """
         with self._at(oldpath) as (old_fd, old), self._at(newpath) as (new_fd, new):
             if os.curdir in (old, new):
                 raise asyncssh.SFTPPermissionDenied("cannot move or replace your home directory")
-            if not replace:
-                with contextlib.suppress(FileNotFoundError):
-                    os.stat(new, dir_fd=new_fd, follow_symlinks=False)
+            replaced = 0
+            with contextlib.suppress(FileNotFoundError):
+                target = os.stat(new, dir_fd=new_fd, follow_symlinks=False)
+                if not replace:
                     raise asyncssh.SFTPFailure("target exists")
+                if stat.S_ISREG(target.st_mode) and not os.path.samestat(
+                        target, os.stat(old, dir_fd=old_fd, follow_symlinks=False)):
+                    replaced = target.st_size
             os.replace(old, new, src_dir_fd=old_fd, dst_dir_fd=new_fd)
+            return replaced
 
     def realpath(self, path: bytes) -> bytes:
         with self._at(path) as (dir_fd, name), contextlib.suppress(FileNotFoundError):
@@ -367,6 +397,13 @@ class HomeSFTPServer(asyncssh.SFTPServer):
         if self.release is None:
             return
         self.release()
+        if self.ledger is not None:
+            with contextlib.suppress(Exception):  # the database is gone: the hold expires (`HOLD_TTL`)
+                await self._in_ledger_thread(self.ledger.settle)
+        if self._ledger_thread is not None:
+            with contextlib.suppress(Exception):
+                await self._in_ledger_thread(self.ledger.store.close)
+            self._ledger_thread.shutdown(wait=False)
         summary = f"{self.uploaded} bytes written, {self.removed} removed, {self.refused} refused"
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._audit, summary)

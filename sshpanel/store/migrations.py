@@ -20,6 +20,8 @@ Versions:
    one database must share one key); `user.login_failures`,
    `login_failed_at`, `login_locked_until` (failed logins counted over
    every host).
+4. The disk ledger (issue 26): `user.disk_home`, `user.disk_home_grown`
+   and the table `disk_hold`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from playhouse.migrate import SchemaMigrator, migrate
 from sshpanel.errors import ConfigError
 from sshpanel.store.models import MODELS, SchemaVersion
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema version these models are (see the module docstring)."""
 
 UPGRADE_LOCK = 0x73687370_00000001

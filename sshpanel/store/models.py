@@ -56,6 +56,8 @@ class User(BaseModel):
     login_failures = pw.IntegerField(default=0)
     login_failed_at = pw.DateTimeField(null=True)
     login_locked_until = pw.DateTimeField(null=True)
+    disk_home = pw.BigIntegerField(default=0)
+    disk_home_grown = pw.BigIntegerField(default=0)
 
 
 class PublicKey(BaseModel):
@@ -172,6 +174,22 @@ class SecretKeyCheck(BaseModel):
     created = pw.DateTimeField(default=utcnow)
 
 
+class DiskHold(BaseModel):
+    """Disk quota bytes one SFTP session of a user holds ahead of its
+    writes (issue 26): counted in the user's usage by every process until
+    the session settles them into `User.disk_home` or gives them back.
+
+    `holder` names the session (random, unique); `updated` is refreshed at
+    every reservation, and `DiskWatch` deletes holds older than
+    `sshpanel.backend.ledger.HOLD_TTL` (their process died).
+    """
+
+    user = pw.ForeignKeyField(User, backref="disk_holds", on_delete="CASCADE")
+    holder = pw.CharField(max_length=64, unique=True)
+    bytes = pw.BigIntegerField(default=0)
+    updated = pw.DateTimeField(default=utcnow, index=True)
+
+
 class SchemaVersion(BaseModel):
     """The schema version the database was last upgraded to (one row; see
     `sshpanel.store.migrations.SCHEMA_VERSION`)."""
@@ -181,4 +199,4 @@ class SchemaVersion(BaseModel):
 
 
 MODELS: list[type[BaseModel]] = [User, PublicKey, Container, Event, AuditEntry, Script, ImageRule, Secret,
-                                 SecretKeyCheck, SchemaVersion]
+                                 SecretKeyCheck, SchemaVersion, DiskHold]

@@ -24,9 +24,12 @@ write commits, or two creates each read "2 of 3" and both reserve
   transaction-level advisory lock (`pg_advisory_xact_lock`) on PostgreSQL;
   it is always taken after the user's row, so the two cannot deadlock.
 
-The disk quota needs no such lock: what it checks (files, volume sizes,
-image layers) is measured outside the database and a check reserves
-nothing, so there is no read-then-write to interleave.
+The disk quota's ledger of home directories (issue 26) is reserved the
+same way: an SFTP session holds bytes ahead of its writes in a `DiskHold`
+row, read and written in a transaction with the user locked, so every
+session of the user, in every process and on every panel host sharing the
+database, sees the others' holds. Volumes, image layers and writable
+layers are measured outside the database (`User.disk_*`) and only read.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import peewee as pw
 
 from sshpanel.errors import NotFound
 from sshpanel.store.admin import published_ports
-from sshpanel.store.models import Container, User, utcnow
+from sshpanel.store.models import Container, DiskHold, User, utcnow
 
 
 class Transactional(Protocol):
@@ -124,6 +127,81 @@ class UserTransaction:
         Container.update(memory=memory, cpus=cpus, spec=spec).where(
             (Container.id == container_id) & (Container.user == self.user.id)
         ).execute()
+
+
+    def disk_held(self) -> int:
+        """Returns the bytes every session of the user holds ahead of its
+        writes (`DiskHold`), as no one else can change them before commit."""
+        return held_by(self.user.id)
+
+    def set_disk_hold(self, holder: str, held: int) -> bool:
+        """Sets the bytes the session `holder` holds and stamps it now; 0
+        deletes the hold.
+
+        Args:
+            holder: The session's unique name.
+            held: Bytes, 0 or more.
+
+        Returns:
+            True when the hold existed before (False: new, or it had
+            expired and was deleted by `expire_disk_holds`).
+        """
+        existed = DiskHold.select().where(DiskHold.holder == holder).exists()
+        if held <= 0:
+            DiskHold.delete().where(DiskHold.holder == holder).execute()
+        elif existed:
+            DiskHold.update(bytes=held, updated=utcnow()).where(DiskHold.holder == holder).execute()
+        else:
+            DiskHold.create(user=self.user.id, holder=holder, bytes=held)
+        return existed
+
+    def add_home(self, change: int) -> int:
+        """Adds `change` bytes to the home directory's ledger (written
+        bytes: positive, also added to `disk_home_grown`; removed bytes:
+        negative, never below 0).
+
+        Returns:
+            The ledger's new figure, bytes.
+        """
+        home = max(0, int(self.user.disk_home or 0) + change)
+        grown = int(self.user.disk_home_grown or 0) + max(change, 0)
+        User.update(disk_home=home, disk_home_grown=grown).where(User.id == self.user.id).execute()
+        self.user.disk_home, self.user.disk_home_grown = home, grown
+        return home
+
+    def measured_home(self, measured: int, grown_before: int, complete: bool) -> int:
+        """Replaces the home directory's ledger by a measurement.
+
+        Bytes settled while the walk ran (`disk_home_grown` now minus
+        `grown_before`) are added, since the walk may have missed them;
+        removals meanwhile are not subtracted. Both err towards more, never
+        less, than the files hold. An incomplete walk only raises the figure.
+        While a session holds bytes (`DiskHold`), it may have written bytes
+        the walk saw and not settled them yet: the figure is then left as
+        it is (the ledger already counts every write).
+
+        Args:
+            measured: Bytes the walk found.
+            grown_before: `disk_home_grown` read before the walk began.
+            complete: The walk saw every entry (it stops at a bound).
+
+        Returns:
+            The ledger's figure, bytes.
+        """
+        if self.disk_held():
+            return int(self.user.disk_home or 0)
+        home = measured + max(0, int(self.user.disk_home_grown or 0) - grown_before)
+        if not complete:
+            home = max(home, int(self.user.disk_home or 0))
+        User.update(disk_home=home).where(User.id == self.user.id).execute()
+        self.user.disk_home = home
+        return home
+
+
+def held_by(user_id: int) -> int:
+    """Returns the bytes a user's SFTP sessions hold ahead of their writes."""
+    return int(DiskHold.select(pw.fn.COALESCE(pw.fn.SUM(DiskHold.bytes), 0))
+               .where(DiskHold.user == user_id).scalar() or 0)
 
 
 def usage_of(user_id: int) -> tuple[int, int, float]:

@@ -31,12 +31,13 @@ from sshpanel.store.models import (
     MODELS,
     AuditEntry,
     Container,
+    DiskHold,
     Event,
     PublicKey,
     User,
     utcnow,
 )
-from sshpanel.store.reservations import UserTransaction, lock_user, usage_of
+from sshpanel.store.reservations import UserTransaction, held_by, lock_user, usage_of
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -191,6 +192,20 @@ class Store:
         with self.write():
             User.update(disk_volumes=volumes, disk_images=images, disk_containers=containers,
                         disk_measured=utcnow()).where(User.id == user_id).execute()
+
+    def expire_disk_holds(self, before: dt.datetime) -> int:
+        """Deletes the disk holds not renewed since `before` (naive UTC):
+        their sessions' processes died (`sshpanel.store.reservations`).
+
+        Returns:
+            How many were deleted.
+        """
+        with self.write():
+            return DiskHold.delete().where(DiskHold.updated < before).execute()
+
+    def disk_held(self, user_id: int) -> int:
+        """Returns the bytes a user's SFTP sessions hold ahead of their writes."""
+        return held_by(user_id)
 
     def has_admin(self) -> bool:
         """Returns True when at least one admin account exists."""

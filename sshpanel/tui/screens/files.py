@@ -5,6 +5,7 @@ usage; delete after a confirmation; build an image from a folder (issue 6)."""
 from __future__ import annotations
 
 import posixpath
+from functools import partial
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -16,6 +17,7 @@ from textual.widgets import DataTable, Header, Static
 from sshpanel.access.units import format_bytes
 from sshpanel.backend.disk import DiskUsage, usage_of
 from sshpanel.backend.home import FileEntry, Home
+from sshpanel.backend.ledger import give_back
 from sshpanel.tui.screens.build import BuildScreen
 from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.screens.confirm import ConfirmModal
@@ -52,8 +54,10 @@ class FilesScreen(PanelScreen[None]):
         super().__init__()
         self.workspace = workspace
         """The user's workspace; only ever called from thread workers."""
-        self.home = Home(workspace.settings, workspace.principal.name)
-        """The user's home directory (blocking calls)."""
+        self.home = Home(workspace.settings, workspace.principal.name,
+                         on_removed=partial(give_back, workspace.store, workspace.principal.user_id))
+        """The user's home directory (blocking calls); deletions give their
+        bytes back to the disk ledger."""
         self.folder = ""
         """The folder shown, relative to the home directory ("" = the home)."""
         self.entries: dict[str, FileEntry] = {}

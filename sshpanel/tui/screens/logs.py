@@ -4,6 +4,7 @@ newest line, timestamps, search with highlighting and a matching-only filter."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Callable
 
 from rich.text import Text
@@ -13,7 +14,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Header, Input, Static
 
-from sshpanel.backend.logs import LogFollower
+from sshpanel.backend.logs import LogFollower, trim_freed_memory
 from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.widgets.key_footer import KeyFooter
 from sshpanel.tui.widgets.log_view import LogView
@@ -25,8 +26,24 @@ TAIL = 500
 """Lines of the log shown when the screen opens."""
 MAX_LINES = 10_000
 """Lines the screen keeps (and the follower buffers at most)."""
+MAX_BYTES = 8 * 2**20
+"""Bytes of lines the screen keeps (issue 26: 10,000 lines of 60 KB held
+600 MiB per viewer)."""
+BUFFER_BYTES = 2 * 2**20
+"""Bytes of lines the follower buffers until the screen takes them; in a
+flood the oldest go first, as in the view."""
+LINE_BYTES = 4096
+"""Bytes of a line kept; the rest is dropped as it arrives and the line
+shown with a marker saying how much."""
+READ_RATE = 512 * 1024
+"""Bytes a second the screen reads of a log at most (`LogFollower`'s
+`max_rate`): a faster flood is shown late rather than slowing everyone."""
 BATCH = 2000
 """Lines taken per turn of the event loop, so a flood never freezes the screen."""
+TAKE_INTERVAL = 0.5
+"""Seconds between two batches at least: each one redraws the view, and
+four viewers of floods redrawing as often as lines came kept the event
+loop busy for every user (issue 26)."""
 
 
 class LogScreen(PanelScreen[None]):
@@ -34,7 +51,8 @@ class LogScreen(PanelScreen[None]):
 
     The Docker log stream is read by a `LogFollower` thread into a bounded
     buffer; the screen takes lines in batches when told they arrived.
-    Leaving the screen closes the stream (and ends its thread).
+    Leaving the screen closes the stream (and ends its thread), drops the
+    lines and hands the memory they held back to the system.
 
     Args:
         logs: Opens the user's container logs.
@@ -71,12 +89,16 @@ class LogScreen(PanelScreen[None]):
         self._leaving = False
         self._wake_posted = False  # a LinesArrived is queued: the thread need not post another
         self._unsubscribe: Callable[[], None] | None = None
+        self._view = LogView(MAX_LINES, MAX_BYTES, id="log-view")
+        self._taken_at = 0.0
+        """When lines were last taken (monotonic seconds; the first lines
+        are never held back)."""
 
     def compose(self) -> ComposeResult:
         """Header, status line, the log, the search line, the footer."""
         yield Header()
         yield Static("", id="log-status", markup=False)
-        yield LogView(MAX_LINES, id="log-view")
+        yield self._view
         yield Input(placeholder="search (Enter keeps it, Esc clears it)", id="log-search", compact=True)
         yield KeyFooter()
 
@@ -96,7 +118,8 @@ class LogScreen(PanelScreen[None]):
     def _open(self) -> LogFollower | None:
         """Runs in the worker thread; closes the stream at once if the
         screen went away meanwhile (nobody else would)."""
-        follower = self.logs.open(self.container, follow=True, tail=TAIL, max_lines=MAX_LINES)
+        follower = self.logs.open(self.container, follow=True, tail=TAIL, max_lines=MAX_LINES,
+                                  max_bytes=BUFFER_BYTES, cut_at=LINE_BYTES, max_rate=READ_RATE)
         with self._lock:
             if self._leaving:
                 follower.close()
@@ -106,15 +129,19 @@ class LogScreen(PanelScreen[None]):
         return follower
 
     def on_unmount(self) -> None:
-        """Closes the log stream (quick, no waiting)."""
+        """Closes the log stream (quick, no waiting), drops the lines, and
+        trims the heap in a thread (`trim_freed_memory`)."""
         with self._lock:
             self._leaving = True
             follower, unsubscribe = self.follower, self._unsubscribe
             self._unsubscribe = None
+            self.follower = None
         if unsubscribe is not None:
             unsubscribe()
         if follower is not None:
             follower.close()
+        self._view.clear()
+        threading.Thread(target=trim_freed_memory, name="sshpanel-trim", daemon=True).start()
 
     def _wake(self) -> None:
         """Runs in the follower's thread: posts one message until it is handled."""
@@ -127,7 +154,16 @@ class LogScreen(PanelScreen[None]):
             self._take()
 
     def on_log_screen_lines_arrived(self, message: LinesArrived) -> None:
-        """Takes a batch of lines; asks for another turn when more are waiting."""
+        """Takes a batch of lines, at most every `TAKE_INTERVAL` (until then
+        the message counts as still posted, so the thread posts no other);
+        asks for another turn when more are waiting."""
+        wait = self._taken_at + TAKE_INTERVAL - time.monotonic()
+        if wait > 0:
+            self.set_timer(wait, self._take_posted)
+        else:
+            self._take_posted()
+
+    def _take_posted(self) -> None:
         self._wake_posted = False
         self._take()
 
@@ -137,6 +173,7 @@ class LogScreen(PanelScreen[None]):
             return
         lines = follower.take(BATCH)
         if lines:
+            self._taken_at = time.monotonic()
             self.view.add(lines, follow=self.follow)
             if not self.follow:
                 self.unseen += len(lines)

@@ -1,5 +1,6 @@
-"""Provides `LogView`, a container's log lines in a bounded, scrollable view
-that renders only the lines on screen: stderr in red, optional timestamps,
+"""Provides `LogView`, a container's log lines in a scrollable view bounded
+in lines and in bytes that renders only the lines on screen: stderr in red,
+lines the follower cut marked as such, optional timestamps,
 search matches highlighted, and a filter that keeps only matching lines;
 and `drawn`, one line of user or container text as one row, made
 `visible`."""
@@ -16,12 +17,15 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from sshpanel.access.text import visible
+from sshpanel.access.units import format_bytes
 from sshpanel.backend.logs import LogLine, find_matches
 
 STAMP_WIDTH = 31
 """Cells of a timestamp column (`2024-05-01T12:00:00.123456789Z `)."""
 MATCH_STYLE = "black on yellow"
 """Style of search matches."""
+CUT_STYLE = "reverse"
+"""Style of the marker after a line that was cut."""
 
 
 def drawn(text: str) -> str:
@@ -31,8 +35,20 @@ def drawn(text: str) -> str:
     return visible(text).replace("\n", "\\x0a").expandtabs(8)
 
 
+def _cells(text: str) -> int:
+    """Terminal cells of drawable text (`rich.cells.cell_len` goes character
+    by character through long lines; ASCII is one cell each)."""
+    return len(text) if text.isascii() else cell_len(text)
+
+
+def cut_marker(cut: int) -> str:
+    """The marker drawn after a line the follower cut: how much was dropped."""
+    return f" … {format_bytes(cut)} more"
+
+
 class LogView(ScrollView, can_focus=True):
-    """A bounded log: the newest `max_lines` lines, drawn lazily.
+    """A bounded log: the newest `max_lines` lines within `max_bytes`,
+    drawn lazily.
 
     Only the lines on screen are rendered, so adding lines costs the same
     whatever the buffer holds, and a filter or a search is one pass over at
@@ -40,20 +56,26 @@ class LogView(ScrollView, can_focus=True):
 
     Args:
         max_lines: Lines kept; older ones are dropped.
+        max_bytes: Bytes kept (`LogLine.cost`: the text and what holds it);
+            older lines are dropped (the newest line is always kept).
         id: Widget id.
     """
 
-    def __init__(self, max_lines: int, *, id: str | None = None) -> None:
+    def __init__(self, max_lines: int, max_bytes: int | None = None, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.max_lines = max_lines
         """Lines kept."""
+        self.max_bytes = max_bytes
+        """Bytes kept (None: only `max_lines` bounds the view)."""
+        self.kept_bytes = 0
+        """What the kept lines cost (`LogLine.cost`), bytes."""
         self.query = ""
         """The search text ('' for none), matched regardless of case."""
         self.filtering = False
         """Show only lines that match `query`."""
         self.timestamps = False
         """Show Docker's timestamp before each line."""
-        self._all: collections.deque[LogLine] = collections.deque(maxlen=max_lines)
+        self._all: collections.deque[LogLine] = collections.deque()
         self._shown: collections.deque[LogLine] = collections.deque(maxlen=max_lines)
         self._width = 0
         self._to_newest = False
@@ -80,7 +102,7 @@ class LogView(ScrollView, can_focus=True):
         return sum(1 for line in self._all if self._matches(line)) if self.query else 0
 
     def add(self, lines: Iterable[LogLine], follow: bool) -> None:
-        """Appends lines; the oldest go beyond `max_lines`.
+        """Appends lines; the oldest go beyond `max_lines` or `max_bytes`.
 
         Args:
             lines: New lines, oldest first.
@@ -91,6 +113,8 @@ class LogView(ScrollView, can_focus=True):
         added = 0
         for line in lines:
             self._all.append(line)
+            self.kept_bytes += line.cost
+            self._drop_oldest()
             if self._visible(line):
                 self._shown.append(line)
                 self._width = max(self._width, self._line_width(line))
@@ -104,6 +128,23 @@ class LogView(ScrollView, can_focus=True):
         elif dropped:  # keep showing the same lines while older ones go
             self.scroll_to(y=max(0, self.scroll_offset.y - dropped), animate=False, immediate=True)
         self.refresh()
+
+    def clear(self) -> None:
+        """Drops every line (the screen closes: nothing stays held)."""
+        self._all.clear()
+        self._shown.clear()
+        self.kept_bytes = self._width = 0
+        self.virtual_size = Size(0, 0)
+
+    def _drop_oldest(self) -> None:
+        """Drops the oldest lines beyond `max_lines` or `max_bytes` (the
+        newest is kept), from the shown lines too."""
+        while len(self._all) > 1 and (len(self._all) > self.max_lines or (
+                self.max_bytes is not None and self.kept_bytes > self.max_bytes)):
+            oldest = self._all.popleft()
+            self.kept_bytes -= oldest.cost
+            if self._shown and self._shown[0] is oldest:
+                self._shown.popleft()
 
     def show(self, *, query: str | None = None, filtering: bool | None = None, timestamps: bool | None = None) -> None:
         """Changes what is shown and how; the view is rebuilt from the kept lines.
@@ -166,18 +207,33 @@ class LogView(ScrollView, can_focus=True):
         return not self.filtering or not self.query or self._matches(line)
 
     def _line_width(self, line: LogLine) -> int:
-        return cell_len(drawn(line.text)) + (STAMP_WIDTH if self.timestamps else 0)
+        marker = cell_len(cut_marker(line.cut)) if line.cut else 0
+        return _cells(drawn(line.text)) + marker + (STAMP_WIDTH if self.timestamps else 0)
 
-    def format_line(self, line: LogLine) -> Text:
-        """The line as drawn: timestamp (dim), text (stderr red), matches highlighted."""
+    def format_line(self, line: LogLine, cells: int | None = None) -> Text:
+        """The line as drawn: timestamp (dim), text (stderr red), matches
+        highlighted, the marker of a cut line.
+
+        Args:
+            line: The line.
+            cells: Only the first `cells` characters of the text are needed
+                (the right edge of the view): rendering a 4 KiB line whole
+                for every row of every frame would cost a flood's viewer
+                most of a core.
+        """
         text = Text(no_wrap=True, end="")
         if self.timestamps:
             text.append(f"{line.timestamp or '-':<{STAMP_WIDTH - 1}} ", style="dim")
         offset = len(text)
         body = drawn(line.text)
+        cropped = cells is not None and len(body) > cells
+        if cropped:
+            body = body[:cells]
         text.append(body, style="red" if line.stream == "stderr" else "")
         for start, end in find_matches(body, self.query):
             text.stylize(MATCH_STYLE, offset + start, offset + end)
+        if line.cut and not cropped:
+            text.append(cut_marker(line.cut), style=CUT_STYLE)
         return text
 
     def render_line(self, y: int) -> Strip:
@@ -188,7 +244,7 @@ class LogView(ScrollView, can_focus=True):
         style = self.rich_style
         if index >= len(self._shown):
             return Strip.blank(width, style)
-        text = self.format_line(self._shown[index])
+        text = self.format_line(self._shown[index], scroll_x + width)
         text.stylize_before(style)
         strip = Strip(list(text.render(self.app.console)), text.cell_len)
         return strip.crop_extend(scroll_x, scroll_x + width, style).apply_offsets(scroll_x, index)
