@@ -288,7 +288,7 @@ class Bench:
     def accounts(self):
         if self._accounts is None:
             sys.path.insert(0, str(ROOT))
-            from sshpanel.backend.accounts import Accounts
+            from sshpanel.backend.admin.accounts import Accounts
             from sshpanel.config import load_settings
             from sshpanel.store import open_store
 

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _user(settings: Settings, args: argparse.Namespace) -> int:
-    from sshpanel.backend.accounts import Accounts
+    from sshpanel.backend.admin.accounts import Accounts
     from sshpanel.store import open_store
 
     accounts = Accounts(open_store(settings), settings)

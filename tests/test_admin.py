@@ -13,9 +13,9 @@ import time
 import pytest
 
 from sshpanel.access.principal import Principal
-from sshpanel.backend.admin import Admin
+from sshpanel.backend.admin.admin import Admin
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.config import load_settings
 from sshpanel.errors import PermissionDenied
 from sshpanel.store import open_store

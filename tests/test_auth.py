@@ -11,7 +11,7 @@ import subprocess
 import asyncssh
 import pytest
 
-from sshpanel.backend.accounts import Accounts
+from sshpanel.backend.admin.accounts import Accounts
 from sshpanel.config import load_settings
 from sshpanel.ssh.limits import LimitSettings, Limits
 from sshpanel.ssh.server import PanelServer

@@ -15,7 +15,7 @@ from textual.widgets import TextArea
 
 from sshpanel.access.principal import Principal
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.config import load_settings
 from sshpanel.errors import NotFound, PanelError
 from sshpanel.store import open_store

@@ -17,10 +17,10 @@ import time
 import asyncssh
 import pytest
 
-from sshpanel.backend.disk import DiskWatch
+from sshpanel.backend.user.disk import DiskWatch
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.files import bounded_disk_usage, home_dir
-from sshpanel.backend.ledger import HomeLedger, expiry
+from sshpanel.backend.user.files import bounded_disk_usage, home_dir
+from sshpanel.backend.user.ledger import HomeLedger, expiry
 from sshpanel.config import load_settings
 from sshpanel.errors import QuotaExceeded
 from sshpanel.store import open_store
@@ -269,7 +269,7 @@ def test_an_sftp_open_never_walks_the_home_regression(tmp_path, docker_client, m
 
         monkeypatch.setattr(os, name, counted)
 
-    from sshpanel.backend.accounts import Accounts
+    from sshpanel.backend.admin.accounts import Accounts
     from sshpanel.ssh.server import PanelServer
 
     async def scenario() -> None:

@@ -17,7 +17,7 @@ import pytest
 from sshpanel.access.policy import DROPPED_CAPABILITIES
 from sshpanel.access.principal import Principal
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.config import load_settings
 from sshpanel.store import open_store
 from sshpanel.access.spec import CreateRequest

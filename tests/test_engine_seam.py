@@ -14,8 +14,8 @@ import pytest
 from sshpanel.access.principal import Principal
 from sshpanel.backend.engine import STDERR, STDOUT, Engine, FrameDecoder
 from sshpanel.backend.engine.frames import HEADER
-from sshpanel.backend.events import EngineEvents
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.engine.events import EngineEvents
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.config import load_settings
 from sshpanel.store import open_store
 from tests.conftest import TEST_IMAGE, wait_for

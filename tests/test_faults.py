@@ -17,7 +17,7 @@ import asyncssh
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from sshpanel.backend.accounts import Accounts
+from sshpanel.backend.admin.accounts import Accounts
 from sshpanel.config import load_settings
 from sshpanel.errors import PanelError
 from sshpanel.ssh.commands import build_parser
@@ -35,7 +35,7 @@ def test_exception_in_one_session_spares_the_others(tmp_path, docker_client, mon
     keys = {name: asyncssh.generate_private_key("ssh-ed25519") for name in ("victim", "bystander")}
 
     from sshpanel.tui.app import PanelApp
-    from sshpanel.backend.workspace import Workspace
+    from sshpanel.backend.user.workspace import Workspace
 
     original_screen = PanelApp.get_default_screen
     original_containers = Workspace.containers

@@ -13,7 +13,7 @@ import shutil
 import pytest
 
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.recorder import EventRecorder
+from sshpanel.backend.engine.recorder import EventRecorder
 from sshpanel.config import Settings
 from sshpanel.store import open_store
 from sshpanel.store.models import Container

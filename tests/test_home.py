@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from sshpanel.backend.files import disk_usage
-from sshpanel.backend.home import Home
+from sshpanel.backend.user.files import disk_usage
+from sshpanel.backend.user.home import Home
 from sshpanel.config import Settings
 from sshpanel.errors import InvalidValue, NotFound
 
@@ -37,7 +37,7 @@ def test_lists_folders_first_with_sizes(home):
         ("app", True, False), ("link", False, True), ("notes.txt", False, False)]
     assert entries[0].size == 9 and entries[2].size == 3
     assert [e.path for e in home.list("app")] == ["app/main.py"]
-    assert disk_usage(home.root) == 12  # what the disk quota counts of the home (backend/disk.py)
+    assert disk_usage(home.root) == 12  # what the disk quota counts of the home (backend/user/disk.py)
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "../outside", "app/../../x", "", "link/precious", "a\0b"])

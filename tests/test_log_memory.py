@@ -10,7 +10,7 @@ import re
 import time
 
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.logs import LogFollower, LogLine
+from sshpanel.backend.user.logs import LogFollower, LogLine
 from sshpanel.config import load_settings
 from sshpanel.tui.screens.logs import LINE_BYTES, MAX_BYTES
 from sshpanel.tui.widgets.log_view import LogView, cut_marker

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from sshpanel.backend.logs import LogLine, find_matches
+from sshpanel.backend.user.logs import LogLine, find_matches
 from tests.conftest import TEST_IMAGE, wait_for
 
 CHATTY = "i=0; while :; do i=$((i+1)); echo out $i; echo err $i >&2; sleep 0.1; done"

@@ -10,7 +10,7 @@ import secrets
 import asyncssh
 import pytest
 
-from sshpanel.backend.passwords import Passwords
+from sshpanel.backend.admin.passwords import Passwords
 from sshpanel.config import load_settings
 from sshpanel.store import open_store
 from tests.conftest import remove_namespace, start_panel, stop_panel

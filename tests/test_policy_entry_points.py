@@ -23,7 +23,7 @@ from textual.widgets import Input, Select, TextArea
 from sshpanel.access.principal import Principal
 from sshpanel.access.spec import spec_from_request
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.config import load_settings
 from sshpanel.errors import NotFound
 from sshpanel.ssh.commands import build_parser

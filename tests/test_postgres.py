@@ -15,7 +15,7 @@ import time
 import asyncssh
 import pytest
 
-from sshpanel.backend.recorder import GRACE
+from sshpanel.backend.engine.recorder import GRACE
 from tests.conftest import TEST_IMAGE
 from tests.databases import admin_query, postgres_ctl
 

@@ -13,7 +13,7 @@ import secrets
 import asyncssh
 from textual.app import App
 
-from sshpanel.backend.accounts import Accounts
+from sshpanel.backend.admin.accounts import Accounts
 from sshpanel.config import load_settings
 from sshpanel.ssh.server import PanelServer
 from sshpanel.store import open_store

@@ -260,7 +260,7 @@ def test_bridge_shell_hands_the_terminal_over_and_back(panel, box):
 
     from sshpanel.access.principal import Principal
     from sshpanel.backend.engine import Engine
-    from sshpanel.backend.workspace import Workspace
+    from sshpanel.backend.user.workspace import Workspace
     from sshpanel.config import load_settings
     from sshpanel.ssh.shell_bridge import bridge_shell
     from sshpanel.store import open_store

@@ -15,7 +15,7 @@ import time
 import asyncssh
 import pytest
 
-from sshpanel.backend.accounts import Accounts
+from sshpanel.backend.admin.accounts import Accounts
 from sshpanel.config import load_settings
 from sshpanel.ssh.forwarding import REFUSED
 from sshpanel.ssh.server import PanelServer

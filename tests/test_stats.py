@@ -11,7 +11,7 @@ import pytest
 
 from sshpanel.access.units import parse_size
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.stats import StatsCollector
+from sshpanel.backend.engine.stats import StatsCollector
 from sshpanel.config import Settings
 from tests.conftest import TEST_IMAGE, wait_for
 

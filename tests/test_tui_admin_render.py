@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from sshpanel.access.principal import Principal
-from sshpanel.backend.host import HostView
+from sshpanel.backend.admin.host import HostView
 from sshpanel.backend.records import AuditView, KeyView, QuotaView, UserView
 from sshpanel.errors import PermissionDenied, QuotaExceeded
 from sshpanel.tui import PanelApp

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from sshpanel.backend.history import DailyCount
+from sshpanel.backend.user.history import DailyCount
 from sshpanel.errors import EngineUnavailable
 from sshpanel.tui import PanelApp
 from sshpanel.tui.screens.container_stats import ContainerStatsScreen

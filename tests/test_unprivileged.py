@@ -23,7 +23,7 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from sshpanel.backend.host import remaps_user_namespaces
+from sshpanel.backend.admin.host import remaps_user_namespaces
 from sshpanel.config import load_settings
 from sshpanel.errors import ConfigError
 from sshpanel.ssh.startup import check_unprivileged

@@ -15,11 +15,11 @@ import hashlib
 import threading
 
 from sshpanel.backend.engine import STDERR, STDOUT
-from sshpanel.backend.history import DailyCount, HistoryEntry
-from sshpanel.backend.logs import LogLine
-from sshpanel.backend.provision import ProvisionResult, ScriptView
-from sshpanel.backend.samples import ContainerStats, StatsRound
-from sshpanel.backend.scripts import check_script_body, check_script_name
+from sshpanel.backend.user.history import DailyCount, HistoryEntry
+from sshpanel.backend.user.logs import LogLine
+from sshpanel.backend.user.provision import ProvisionResult, ScriptView
+from sshpanel.backend.engine.samples import ContainerStats, StatsRound
+from sshpanel.backend.user.scripts import check_script_body, check_script_name
 from sshpanel.errors import NotFound, PanelError, TimedOut
 from sshpanel.tui.services import PanelServices
 

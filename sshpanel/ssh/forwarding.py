@@ -21,7 +21,7 @@ from typing import Callable
 
 import asyncssh
 
-from sshpanel.backend.forwarding import ForwardTarget, Forwards
+from sshpanel.backend.user.forwarding import ForwardTarget, Forwards
 from sshpanel.errors import DatabaseUnavailable, EngineUnavailable, PanelError
 
 log = logging.getLogger("sshpanel.forward")

@@ -11,13 +11,13 @@ from typing import Awaitable, Callable
 import asyncssh
 
 from sshpanel.access.principal import Principal
-from sshpanel.backend.accounts import Accounts
+from sshpanel.backend.admin.accounts import Accounts
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.forwarding import Forwards
-from sshpanel.backend.events import EngineEvents
-from sshpanel.backend.passwords import BCRYPT_SLOTS, Passwords
-from sshpanel.backend.disk import DiskWatch
-from sshpanel.backend.stats import StatsCollector
+from sshpanel.backend.user.forwarding import Forwards
+from sshpanel.backend.engine.events import EngineEvents
+from sshpanel.backend.admin.passwords import BCRYPT_SLOTS, Passwords
+from sshpanel.backend.user.disk import DiskWatch
+from sshpanel.backend.engine.stats import StatsCollector
 from sshpanel.config import Settings
 from sshpanel.errors import DatabaseUnavailable
 from sshpanel.ssh import session

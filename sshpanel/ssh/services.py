@@ -13,10 +13,10 @@ from typing import Callable
 
 from sshpanel.access.principal import Principal
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.events import EngineEvents
-from sshpanel.backend.passwords import Passwords
-from sshpanel.backend.stats import StatsCollector
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.engine.events import EngineEvents
+from sshpanel.backend.admin.passwords import Passwords
+from sshpanel.backend.engine.stats import StatsCollector
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.config import Settings
 from sshpanel.store import Store
 

@@ -13,8 +13,8 @@ import time
 
 import asyncssh
 
-from sshpanel.backend.admin import Admin
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.admin.admin import Admin
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.ssh.commands import deep_link, run_command
 from sshpanel.ssh.services import SessionServices
 from sshpanel.tui.start import StartAt
@@ -60,7 +60,7 @@ async def run_dashboard(services: SessionServices, process: asyncssh.SSHServerPr
     Returns:
         The session's exit status: 0 when the user quit, 1 when the app failed.
     """
-    from sshpanel.backend.stats import WorkspaceStats
+    from sshpanel.backend.engine.stats import WorkspaceStats
     from sshpanel.ssh.driver import TerminalHandOver, run_tui
     from sshpanel.ssh.shell_bridge import bridge_shell
     from sshpanel.tui.app import PanelApp

@@ -14,7 +14,7 @@ and changes attributes through a descriptor of the target opened with
 or during one, is refused, never followed. Symlink, hard link and readlink
 requests are refused.
 
-The disk quota is one ledger per user (issue 26, `sshpanel.backend.ledger`):
+The disk quota is one ledger per user (issue 26, `sshpanel.backend.user.ledger`):
 a write that grows a file reserves the growth against it first, and
 removals, truncations and replaced files give their bytes back. No request
 walks the home directory.
@@ -33,9 +33,9 @@ from typing import Callable, Iterator
 import asyncssh
 from asyncssh.sftp import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TRUNC, FXF_WRITE
 
-from sshpanel.backend.files import home_dir, open_folder, parent_beneath
-from sshpanel.backend.ledger import HomeLedger
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.user.files import home_dir, open_folder, parent_beneath
+from sshpanel.backend.user.ledger import HomeLedger
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.errors import QuotaExceeded
 from sshpanel.ssh.limits import SessionLimits
 from sshpanel.ssh.services import SessionServices
@@ -137,7 +137,7 @@ class HomeSFTPServer(asyncssh.SFTPServer):
     @contextlib.contextmanager
     def _at(self, path: bytes) -> Iterator[tuple[int, str]]:
         """Opens the folder holding a client path beneath the home directory
-        (`sshpanel.backend.files.parent_beneath`): every request acts on the
+        (`sshpanel.backend.user.files.parent_beneath`): every request acts on the
         name relative to that descriptor, so nothing checked by name can be
         swapped for a symlink before it is used.
 

@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import asyncssh
 
 from sshpanel.backend.engine import STDERR, STDOUT, ExecStream
-from sshpanel.backend.shell import ExecOptions, open_exec
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.user.shell import ExecOptions, open_exec
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.errors import PanelError
 from sshpanel.ssh.channel_codec import byte_exact, input_bytes, output_decoder
 from sshpanel.ssh.pty import pty_size

@@ -11,11 +11,11 @@ import logging
 
 import asyncssh
 
-from sshpanel.backend.accounts import Accounts
+from sshpanel.backend.admin.accounts import Accounts
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.host import engine_unprivileged
-from sshpanel.backend.recovery import recover_interrupted_creates
-from sshpanel.backend.secrets import check_key
+from sshpanel.backend.admin.host import engine_unprivileged
+from sshpanel.backend.engine.recovery import recover_interrupted_creates
+from sshpanel.backend.user.secrets import check_key
 from sshpanel.config import Settings
 from sshpanel.errors import ConfigError
 from sshpanel.ssh.hostkeys import host_key_fingerprint, load_or_create_host_key

@@ -21,10 +21,10 @@ import sys
 import itertools
 from dataclasses import dataclass, field
 
-from sshpanel.backend.accounts import Accounts
-from sshpanel.backend.disk import DiskWatch
+from sshpanel.backend.admin.accounts import Accounts
+from sshpanel.backend.user.disk import DiskWatch
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.events import EngineEvents
+from sshpanel.backend.engine.events import EngineEvents
 from sshpanel.config import MAX_WORKERS, Settings, settings_to_json
 from sshpanel.errors import ConfigError
 from sshpanel.ssh.certificates import UserCertificates

@@ -111,7 +111,7 @@ def daily_counts(
 
     A deployment is an event with `ok` true and a kind in `deployment_kinds`;
     a failure one with `ok` false and a kind in `failure_kinds` (the rules
-    live in `sshpanel.backend.history`).
+    live in `sshpanel.backend.user.history`).
 
     Returns:
         `{"YYYY-MM-DD": (deployments, failures)}` for the days that have any

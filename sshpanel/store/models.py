@@ -32,7 +32,7 @@ class User(BaseModel):
     (None = the user may publish nothing). The `disk_*` fields are the last
     measurement of the engine's side of the disk quota (bytes held in named
     volumes, the user's build layers and containers' writable layers), made
-    at most once a minute by `sshpanel.backend.disk.DiskWatch`. The
+    at most once a minute by `sshpanel.backend.user.disk.DiskWatch`. The
     `login_*` fields count failed logins over every panel host sharing the
     database (`sshpanel.store.logins`).
     """
@@ -181,7 +181,7 @@ class DiskHold(BaseModel):
 
     `holder` names the session (random, unique); `updated` is refreshed at
     every reservation, and `DiskWatch` deletes holds older than
-    `sshpanel.backend.ledger.HOLD_TTL` (their process died).
+    `sshpanel.backend.user.ledger.HOLD_TTL` (their process died).
     """
 
     user = pw.ForeignKeyField(User, backref="disk_holds", on_delete="CASCADE")

@@ -1,5 +1,5 @@
 """Provides the database queries of environment secrets (issue 6); values
-arrive and leave encrypted (`sshpanel.backend.secrets`)."""
+arrive and leave encrypted (`sshpanel.backend.user.secrets`)."""
 
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ from sshpanel.tui.screens.dashboard import DashboardScreen
 from sshpanel.tui.start import StartAt
 
 if TYPE_CHECKING:
-    from sshpanel.backend.admin import Admin
-    from sshpanel.backend.workspace import Workspace
+    from sshpanel.backend.admin.admin import Admin
+    from sshpanel.backend.user.workspace import Workspace
     from sshpanel.tui.services import PanelServices
 
 HIDDEN_SYSTEM_COMMANDS = frozenset({"Screenshot"})

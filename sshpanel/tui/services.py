@@ -7,13 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Awaitable, Callable
 
-from sshpanel.backend.history import WorkspaceHistory
-from sshpanel.backend.logs import WorkspaceLogs
-from sshpanel.backend.provision import Provisioner
+from sshpanel.backend.user.history import WorkspaceHistory
+from sshpanel.backend.user.logs import WorkspaceLogs
+from sshpanel.backend.user.provision import Provisioner
 
 if TYPE_CHECKING:
-    from sshpanel.backend.stats import WorkspaceStats
-    from sshpanel.backend.workspace import Workspace
+    from sshpanel.backend.engine.stats import WorkspaceStats
+    from sshpanel.backend.user.workspace import Workspace
 
 OpenShell = Callable[[str], Awaitable[int]]
 """`open_shell(ref)`: runs a shell in the user's container `ref` on the

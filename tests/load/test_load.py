@@ -39,7 +39,7 @@ import asyncssh
 import psutil
 import pytest
 
-from sshpanel.backend.stats import API_WORKERS as STATS_API_WORKERS
+from sshpanel.backend.engine.stats import API_WORKERS as STATS_API_WORKERS
 from tests.conftest import TEST_IMAGE, Panel, User, remove_namespace, start_panel, stop_panel
 
 FULL = os.environ.get("SSHPANEL_LOAD_FULL") == "1"

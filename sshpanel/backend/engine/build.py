@@ -92,7 +92,7 @@ def stream_build(settings: Settings, options: dict[str, Any], context: IO[bytes]
         context: A tar file with the Dockerfile at its top.
         output: Where the log goes.
         cgroup_parent: The cgroup every `RUN` container is placed under
-            (`sshpanel.backend.build_cgroup`: it holds the pids limit).
+            (`sshpanel.backend.pipeline.cgroup`: it holds the pids limit).
 
     Returns:
         The built image's ID (`sha256:...`).

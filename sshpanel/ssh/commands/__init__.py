@@ -15,7 +15,7 @@ import shlex
 
 import asyncssh
 
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.errors import PanelError, UsageError
 from sshpanel.ssh.commands import (
     account, admin, build, compose, containers, deploy, images, monitor, secrets, shell, volumes,

@@ -8,8 +8,8 @@ import asyncio
 import json
 
 from sshpanel.access.units import format_bytes, parse_cpus, parse_size
-from sshpanel.backend.account import Account
-from sshpanel.backend.disk import DiskUsage, usage_of
+from sshpanel.backend.user.account import Account
+from sshpanel.backend.user.disk import DiskUsage, usage_of
 from sshpanel.backend.records import KeyView, QuotaView
 from sshpanel.errors import InvalidValue, PanelError, UsageError
 from sshpanel.ssh.commands.base import Context, Handler, table

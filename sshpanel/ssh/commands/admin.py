@@ -16,8 +16,8 @@ import json
 from typing import Callable
 
 from sshpanel.access.units import format_age, format_bytes, format_uptime, parse_cpus, parse_since, parse_size
-from sshpanel.backend.admin import Admin, open_admin
-from sshpanel.backend.host import HostView
+from sshpanel.backend.admin.admin import Admin, open_admin
+from sshpanel.backend.admin.host import HostView
 from sshpanel.backend.records import AuditView, UserView
 from sshpanel.ssh.commands.account import print_keys, quota_json, read_stdin
 from sshpanel.ssh.commands.base import Context, Handler, table

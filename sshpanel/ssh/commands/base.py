@@ -11,9 +11,9 @@ from typing import Awaitable, Callable, Union
 import asyncssh
 
 from sshpanel.access.text import visible
-from sshpanel.backend.passwords import Passwords
-from sshpanel.backend.stats import StatsCollector
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.admin.passwords import Passwords
+from sshpanel.backend.engine.stats import StatsCollector
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.errors import UsageError
 
 

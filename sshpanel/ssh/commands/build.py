@@ -15,8 +15,8 @@ from typing import IO
 
 import asyncssh
 
-from sshpanel.backend.builds import Builder
-from sshpanel.backend.templates import MAX_TEMPLATE, Templates
+from sshpanel.backend.pipeline.builds import Builder
+from sshpanel.backend.pipeline.templates import MAX_TEMPLATE, Templates
 from sshpanel.errors import PanelError, QuotaExceeded, UsageError
 from sshpanel.ssh.channel_codec import input_bytes
 from sshpanel.ssh.commands.account import read_stdin

@@ -17,8 +17,8 @@ import yaml
 
 from sshpanel.access.compose_yaml import MAX_FILE
 from sshpanel.access.units import format_age
-from sshpanel.backend.compose import Projects, ServiceView
-from sshpanel.backend.logs import WorkspaceLogs
+from sshpanel.backend.projects.compose import Projects, ServiceView
+from sshpanel.backend.user.logs import WorkspaceLogs
 from sshpanel.errors import InvalidValue, UsageError
 from sshpanel.ssh.commands.base import Context, Handler, table
 from sshpanel.ssh.commands.monitor import LOG_BUFFER, wait_for_quit

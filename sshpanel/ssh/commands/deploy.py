@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from sshpanel.backend.deploy import DeployResult, Deployer
+from sshpanel.backend.pipeline.deploy import DeployResult, Deployer
 from sshpanel.ssh.commands.base import Context, Handler
 from sshpanel.ssh.commands.build import in_own_thread
 

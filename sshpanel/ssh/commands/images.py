@@ -9,8 +9,8 @@ import argparse
 import asyncio
 import json
 
-from sshpanel.backend.builds import Builder
-from sshpanel.backend.images import ImageRules
+from sshpanel.backend.pipeline.builds import Builder
+from sshpanel.backend.user.images import ImageRules
 from sshpanel.backend.views import ImageView
 from sshpanel.errors import PanelError, PermissionDenied
 from sshpanel.ssh.commands.base import Context, Handler, table

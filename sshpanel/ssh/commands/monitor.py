@@ -16,10 +16,10 @@ import asyncssh
 
 from sshpanel.access.text import visible
 from sshpanel.access.units import format_bytes, parse_since
-from sshpanel.backend.history import MAX_DAYS, DailyCount, HistoryEntry, WorkspaceHistory
-from sshpanel.backend.logs import LogLine, WorkspaceLogs
-from sshpanel.backend.samples import ContainerStats, StatsRound
-from sshpanel.backend.stats import WorkspaceStats
+from sshpanel.backend.user.history import MAX_DAYS, DailyCount, HistoryEntry, WorkspaceHistory
+from sshpanel.backend.user.logs import LogLine, WorkspaceLogs
+from sshpanel.backend.engine.samples import ContainerStats, StatsRound
+from sshpanel.backend.engine.stats import WorkspaceStats
 from sshpanel.errors import UsageError
 from sshpanel.ssh.commands.base import Context, Handler, table
 

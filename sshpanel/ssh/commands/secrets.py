@@ -8,7 +8,7 @@ import argparse
 import asyncio
 import json
 
-from sshpanel.backend.secrets import MAX_VALUE
+from sshpanel.backend.user.secrets import MAX_VALUE
 from sshpanel.errors import UsageError
 from sshpanel.ssh.commands.account import read_stdin
 from sshpanel.ssh.commands.base import Context, Handler, table

@@ -17,9 +17,9 @@ import asyncssh
 from sshpanel.access.text import visible
 from sshpanel.access.units import format_age
 from sshpanel.backend.engine import STDERR, STDOUT
-from sshpanel.backend.provision import Provisioner
-from sshpanel.backend.scripts import MAX_SCRIPT_BYTES
-from sshpanel.backend.shell import ExecOptions
+from sshpanel.backend.user.provision import Provisioner
+from sshpanel.backend.user.scripts import MAX_SCRIPT_BYTES
+from sshpanel.backend.user.shell import ExecOptions
 from sshpanel.errors import InvalidValue, PanelError, UsageError
 from sshpanel.ssh.commands.base import Context, Handler, Parser, table
 from sshpanel.ssh.channel_codec import byte_exact, output_decoder

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from sshpanel.backend.volumes import Volumes, volume_created
+from sshpanel.backend.user.volumes import Volumes, volume_created
 from sshpanel.errors import PanelError
 from sshpanel.ssh.commands.base import Context, Handler, table
 

@@ -12,7 +12,7 @@ from sshpanel.tui.screens.admin_host import HostScreen
 from sshpanel.tui.screens.admin_users import AdminUsersScreen
 
 if TYPE_CHECKING:
-    from sshpanel.backend.admin import Admin
+    from sshpanel.backend.admin.admin import Admin
 
 SECTIONS: tuple[type[AdminSectionScreen], ...] = (AdminUsersScreen, AdminContainersScreen, HostScreen, AuditLogScreen)
 """The sections, in the order of their keys (1-4)."""

@@ -19,7 +19,7 @@ from sshpanel.tui.widgets.admin_tables import AuditTable, outcome_style
 from sshpanel.tui.widgets.log_view import drawn
 
 if TYPE_CHECKING:
-    from sshpanel.backend.admin import Admin
+    from sshpanel.backend.admin.admin import Admin
 
 LIMIT = 500
 """Entries loaded at most (the newest)."""

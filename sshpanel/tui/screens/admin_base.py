@@ -15,7 +15,7 @@ from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
-    from sshpanel.backend.admin import Admin
+    from sshpanel.backend.admin.admin import Admin
 
 
 class SectionBar(Widget):

@@ -17,8 +17,8 @@ from sshpanel.tui.screens.edit import EditContainerModal
 from sshpanel.tui.widgets.admin_tables import AllContainersTable
 
 if TYPE_CHECKING:
-    from sshpanel.backend.admin import Admin
-    from sshpanel.backend.workspace import Workspace
+    from sshpanel.backend.admin.admin import Admin
+    from sshpanel.backend.user.workspace import Workspace
 
 REFRESH_INTERVAL = 5.0
 """Seconds between fallback refreshes (Docker events drive the rest)."""

@@ -9,12 +9,12 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.timer import Timer
 
-from sshpanel.backend.host import HostView
+from sshpanel.backend.admin.host import HostView
 from sshpanel.tui.screens.admin_base import AdminSectionScreen
 from sshpanel.tui.widgets.host_overview import HostOverview
 
 if TYPE_CHECKING:
-    from sshpanel.backend.admin import Admin
+    from sshpanel.backend.admin.admin import Admin
 
 REFRESH_INTERVAL = 2.0
 """Seconds between two measurements while the screen is shown."""

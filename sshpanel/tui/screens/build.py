@@ -14,15 +14,15 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Header, ProgressBar, RichLog, Static
 
-from sshpanel.backend.builds import BuildResult, Builder
-from sshpanel.backend.deploy import Deployer, DeployResult
+from sshpanel.backend.pipeline.builds import BuildResult, Builder
+from sshpanel.backend.pipeline.deploy import Deployer, DeployResult
 from sshpanel.errors import PanelError
 from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.widgets.key_footer import KeyFooter
 from sshpanel.tui.widgets.log_view import drawn
 
 if TYPE_CHECKING:
-    from sshpanel.backend.workspace import Workspace
+    from sshpanel.backend.user.workspace import Workspace
 
 STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
 """The classic builder's step line (`Step 2/5 : COPY . /www`)."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.worker import Worker
 
-from sshpanel.backend.provision import ScriptView
+from sshpanel.backend.user.provision import ScriptView
 from sshpanel.backend.views import ContainerView
 from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.screens.history import HistoryScreen

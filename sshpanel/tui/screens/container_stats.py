@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Header
 
-from sshpanel.backend.samples import ContainerStats
+from sshpanel.backend.engine.samples import ContainerStats
 from sshpanel.backend.views import ContainerView
 from sshpanel.tui.screens.container_screen import ContainerScreen
 from sshpanel.tui.widgets.container_graphs import ContainerGraphs, history_span

@@ -15,8 +15,8 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Header, Static
 
 from sshpanel.access.text import quoted
-from sshpanel.backend.deploy import Deployer, DeployResult
-from sshpanel.backend.history import HistoryEntry
+from sshpanel.backend.pipeline.deploy import Deployer, DeployResult
+from sshpanel.backend.user.history import HistoryEntry
 from sshpanel.backend.records import QuotaView
 from sshpanel.backend.views import ContainerView, ImageView
 from sshpanel.errors import EngineUnavailable, PermissionDenied
@@ -35,8 +35,8 @@ from sshpanel.tui.widgets.quota_bar import QuotaBar
 from sshpanel.tui.widgets.stats_panel import ContainerMonitor
 
 if TYPE_CHECKING:
-    from sshpanel.backend.admin import Admin
-    from sshpanel.backend.workspace import Workspace
+    from sshpanel.backend.admin.admin import Admin
+    from sshpanel.backend.user.workspace import Workspace
     from sshpanel.tui.services import PanelServices
 
 REFRESH_INTERVAL = 5.0

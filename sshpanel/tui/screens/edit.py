@@ -19,7 +19,7 @@ from sshpanel.errors import InvalidValue, PanelError
 from sshpanel.tui.screens.calls import PanelModal
 
 if TYPE_CHECKING:
-    from sshpanel.backend.workspace import Workspace
+    from sshpanel.backend.user.workspace import Workspace
 
 
 def restart_policy(inspect: dict) -> str:

@@ -15,9 +15,9 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
 from sshpanel.access.units import format_bytes
-from sshpanel.backend.disk import DiskUsage, usage_of
-from sshpanel.backend.home import FileEntry, Home
-from sshpanel.backend.ledger import give_back
+from sshpanel.backend.user.disk import DiskUsage, usage_of
+from sshpanel.backend.user.home import FileEntry, Home
+from sshpanel.backend.user.ledger import give_back
 from sshpanel.tui.screens.build import BuildScreen
 from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.screens.confirm import ConfirmModal
@@ -25,7 +25,7 @@ from sshpanel.tui.widgets.key_footer import KeyFooter
 from sshpanel.tui.widgets.log_view import drawn
 
 if TYPE_CHECKING:
-    from sshpanel.backend.workspace import Workspace
+    from sshpanel.backend.user.workspace import Workspace
 
 UP = ".."
 """Row key of the entry that goes to the parent folder."""

@@ -11,14 +11,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
-from sshpanel.backend.history import DailyCount, HistoryEntry
+from sshpanel.backend.user.history import DailyCount, HistoryEntry
 from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.widgets.history_views import DailyChart, HistoryTable, outcome_text
 from sshpanel.tui.widgets.key_footer import KeyFooter
 from sshpanel.tui.widgets.log_view import drawn
 
 if TYPE_CHECKING:
-    from sshpanel.backend.history import WorkspaceHistory
+    from sshpanel.backend.user.history import WorkspaceHistory
 
 DAYS = 30
 """Days the chart and the timeline cover."""

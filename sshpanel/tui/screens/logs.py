@@ -14,13 +14,13 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Header, Input, Static
 
-from sshpanel.backend.logs import LogFollower, trim_freed_memory
+from sshpanel.backend.user.logs import LogFollower, trim_freed_memory
 from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.widgets.key_footer import KeyFooter
 from sshpanel.tui.widgets.log_view import LogView
 
 if TYPE_CHECKING:
-    from sshpanel.backend.logs import WorkspaceLogs
+    from sshpanel.backend.user.logs import WorkspaceLogs
 
 TAIL = 500
 """Lines of the log shown when the screen opens."""

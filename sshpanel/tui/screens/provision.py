@@ -17,7 +17,7 @@ from textual.widgets import Header, OptionList, Static
 from textual.widgets.option_list import Option
 
 from sshpanel.access.units import format_bytes
-from sshpanel.backend.provision import ProvisionResult
+from sshpanel.backend.user.provision import ProvisionResult
 from sshpanel.errors import PanelError, TimedOut
 from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.screens.confirm import ConfirmModal
@@ -26,7 +26,7 @@ from sshpanel.tui.widgets.log_view import drawn
 from sshpanel.tui.widgets.output_log import OutputInbox, OutputLog
 
 if TYPE_CHECKING:
-    from sshpanel.backend.provision import Provisioner
+    from sshpanel.backend.user.provision import Provisioner
 
 LOG_LINES = 5000
 """Output lines the screen keeps (the history keeps the last 20 anyway)."""

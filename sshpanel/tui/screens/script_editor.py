@@ -12,14 +12,14 @@ from textual.containers import Horizontal
 from textual.widgets import Header, Input, Label, Static, TextArea
 
 from sshpanel.access.text import visible
-from sshpanel.backend.provision import ScriptView
+from sshpanel.backend.user.provision import ScriptView
 from sshpanel.errors import PanelError
 from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
-    from sshpanel.backend.provision import Provisioner
+    from sshpanel.backend.user.provision import Provisioner
 
 LANGUAGE = "bash"
 """Highlighting of scripts: tree-sitter's bash grammar (`tree-sitter-bash`)."""

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Header, Static, TextArea
 
 from sshpanel.access.text import visible
 from sshpanel.access.units import format_age, format_bytes
-from sshpanel.backend.provision import ScriptView
+from sshpanel.backend.user.provision import ScriptView
 from sshpanel.tui.screens.calls import PanelScreen
 from sshpanel.tui.screens.confirm import ConfirmModal
 from sshpanel.tui.screens.script_editor import ScriptEditorScreen, code_view
@@ -23,7 +23,7 @@ from sshpanel.tui.widgets.key_footer import KeyFooter
 from sshpanel.tui.widgets.log_view import drawn
 
 if TYPE_CHECKING:
-    from sshpanel.backend.provision import Provisioner
+    from sshpanel.backend.user.provision import Provisioner
 
 
 class ScriptsScreen(PanelScreen[None]):

@@ -12,7 +12,7 @@ from sshpanel.tui.widgets.graphs import bar_rows, scale_top
 from sshpanel.tui.widgets.stats_panel import CPU_FLOOR, HISTORY, MEMORY_FLOOR, StatsWatcher, cpu_detail, rate
 
 if TYPE_CHECKING:
-    from sshpanel.backend.stats import WorkspaceStats
+    from sshpanel.backend.engine.stats import WorkspaceStats
 
 FIXED_LINES = 5
 """Lines that are not graph rows: two titles, network, block I/O, time axis."""

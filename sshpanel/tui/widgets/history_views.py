@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import DataTable
 
-from sshpanel.backend.history import DailyCount, HistoryEntry
+from sshpanel.backend.user.history import DailyCount, HistoryEntry
 from sshpanel.tui.widgets.graphs import bar_rows
 from sshpanel.tui.widgets.log_view import drawn
 

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from sshpanel.access.units import format_bytes, format_uptime
-from sshpanel.backend.host import HostView
+from sshpanel.backend.admin.host import HostView
 from sshpanel.tui.widgets.quota_bar import meter
 
 LABEL_WIDTH = 13

@@ -18,7 +18,7 @@ from textual.strip import Strip
 
 from sshpanel.access.text import visible
 from sshpanel.access.units import format_bytes
-from sshpanel.backend.logs import LogLine, find_matches
+from sshpanel.backend.user.logs import LogLine, find_matches
 
 STAMP_WIDTH = 31
 """Cells of a timestamp column (`2024-05-01T12:00:00.123456789Z `)."""

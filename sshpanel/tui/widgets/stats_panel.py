@@ -13,13 +13,13 @@ from textual.message import Message
 from textual.widget import Widget
 
 from sshpanel.access.units import format_bytes
-from sshpanel.backend.samples import ContainerStats, StatsRound
+from sshpanel.backend.engine.samples import ContainerStats, StatsRound
 from sshpanel.backend.views import ContainerView
 from sshpanel.errors import PanelError
 from sshpanel.tui.widgets.graphs import scale_top, spark
 
 if TYPE_CHECKING:
-    from sshpanel.backend.stats import WorkspaceStats
+    from sshpanel.backend.engine.stats import WorkspaceStats
 
 HISTORY = 150
 """Samples kept per container (5 minutes at the default 2 s interval, as

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from sshpanel.access.dockerfile import parse
 from sshpanel.access.images import is_id_or_digest, may_use, normalize_tag
-from sshpanel.backend.images import current_rules, require_current_admin
-from sshpanel.backend.scope import UserScope
+from sshpanel.backend.user.images import current_rules, require_current_admin
+from sshpanel.backend.user.scope import UserScope
 from sshpanel.errors import InvalidValue, NotFound
 
 SUFFIX = ".Dockerfile"

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from sshpanel.backend.engine import Engine, ExecStream, translate_errors
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.errors import Conflict, InvalidValue
 
 DEFAULT_SHELL = ("/bin/sh", "-c", "if [ -x /bin/bash ]; then exec /bin/bash; fi; exec /bin/sh")

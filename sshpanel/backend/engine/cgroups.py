@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from sshpanel.backend.samples import RawSample
+from sshpanel.backend.engine.samples import RawSample
 
 V1_CONTROLLERS = ("cpuacct", "cpu", "memory", "pids", "blkio")
 V1_FILES = {

@@ -10,7 +10,7 @@ from typing import Callable
 
 from sshpanel.access.names import docker_container_name, docker_volume_name, project_network_name
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.errors import EngineError, NotFound, PanelError, TimedOut
 from sshpanel.store import deployments
 from sshpanel.store.history import record_removal

@@ -18,14 +18,14 @@ from sshpanel.access.names import network_name
 from sshpanel.access.principal import ROLES, Principal, require_admin
 from sshpanel.access.quota import quota_columns
 from sshpanel.access.text import quoted
-from sshpanel.backend.account import add_key, key_target, keys_of, remove_key
-from sshpanel.backend.accounts import create_user, keys_in
+from sshpanel.backend.user.account import add_key, key_target, keys_of, remove_key
+from sshpanel.backend.admin.accounts import create_user, keys_in
 
-from sshpanel.backend.host import HostView, host_overview
-from sshpanel.backend.quotas import quota_view
+from sshpanel.backend.admin.host import HostView, host_overview
+from sshpanel.backend.user.quotas import quota_view
 from sshpanel.backend.records import AuditView, KeyView, QuotaView, UserView
 from sshpanel.backend.views import ContainerView
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.errors import Conflict, InvalidValue, NotFound, PermissionDenied
 from sshpanel.store import admin as queries
 

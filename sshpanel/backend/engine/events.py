@@ -35,7 +35,7 @@ from typing import Callable
 
 from sshpanel.backend.engine import Engine
 from sshpanel.backend.engine.states import ContainerStates
-from sshpanel.backend.recorder import EventRecorder, ReconcileReport
+from sshpanel.backend.engine.recorder import EventRecorder, ReconcileReport
 from sshpanel.config import Settings
 from sshpanel.errors import DatabaseUnavailable, EngineUnavailable
 from sshpanel.store import Store

@@ -23,15 +23,15 @@ from sshpanel.access.names import project_network_name
 from sshpanel.access.policy import COMPOSE_LABEL, create_arguments
 from sshpanel.access.quota import Usage, check_ports, check_quota
 from sshpanel.access.spec import ContainerSpec
-from sshpanel.backend.builds import Builder
-from sshpanel.backend.compose_files import ComposeFiles, ComposeSource
-from sshpanel.backend.compose_up import Rollback, remove_project_network, wait_for_condition
-from sshpanel.backend.disk import check_room
-from sshpanel.backend.files import home_dir
-from sshpanel.backend.quotas import limits_of, pids_of, port_range_of
+from sshpanel.backend.pipeline.builds import Builder
+from sshpanel.backend.projects.files import ComposeFiles, ComposeSource
+from sshpanel.backend.projects.up import Rollback, remove_project_network, wait_for_condition
+from sshpanel.backend.user.disk import check_room
+from sshpanel.backend.user.files import home_dir
+from sshpanel.backend.user.quotas import limits_of, pids_of, port_range_of
 from sshpanel.backend.views import ContainerView
-from sshpanel.backend.volumes import Volumes
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.user.volumes import Volumes
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.errors import Conflict, InvalidValue, NotFound, PanelError
 
 

@@ -14,7 +14,7 @@ Docker 20.10 answers them at the next tick of its 1-second collector
 (`API_WORKERS`). Figures are in
 benchmarks/README.md. Nobody watching means no sampling at all. The
 records viewers get (`ContainerStats`, `StatsRound`) are in
-`sshpanel.backend.samples`.
+`sshpanel.backend.engine.samples`.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from sshpanel.backend.cgroups import CgroupReader
+from sshpanel.backend.engine.cgroups import CgroupReader
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.events import EngineEvents
-from sshpanel.backend.samples import CollectorCounters, ContainerStats, RawSample, StatsRound, derive, from_api
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.engine.events import EngineEvents
+from sshpanel.backend.engine.samples import CollectorCounters, ContainerStats, RawSample, StatsRound, derive, from_api
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.config import Settings
 from sshpanel.errors import ConfigError, PanelError
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from sshpanel.access.keys import parse_public_key
 from sshpanel.access.text import quoted
-from sshpanel.backend.accounts import keys_in
-from sshpanel.backend.passwords import Passwords
+from sshpanel.backend.admin.accounts import keys_in
+from sshpanel.backend.admin.passwords import Passwords
 from sshpanel.backend.records import KeyView
-from sshpanel.backend.scope import UserScope
+from sshpanel.backend.user.scope import UserScope
 from sshpanel.errors import Conflict, ConfigError, InvalidValue, NotFound
 from sshpanel.store import Store, admin as queries
 

@@ -20,13 +20,13 @@ from sshpanel.access.spec import ContainerSpec, CreateRequest, spec_from_request
 from sshpanel.access.text import quoted
 from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.engine.states import ContainerState, list_owner
-from sshpanel.backend.events import DISCONNECTED
-from sshpanel.backend.images import ImagePolicy
-from sshpanel.backend.quotas import check_publish, check_start, check_update, limits_of, pids_of, quota_view, update_limits
+from sshpanel.backend.engine.events import DISCONNECTED
+from sshpanel.backend.user.images import ImagePolicy
+from sshpanel.backend.user.quotas import check_publish, check_start, check_update, limits_of, pids_of, quota_view, update_limits
 from sshpanel.backend.records import QuotaView
-from sshpanel.backend.scope import UserScope
+from sshpanel.backend.user.scope import UserScope
 from sshpanel.backend.views import ContainerView, ImageView
-from sshpanel.backend.volumes import Volumes
+from sshpanel.backend.user.volumes import Volumes
 from sshpanel.errors import Conflict, EngineError, NotFound, PanelError
 from sshpanel.store.history import record_removal
 
@@ -74,7 +74,7 @@ class Workspace(UserScope):
 
     def images(self) -> list[ImageView]:
         """Lists the images on the engine the user may create containers from
-        (see `sshpanel.backend.images.ImagePolicy`: the admin's rules, the
+        (see `sshpanel.backend.user.images.ImagePolicy`: the admin's rules, the
         user's own builds, never other users' builds).
 
         Raises:
@@ -84,7 +84,7 @@ class Workspace(UserScope):
 
     def image_id(self, reference: str) -> str:
         """Resolves an image the user may use to its full ID (never pulled);
-        see `sshpanel.backend.images.ImagePolicy.image_id`.
+        see `sshpanel.backend.user.images.ImagePolicy.image_id`.
 
         Raises:
             InvalidValue: Not on the engine, or not allowed for this user.
@@ -193,7 +193,7 @@ class Workspace(UserScope):
         Raises:
             NotFound: No such container of the user's.
             QuotaExceeded: The user is over a quota (an admin lowered it since
-                the container was created; see `sshpanel.backend.quotas`).
+                the container was created; see `sshpanel.backend.user.quotas`).
         """
         with self.audited("start", ref):
             row = self.resolve(ref)
@@ -205,7 +205,7 @@ class Workspace(UserScope):
         self, ref: str, memory: int | None = None, cpus: float | None = None, restart: str | None = None
     ) -> ContainerView:
         """Changes limits of one of the user's containers live, within quota
-        (`docker update`); see `sshpanel.backend.quotas.update_limits`.
+        (`docker update`); see `sshpanel.backend.user.quotas.update_limits`.
 
         Args:
             ref: Container name or ID prefix.

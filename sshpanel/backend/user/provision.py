@@ -22,7 +22,7 @@ from typing import Callable
 from sshpanel.access.text import quoted
 from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.engine import ExecStream
-from sshpanel.backend.scripts import (
+from sshpanel.backend.user.scripts import (
     MARKER,
     build_archive,
     check_script_body,
@@ -31,8 +31,8 @@ from sshpanel.backend.scripts import (
     run_argv,
     stop_argv,
 )
-from sshpanel.backend.shell import require_running, start_exec
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.user.shell import require_running, start_exec
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.errors import InvalidValue, NotFound, PanelError, TimedOut
 from sshpanel.store.models import utcnow
 from sshpanel.store.scripts import delete_script, save_script, script_named, scripts_of

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sshpanel.access.compose import normalize_project_name
 from sshpanel.access.compose_yaml import MAX_FILE
-from sshpanel.backend.files import parent_beneath, relative_parts
+from sshpanel.backend.user.files import parent_beneath, relative_parts
 from sshpanel.errors import InvalidValue, NotFound
 
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")

@@ -17,7 +17,7 @@ from sshpanel.access.images import RULE_KINDS, Rules, check_pattern, is_id_or_di
 from sshpanel.access.principal import require_admin
 from sshpanel.access.spec import check_image_ref
 from sshpanel.backend.engine import translate_errors
-from sshpanel.backend.scope import UserScope
+from sshpanel.backend.user.scope import UserScope
 from sshpanel.backend.views import ImageView
 from sshpanel.errors import InvalidValue, NotFound, PermissionDenied
 from sshpanel.store import images as queries

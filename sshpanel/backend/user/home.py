@@ -13,7 +13,7 @@ import stat
 from dataclasses import dataclass
 from typing import Callable
 
-from sshpanel.backend.files import disk_usage, home_dir, open_folder, parent_beneath, relative_parts
+from sshpanel.backend.user.files import disk_usage, home_dir, open_folder, parent_beneath, relative_parts
 from sshpanel.config import Settings
 from sshpanel.errors import InvalidValue, NotFound
 
@@ -47,7 +47,7 @@ class Home:
         user: A validated user name.
         on_removed: Called with the bytes of the regular files `delete`
             removed, to give them back to the user's disk ledger
-            (`sshpanel.backend.ledger.give_back`); None: not counted.
+            (`sshpanel.backend.user.ledger.give_back`); None: not counted.
     """
 
     def __init__(self, settings: Settings, user: str, on_removed: Callable[[int], None] | None = None) -> None:
@@ -92,7 +92,7 @@ class Home:
         """Deletes a file, a symbolic link (not its target) or a folder with
         everything in it. The path is walked from the home directory's
         descriptor without following links and the entry removed relative
-        to its folder's descriptor (`sshpanel.backend.files.parent_beneath`),
+        to its folder's descriptor (`sshpanel.backend.user.files.parent_beneath`),
         so a link swapped in at any moment is never followed. The bytes
         removed go to `on_removed`.
 

@@ -14,7 +14,7 @@ containers still without a record are logged for admins and left alone
 reservation can belong to a live create; a worker killed in the middle of
 a create leaves its reservation until the panel's next start.
 
-A killed `deploy` that was replacing a container (`sshpanel.backend.deploy`)
+A killed `deploy` that was replacing a container (`sshpanel.backend.pipeline.deploy`)
 leaves the old one stopped, renamed `<docker name>.replaced-<id>` and its
 record set aside (marked removed), and perhaps the new one not yet
 settled. The deployment never finished, so it counts as failed, as a
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from sshpanel.access.names import docker_container_name
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.recorder import UNCLAIMED_AGE
+from sshpanel.backend.engine.recorder import UNCLAIMED_AGE
 from sshpanel.config import Settings
 from sshpanel.errors import NotFound, PanelError
 from sshpanel.store import Store, deployments

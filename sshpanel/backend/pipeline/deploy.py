@@ -20,11 +20,11 @@ from typing import Callable
 
 from sshpanel.access.names import check_container_name, docker_container_name
 from sshpanel.access.spec import ContainerSpec, make_spec
-from sshpanel.backend.builds import Builder
-from sshpanel.backend.disk import check_room
+from sshpanel.backend.pipeline.builds import Builder
+from sshpanel.backend.user.disk import check_room
 from sshpanel.backend.engine import translate_errors
-from sshpanel.backend.secrets import mask_values
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.user.secrets import mask_values
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.errors import InvalidValue, NotFound, PanelError
 from sshpanel.store import deployments
 

@@ -21,7 +21,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sshpanel.access.text import quoted
-from sshpanel.backend.scope import UserScope
+from sshpanel.backend.user.scope import UserScope
 from sshpanel.errors import InvalidValue, NotFound
 from sshpanel.store import history as queries
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sshpanel.access.policy import container_network
 from sshpanel.access.spec import ContainerSpec
 from sshpanel.backend.engine import translate_errors
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.errors import NotFound, PanelError
 
 ACTION = "forward"

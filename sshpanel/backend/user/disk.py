@@ -6,7 +6,7 @@ once a minute and stops the containers of a user past the quota; and
 
 The home directory is not walked on demand (issue 26): its figure is the
 per-user ledger in the database (`User.disk_home`), which SFTP writes
-reserve against and removals lower (`sshpanel.backend.ledger`), and which
+reserve against and removals lower (`sshpanel.backend.user.ledger`), and which
 `DiskWatch` re-measures in its own thread with a bounded walk.
 
 What counts as a user's image bytes: the layers of their builds above the
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 from sshpanel.access.dockerfile import OWNER_ARG
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.files import bounded_disk_usage, home_dir
-from sshpanel.backend.ledger import expiry
-from sshpanel.backend.scope import UserScope
+from sshpanel.backend.user.files import bounded_disk_usage, home_dir
+from sshpanel.backend.user.ledger import expiry
+from sshpanel.backend.user.scope import UserScope
 from sshpanel.config import Settings
 from sshpanel.errors import NotFound, PanelError, QuotaExceeded
 from sshpanel.store import Store

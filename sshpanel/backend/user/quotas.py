@@ -16,7 +16,7 @@ from sshpanel.access.quota import Usage, check_ports, check_quota
 from sshpanel.access.spec import ContainerSpec, parse_restart
 from sshpanel.backend.engine import translate_errors
 from sshpanel.backend.records import QuotaView
-from sshpanel.backend.scope import UserScope
+from sshpanel.backend.user.scope import UserScope
 from sshpanel.config import Settings
 from sshpanel.errors import InvalidValue, NotFound, PanelError, QuotaExceeded, UsageError
 from sshpanel.store import Store

@@ -18,8 +18,8 @@ from typing import Iterator
 from sshpanel.access.principal import Principal
 from sshpanel.access.text import quoted
 from sshpanel.backend.engine import Engine
-from sshpanel.backend.events import EngineEvents
-from sshpanel.backend.secrets import Secrets
+from sshpanel.backend.engine.events import EngineEvents
+from sshpanel.backend.user.secrets import Secrets
 from sshpanel.config import Settings
 from sshpanel.errors import PanelError
 from sshpanel.store import Store
@@ -57,7 +57,7 @@ class UserScope:
         self.events = events
 
     def secrets(self) -> Secrets:
-        """Returns the user's environment secrets (`sshpanel.backend.secrets`)."""
+        """Returns the user's environment secrets (`sshpanel.backend.user.secrets`)."""
         return Secrets(self.store, self.settings, self.principal.user_id)
 
     @contextlib.contextmanager

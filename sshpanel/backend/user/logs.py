@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from sshpanel.backend.engine import STDERR, Engine, FrameDecoder, translate_errors
-from sshpanel.backend.workspace import Workspace
+from sshpanel.backend.user.workspace import Workspace
 from sshpanel.errors import EngineUnavailable, PanelError
 
 MAX_LINE = 64 * 1024

@@ -9,7 +9,7 @@ that stops the build, capped output), one at a time per user; `FROM` and
 `COPY --from` may only name images the user may use; an image whose labels
 claim panel ownership is removed, never tagged. A folder (or tar) without a `Dockerfile`, or a build given
 `--template`, gets a template's Dockerfile injected at the top of the context
-(`sshpanel.backend.templates`), so the user's files cannot replace it; its
+(`sshpanel.backend.pipeline.templates`), so the user's files cannot replace it; its
 base images pass the same check.
 """
 
@@ -23,15 +23,15 @@ from typing import IO, Callable, Iterator
 
 from sshpanel.access.build_rules import check_context_source
 from sshpanel.access.dockerfile import Dockerfile, parse, trigger_bases
-from sshpanel.backend.build_cgroup import build_cgroup
-from sshpanel.backend.disk import check_room
+from sshpanel.backend.pipeline.cgroup import build_cgroup
+from sshpanel.backend.user.disk import check_room
 from sshpanel.backend.engine import BuildOutput, translate_errors
 from sshpanel.backend.engine.context import dockerfile_of, pack_folder, top_files, with_dockerfile
-from sshpanel.backend.files import home_dir, resolve_folder
-from sshpanel.backend.images import ImagePolicy
-from sshpanel.backend.quotas import pids_of
-from sshpanel.backend.scope import UserScope
-from sshpanel.backend.templates import Templates
+from sshpanel.backend.user.files import home_dir, resolve_folder
+from sshpanel.backend.user.images import ImagePolicy
+from sshpanel.backend.user.quotas import pids_of
+from sshpanel.backend.user.scope import UserScope
+from sshpanel.backend.pipeline.templates import Templates
 from sshpanel.errors import Conflict, InvalidValue, NotFound, PanelError
 
 IMAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
