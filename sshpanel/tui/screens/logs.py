@@ -68,6 +68,7 @@ class LogScreen(PanelScreen[None]):
         Binding("ampersand", "filter", "Filter"),
         Binding("n", "next_match", "Next"),
         Binding("N", "previous_match", "Prev", show=False),
+        Binding("y", "copy_lines", "Copy", show=False),
     ]
 
     class LinesArrived(Message):
@@ -272,6 +273,18 @@ class LogScreen(PanelScreen[None]):
         if self.follow:
             self.view.to_newest()
         self._show_state()
+
+    def action_copy_lines(self) -> None:
+        """Copies the lines on screen to the user's clipboard through the
+        terminal (OSC 52: works over SSH and in tmux with `set-clipboard
+        on`), as they are drawn: control characters stay escaped, so a
+        paste cannot drive the terminal it lands in."""
+        lines = self.view.lines_on_screen()
+        if not lines:
+            self.notify("Nothing to copy yet.", severity="warning")
+            return
+        self.app.copy_to_clipboard("\n".join(lines))
+        self.notify(f"Copied {len(lines)} line{'s' if len(lines) != 1 else ''} to your clipboard", markup=False)
 
     def action_close(self) -> None:
         """Clears the search first if one is open, else goes back."""

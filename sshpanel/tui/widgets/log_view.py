@@ -210,6 +210,13 @@ class LogView(ScrollView, can_focus=True):
         marker = cell_len(cut_marker(line.cut)) if line.cut else 0
         return _cells(drawn(line.text)) + marker + (STAMP_WIDTH if self.timestamps else 0)
 
+    def lines_on_screen(self) -> list[str]:
+        """The lines in the view's window, as drawn (escaped, with their
+        timestamps when shown, without styles): what `y` copies."""
+        top = max(int(self.scroll_offset.y), 0)
+        shown = list(self._shown)[top:top + max(self.size.height, 1)]
+        return [self.format_line(line).plain for line in shown]
+
     def format_line(self, line: LogLine, cells: int | None = None) -> Text:
         """The line as drawn: timestamp (dim), text (stderr red), matches
         highlighted, the marker of a cut line.
