@@ -143,27 +143,29 @@ def test_a_huge_terminal_is_clamped_regression(panel, size, resize):
     assert len(data) < 64 * 2**20
 
 
-async def _copy_from_dashboard(panel, user) -> bytes:
-    """Opens the dashboard, waits for the container row, presses `y`, and
-    returns what the client received."""
+async def copy_with_y(panel, user, ready: bytes, command: str | None = None) -> bytes:
+    """Opens the dashboard (or `command` on a pty), waits until `ready`
+    arrives, presses `y`, and returns what the client received up to the
+    OSC 52 clipboard write and a moment after."""
     key = asyncssh.read_private_key(str(user.key))
     async with asyncssh.connect("127.0.0.1", panel.port, username=user.name, client_keys=[key],
                                 known_hosts=None) as conn:
-        process = await conn.create_process(term_type="xterm-256color", term_size=(100, 30), encoding=None)
+        process = await conn.create_process(command, term_type="xterm-256color", term_size=(100, 30),
+                                            encoding=None)
         data = b""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
+        deadline = loop.time() + 30
         pressed = False
         while loop.time() < deadline and b"\x1b]52;c;" not in data:
             try:
                 data += await asyncio.wait_for(process.stdout.read(1 << 16), 0.5)
             except asyncio.TimeoutError:
                 pass
-            if not pressed and b"copyme" in data:
+            if not pressed and ready in data:
                 process.stdin.write(b"y")
                 pressed = True
         data += await asyncio.wait_for(process.stdout.read(1 << 16), 2)
-        process.stdin.write(b"q")
+        process.stdin.write(b"\x1bq" if command else b"q")
         return data
 
 
@@ -172,7 +174,7 @@ def test_y_copies_through_ssh_with_osc_52(panel):
     assert panel.run(alice, "run", "-d", "--name", "copyme", TEST_IMAGE, "sleep", "600").returncode == 0
     try:
         full_id = json.loads(panel.run(alice, "inspect", "copyme").stdout)[0]["Id"]
-        data = asyncio.run(_copy_from_dashboard(panel, alice))
+        data = asyncio.run(copy_with_y(panel, alice, b"copyme"))
         match = re.search(rb"\x1b\]52;c;([A-Za-z0-9+/=]+)\x07", data)
         assert match, data[-400:]
         assert base64.b64decode(match.group(1)).decode() == f"copyme {full_id}"

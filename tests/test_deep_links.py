@@ -11,10 +11,10 @@ import asyncio
 import base64
 import re
 
-import asyncssh
 import pytest
 
 from tests.conftest import SSH_BASE, TEST_IMAGE
+from tests.test_clients import copy_with_y
 from tests.test_tui_e2e import Terminal
 
 
@@ -87,38 +87,12 @@ def test_help_lists_the_links(panel):
     assert "--tui" in panel.run(panel.users["alice"], "logs", "--help").stdout
 
 
-async def _copy_from_log_view(panel, user, name: str) -> bytes:
-    """Opens `logs --tui NAME` on a pty, waits for its lines, presses `y`,
-    returns what the client received."""
-    key = asyncssh.read_private_key(str(user.key))
-    async with asyncssh.connect("127.0.0.1", panel.port, username=user.name, client_keys=[key],
-                                known_hosts=None) as conn:
-        process = await conn.create_process(f"logs --tui {name}", term_type="xterm-256color", term_size=(100, 30),
-                                            encoding=None)
-        data = b""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        pressed = False
-        while loop.time() < deadline and b"\x1b]52;c;" not in data:
-            try:
-                data += await asyncio.wait_for(process.stdout.read(1 << 16), 0.5)
-            except asyncio.TimeoutError:
-                pass
-            if not pressed and b"copy-two" in data:
-                process.stdin.write(b"y")
-                pressed = True
-        data += await asyncio.wait_for(process.stdout.read(1 << 16), 2)
-        process.stdin.write(b"\x1b")
-        process.stdin.write(b"q")
-        return data
-
-
 def test_y_in_the_log_view_copies_the_lines_on_screen_escaped(panel):
     alice = panel.users["alice"]
     script = r"echo copy-one; printf 'copy-two \033]0;owned\007\n'; sleep 600"
     assert panel.run(alice, "run", "--name", "copylog", TEST_IMAGE, "sh", "-c", script).returncode == 0
     try:
-        data = asyncio.run(_copy_from_log_view(panel, alice, "copylog"))
+        data = asyncio.run(copy_with_y(panel, alice, b"copy-two", "logs --tui copylog"))
         match = re.search(rb"\x1b\]52;c;([A-Za-z0-9+/=]*)\x07", data)
         assert match, data[-500:]
         copied = base64.b64decode(match.group(1)).decode()

@@ -21,7 +21,7 @@ from sshpanel.backend.projects.compose import Projects, ServiceView
 from sshpanel.backend.user.logs import WorkspaceLogs
 from sshpanel.errors import InvalidValue, UsageError
 from sshpanel.ssh.commands.base import Context, Handler, table
-from sshpanel.ssh.commands.monitor import LOG_BUFFER, wait_for_quit
+from sshpanel.ssh.commands.monitor import LOG_BUFFER, wait_for_quit, woken
 
 VERBS = ("up", "ps", "logs", "stop", "start", "restart", "down", "config", "ls")
 
@@ -204,10 +204,7 @@ async def _logs(ctx: Context, args: argparse.Namespace, projects: Projects, stdi
                 continue
             if all(follower.ended for _prefix, follower in followers):
                 break
-            waiter = asyncio.ensure_future(wake.wait())
-            done, _ = await asyncio.wait({waiter, quit_task}, return_when=asyncio.FIRST_COMPLETED)
-            if waiter not in done:
-                waiter.cancel()
+            if not await woken(wake, quit_task):
                 break
     finally:
         quit_task.cancel()

@@ -185,10 +185,7 @@ async def _logs(ctx: Context, args: argparse.Namespace) -> int:
                 continue
             if follower.ended:
                 break
-            waiter = asyncio.ensure_future(wake.wait())
-            done, _ = await asyncio.wait({waiter, quit_task}, return_when=asyncio.FIRST_COMPLETED)
-            if waiter not in done:
-                waiter.cancel()
+            if not await woken(wake, quit_task):
                 break
     finally:
         unsubscribe()
@@ -223,6 +220,17 @@ async def _print_lines(ctx: Context, lines: list[LogLine], timestamps: bool, new
         stream.write(prefix + (line.text if raw else visible(line.text)) + newline)
     await process.stdout.drain()
     await process.stderr.drain()
+
+
+async def woken(wake: asyncio.Event, quit_task: asyncio.Future) -> bool:
+    """Waits until `wake` is set (True: more to print) or the user quit
+    (`quit_task`, from `wait_for_quit`, ended: False)."""
+    waiter = asyncio.ensure_future(wake.wait())
+    done, _ = await asyncio.wait({waiter, quit_task}, return_when=asyncio.FIRST_COMPLETED)
+    if waiter not in done:
+        waiter.cancel()
+        return False
+    return True
 
 
 async def wait_for_quit(process: asyncssh.SSHServerProcess, keys: str) -> None:
