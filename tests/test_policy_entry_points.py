@@ -308,6 +308,7 @@ def test_every_verb_is_covered_here():
         "secret",  # environment values only, checked like -e: see tests/test_secrets.py
         "volume",  # local driver, no options (never o=bind): see tests/test_volumes.py
         "compose",  # services mapped onto the typed spec, every other key refused: see tests/test_compose.py
+        "dashboard",  # opens the dashboard (or says it needs a terminal): creates nothing itself
     }
 
 
